@@ -1,0 +1,1 @@
+"""The ``greenflow`` command line."""

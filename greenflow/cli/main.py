@@ -1,0 +1,37 @@
+"""Entry point of the ``greenflow`` command: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from greenflow import __version__
+
+app = typer.Typer(
+    name="greenflow",
+    help="Carbon-aware GPU work: forecasts, green windows, metering, the provenance ledger and budgets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def _register() -> None:
+    # Imported here so `greenflow --help` stays cheap and each group lives in its own module.
+    from greenflow.cli import budget, db, demo, ledger
+
+    app.add_typer(db.app, name="db")
+    app.add_typer(budget.app, name="budget")
+    app.add_typer(ledger.app, name="ledger")
+    app.command("demo")(demo.demo)
+
+
+_register()
