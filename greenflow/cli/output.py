@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -13,7 +14,11 @@ from rich.table import Table
 
 from greenflow.errors import GreenflowError
 
-console = Console()
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; ledger rows need more.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 
@@ -36,3 +41,16 @@ def fail(error: GreenflowError) -> NoReturn:
     """Print the error as one line on stderr and exit with its code (2 for bad input)."""
     err_console.print(f"error: {error.one_line()}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code=error.exit_code)
+
+
+def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn a :class:`GreenflowError` raised by ``command`` into a one-line message and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except GreenflowError as error:
+            fail(error)
+
+    return wrapper

@@ -1,0 +1,171 @@
+"""``greenflow ledger``: read, export and verify the provenance ledger."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+import typer
+
+from greenflow.clock import format_duration, parse_duration, parse_time, utcnow
+from greenflow.cli.context import open_ledger
+from greenflow.cli.output import console, err_console, handle_errors, print_json, print_table
+from greenflow.errors import InvalidInput
+from greenflow.ledger import Entry, EntryFilter, VerificationReport
+from greenflow.units import format_energy, format_mass
+
+app = typer.Typer(help="The provenance ledger.", no_args_is_help=True)
+
+# Heavy fields left out of `show --json` (they stay in `export`): the stored forecast copy.
+_SHOW_OMITS = ("forecast",)
+
+
+def parse_since(text: str | None, name: str = "--since") -> datetime | None:
+    """An ISO time (``2024-05-01T00:00Z``) or a look-back duration (``24h``, ``7d``)."""
+    if text is None:
+        return None
+    try:
+        return parse_time(text, name)
+    except InvalidInput:
+        pass
+    try:
+        return utcnow() - parse_duration(text, name)
+    except InvalidInput:
+        raise InvalidInput(
+            f"{name}={text!r} is neither a time nor a duration", fix="write 2024-05-01T00:00Z or 24h / 7d"
+        ) from None
+
+
+def _filter(workflow: str | None, run: str | None, task: str | None, decision: str | None,
+            since: str | None, until: str | None) -> EntryFilter:
+    return EntryFilter(
+        workflow_id=workflow,
+        run_id=run,
+        task_id=task,
+        decision=decision,
+        since=parse_since(since),
+        until=parse_since(until, "--until"),
+    )
+
+
+@app.command("show")
+@handle_errors
+def show(
+    workflow: str | None = typer.Option(None, "--workflow", help="DAG id / flow name."),
+    run: str | None = typer.Option(None, "--run", help="Run id."),
+    task: str | None = typer.Option(None, "--task", help="Task id."),
+    decision: str | None = typer.Option(None, "--decision", help="ran_now, deferred, skipped_budget, …"),
+    since: str | None = typer.Option(None, "--since", help="ISO time or look-back such as 24h."),
+    until: str | None = typer.Option(None, "--until", help="ISO time or look-back."),
+    limit: int = typer.Option(50, "--limit", min=0, help="Most recent N entries."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show the most recent entries (oldest first)."""
+    entries = open_ledger().entries(
+        _filter(workflow, run, task, decision, since, until), limit=limit, descending=True
+    )[::-1]
+    if as_json:
+        print_json([{k: v for k, v in e.to_dict().items() if k not in _SHOW_OMITS} for e in entries])
+        return
+    if not entries:
+        console.print("no entries yet: run a task with `greenflow run -- CMD` or add CarbonAwareOperator to a DAG")
+        return
+    print_table(
+        "Ledger",
+        ["seq", "recorded", "workflow", "run", "task", "try", "region", "decision", "deferred", "energy", "method",
+         "gCO2e/kWh", "emissions", "saved"],
+        [_row(e) for e in entries],
+    )
+
+
+def _row(entry: Entry) -> list[Any]:
+    methods = sorted({m for m in (entry.method_gpu, entry.method_cpu, entry.method_dram) if m})
+    deferred = None if entry.deferred_seconds is None else format_duration(
+        parse_duration(entry.deferred_seconds)
+    )
+    return [
+        entry.seq,
+        entry.recorded_at.isoformat(timespec="minutes") if entry.recorded_at else None,
+        entry.workflow_id,
+        entry.run_id,
+        entry.task_id,
+        entry.attempt,
+        entry.region,
+        entry.decision,
+        deferred,
+        format_energy(entry.energy_kwh) if entry.energy_kwh is not None else None,
+        "+".join(methods) or None,
+        None if entry.intensity_g_per_kwh is None else f"{entry.intensity_g_per_kwh:.0f}",
+        format_mass(entry.operational_g) if entry.operational_g is not None else None,
+        format_mass(entry.saved_g) if entry.saved_g is not None else None,
+    ]
+
+
+@app.command("export")
+@handle_errors
+def export(
+    fmt: str = typer.Option("json", "--format", help="csv or json."),
+    output: str | None = typer.Option(None, "--output", "-o", help="File to write (stdout by default)."),
+    workflow: str | None = typer.Option(None, "--workflow"),
+    since: str | None = typer.Option(None, "--since"),
+    until: str | None = typer.Option(None, "--until"),
+) -> None:
+    """Export every matching entry, with all fields (JSON keeps the stored forecasts)."""
+    if fmt not in ("csv", "json"):
+        raise InvalidInput(f"--format {fmt!r} is unknown", fix="use --format csv or --format json")
+    entries = open_ledger().entries(_filter(workflow, None, None, None, since, until))
+    stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == "json":
+            json.dump([e.to_dict() for e in entries], stream, indent=2, default=str)
+            stream.write("\n")
+        else:
+            _write_csv(entries, stream)
+    finally:
+        if output:
+            stream.close()
+            err_console.print(f"wrote {len(entries)} entries to {output}")
+
+
+def _write_csv(entries: list[Entry], stream: Any) -> None:
+    rows = [e.to_dict() for e in entries]
+    fields = list(rows[0]) if rows else list(Entry.__dataclass_fields__)
+    writer = csv.DictWriter(stream, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        # Nested values (policy, forecast, devices) become JSON; None stays an empty cell, never 0.
+        writer.writerow({
+            k: json.dumps(v, default=str) if isinstance(v, (dict, list)) else ("" if v is None else v)
+            for k, v in row.items()
+        })
+
+
+@app.command("verify")
+@handle_errors
+def verify(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Recompute the hash chain; exit 1 and name the damaged entries if it does not hold."""
+    report = open_ledger().verify()
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+def _print_report(report: VerificationReport) -> None:
+    if report.ok:
+        console.print(
+            f"ledger verified: {report.entries} entries, chain intact; tip seq {report.head_seq} "
+            f"hash {report.head_hash}"
+        )
+        return
+    console.print(f"ledger damaged: {len(report.problems)} problem(s) in {report.entries} entries")
+    print_table(
+        None,
+        ["kind", "seq", "entry id", "detail"],
+        [[p.kind, p.seq, p.entry_id, p.detail] for p in report.problems],
+    )

@@ -1,0 +1,428 @@
+"""Carbon budgets: limits on emissions (gCO2e) or energy (kWh) per period, with reservations.
+
+``spent`` = what settled entries in the period were charged + what open reservations hold. A task
+reserves its estimate before it starts and settles to the measured value when it has been recorded;
+the reservation takes the budget's row lock (``SELECT … FOR UPDATE``; ``BEGIN IMMEDIATE`` on SQLite),
+so concurrent reservations can never together push ``spent`` above the limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import ColumnElement, func, or_, select, true
+from sqlalchemy.orm import Session
+
+from greenflow.clock import require_aware, utcnow
+from greenflow.config import Defaults
+from greenflow.errors import BudgetExceeded, BudgetNotFound, InvalidInput
+from greenflow.ledger.entry import Entry, Identity
+from greenflow.ledger.models import BudgetRow, EntryRow, ReservationRow
+from greenflow.ledger.periods import Period
+from greenflow.units import Quantity, Unit, format_energy, format_mass, parse_positive_quantity
+
+if TYPE_CHECKING:
+    from greenflow.ledger.store import Ledger
+
+ScopeKind = Literal["all", "workflow", "tag", "team"]
+SCOPE_KINDS: tuple[str, ...] = ("all", "workflow", "tag", "team")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which entries a budget counts: everything, one workflow, one tag or one team."""
+
+    kind: ScopeKind = "all"
+    value: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCOPE_KINDS:
+            raise InvalidInput(f"scope {self.kind!r} is unknown", fix="use all, workflow:<id>, tag:<tag> or team:<name>")
+        if (self.kind == "all") != (self.value is None) or (self.value is not None and not self.value):
+            raise InvalidInput(f"scope {self}", fix="use all, workflow:<id>, tag:<tag> or team:<name>")
+        if self.kind == "tag" and self.value and "," in self.value:
+            raise InvalidInput(f"tag {self.value!r} contains a comma", fix="use a tag without commas")
+
+    @classmethod
+    def parse(cls, text: str | None) -> Scope:
+        """``all`` (or nothing), ``workflow:train_llm``, ``tag:gpu``, ``team:vision``."""
+        if text is None or text.strip() in ("", "all", "*"):
+            return cls()
+        kind, sep, value = text.partition(":")
+        if not sep or kind.strip() not in SCOPE_KINDS[1:]:
+            raise InvalidInput(f"scope {text!r} is unknown", fix="use all, workflow:<id>, tag:<tag> or team:<name>")
+        return cls(kind.strip(), value.strip())  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return "all" if self.kind == "all" else f"{self.kind}:{self.value}"
+
+    def condition(self) -> ColumnElement[bool]:
+        """The SQL condition selecting the entries in scope (parameterised)."""
+        if self.kind == "all":
+            return true()
+        if self.kind == "workflow":
+            return EntryRow.workflow_id == self.value
+        if self.kind == "team":
+            return EntryRow.team == self.value
+        return EntryRow.tags.like(f"%,{self.value},%")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A named limit on emissions or energy over a period, for a scope."""
+
+    name: str
+    limit: Quantity
+    period: Period
+    scope: Scope = Scope()
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > 120 or self.name.strip() != self.name:
+            raise InvalidInput(f"budget name {self.name!r}", fix="use 1–120 characters without surrounding spaces")
+        if self.limit.value <= 0:
+            raise InvalidInput(f"limit {self.limit} must be greater than zero", fix="give a positive limit, e.g. 5kg")
+
+    @classmethod
+    def parse(cls, name: str, limit: str, period: str = "month", scope: str | None = None, timezone: str = "UTC") -> Budget:
+        """Build a budget from the words a user types (``--limit 5kg --period month --scope tag:gpu``)."""
+        return cls(
+            name=name,
+            limit=parse_positive_quantity(limit, name="limit"),
+            period=Period.parse(period, timezone),
+            scope=Scope.parse(scope),
+        )
+
+    @property
+    def unit(self) -> Unit:
+        """``gCO2e`` or ``kWh``."""
+        return self.limit.unit
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """Where a budget stands at a moment."""
+
+    budget: Budget
+    at: datetime
+    period_start: datetime
+    period_end: datetime
+    settled: float
+    reserved: float
+    open_reservations: int
+
+    @property
+    def spent(self) -> float:
+        """Settled plus reserved, in the budget's unit."""
+        return self.settled + self.reserved
+
+    @property
+    def remaining(self) -> float:
+        """What is left (never below zero)."""
+        return max(self.budget.limit.value - self.spent, 0.0)
+
+    @property
+    def exhausted(self) -> bool:
+        """True once nothing is left."""
+        return self.spent >= self.budget.limit.value
+
+    @property
+    def share_spent(self) -> float:
+        """Spent / limit (may exceed 1 when measured runs cost more than their estimates)."""
+        return self.spent / self.budget.limit.value
+
+    def format(self, amount: float) -> str:
+        """An amount in this budget's unit, for people."""
+        return format_mass(amount) if self.budget.unit == "gCO2e" else format_energy(amount)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable ``budget status --json`` shape."""
+        return {
+            "name": self.budget.name,
+            "unit": self.budget.unit,
+            "limit": self.budget.limit.value,
+            "spent": self.spent,
+            "settled": self.settled,
+            "reserved": self.reserved,
+            "remaining": self.remaining,
+            "share_spent": self.share_spent,
+            "exhausted": self.exhausted,
+            "open_reservations": self.open_reservations,
+            "period": str(self.budget.period),
+            "period_start": self.period_start.isoformat(),
+            "period_end": self.period_end.isoformat(),
+            "scope": str(self.budget.scope),
+            "at": self.at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An amount held against a budget for one attempt until it settles, is released or expires."""
+
+    reservation_id: str
+    budget: str
+    amount: float
+    unit: Unit
+    estimate_source: str
+    expires_at: datetime
+    status: str
+
+
+class Budgets:
+    """The budgets of one ledger."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    # -- definitions -------------------------------------------------------------------------------
+    def set(self, budget: Budget) -> Budget:
+        """Create or replace a budget definition (spending already recorded is kept)."""
+        now = utcnow()
+        with self.ledger.write() as session:
+            row = session.get(BudgetRow, budget.name, with_for_update=True)
+            if row is None:
+                row = BudgetRow(name=budget.name, created_at=now)
+                session.add(row)
+            row.scope_kind, row.scope_value = budget.scope.kind, budget.scope.value
+            row.period, row.period_hours, row.timezone = budget.period.kind, budget.period.hours, budget.period.timezone
+            row.unit, row.limit_value, row.updated_at = budget.unit, budget.limit.value, now
+        return budget
+
+    def get(self, name: str) -> Budget:
+        """The budget called ``name``; :class:`BudgetNotFound` names the known ones."""
+        with self.ledger.read() as session:
+            row = session.get(BudgetRow, name)
+            if row is None:
+                known = ", ".join(session.execute(select(BudgetRow.name).order_by(BudgetRow.name)).scalars()) or "none"
+                raise BudgetNotFound(
+                    f"budget {name!r} does not exist (known: {known})",
+                    fix=f"create it with `greenflow budget set {name} --limit 5kg --period month`",
+                )
+            return _budget_from_row(row)
+
+    def list(self) -> list[Budget]:
+        """Every budget, by name."""
+        with self.ledger.read() as session:
+            return [_budget_from_row(r) for r in session.execute(select(BudgetRow).order_by(BudgetRow.name)).scalars()]
+
+    # -- state -------------------------------------------------------------------------------------
+    def status(self, name: str, at: datetime | None = None) -> BudgetStatus:
+        """Limit, settled, reserved and remaining for the period containing ``at`` (default now)."""
+        at = require_aware(at, "at") if at is not None else utcnow()
+        self.reap_expired(at)
+        with self.ledger.read() as session:
+            row = session.get(BudgetRow, name)
+            if row is None:
+                self.get(name)  # raises with the known names
+            assert row is not None
+            return _status(session, _budget_from_row(row), at)
+
+    def reserve(
+        self,
+        name: str,
+        identity: Identity,
+        amount: float,
+        *,
+        estimate_source: str,
+        ttl: timedelta | None = None,
+        at: datetime | None = None,
+    ) -> Reservation:
+        """Hold ``amount`` (in the budget's unit) for an attempt, or raise :class:`BudgetExceeded`.
+
+        Idempotent per attempt: reserving again for the same identity returns the open reservation.
+        """
+        if amount < 0:
+            raise InvalidInput(f"estimate {amount!r} is negative", fix="give an estimate of zero or more")
+        at = require_aware(at, "at") if at is not None else utcnow()
+        ttl = ttl if ttl is not None else timedelta(seconds=Defaults().reservation_ttl_seconds)
+        self.reap_expired(at)
+        with self.ledger.write() as session:
+            row = session.get(BudgetRow, name, with_for_update=True)
+            if row is None:
+                self.get(name)
+            assert row is not None
+            budget = _budget_from_row(row)
+            existing = session.execute(
+                select(ReservationRow).where(
+                    ReservationRow.budget == name,
+                    ReservationRow.idempotency_key == identity.idempotency_key,
+                    ReservationRow.status == "open",
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                return _reservation_from_row(existing, budget.unit)
+            status = _status(session, budget, at)
+            if status.exhausted or amount > status.remaining:
+                refusal = BudgetExceeded(
+                    f"budget {name!r} cannot cover {status.format(amount)}: {status.format(status.spent)} of "
+                    f"{status.format(budget.limit.value)} spent or reserved until {status.period_end.isoformat()}",
+                    fix="wait for the next period, raise the limit with `greenflow budget set`, or lower the estimate",
+                )
+                refusal.status = status  # type: ignore[attr-defined]
+                raise refusal
+            reservation = ReservationRow(
+                reservation_id=str(uuid.uuid4()),
+                budget=name,
+                idempotency_key=identity.idempotency_key,
+                identity=_identity_dict(identity),
+                amount=amount,
+                estimate_source=estimate_source,
+                status="open",
+                created_at=at,
+                expires_at=at + ttl,
+            )
+            session.add(reservation)
+        return _reservation_from_row(reservation, budget.unit)
+
+    def heartbeat(
+        self,
+        reservation_id: str,
+        *,
+        extend_to: datetime,
+        progress_kwh: float | None = None,
+        progress_g: float | None = None,
+    ) -> None:
+        """Keep a long-running attempt's reservation alive and note what it has used so far."""
+        extend_to = require_aware(extend_to, "extend_to")
+        with self.ledger.write() as session:
+            row = session.get(ReservationRow, reservation_id, with_for_update=True)
+            if row is None or row.status != "open":
+                return
+            row.expires_at = max(row.expires_at, extend_to)
+            if progress_kwh is not None:
+                row.progress_kwh = progress_kwh
+            if progress_g is not None:
+                row.progress_g = progress_g
+
+    def release(self, reservation_id: str) -> None:
+        """Give an open reservation back unused (the attempt did not run and recorded nothing)."""
+        with self.ledger.write() as session:
+            row = session.get(ReservationRow, reservation_id, with_for_update=True)
+            if row is not None and row.status == "open":
+                row.status, row.settled_at = "released", utcnow()
+
+    def reap_expired(self, at: datetime | None = None) -> list[Entry]:
+        """Settle reservations whose holder stopped heart-beating as ``interrupted`` entries.
+
+        The entry is charged with what the holder last reported, or with the reserved estimate when it
+        reported nothing: a dead worker's spending is counted, not forgotten.
+        """
+        at = require_aware(at, "at") if at is not None else utcnow()
+        with self.ledger.read() as session:
+            due = session.execute(
+                select(ReservationRow.reservation_id).where(
+                    ReservationRow.status == "open", ReservationRow.expires_at <= at
+                )
+            ).scalars().all()
+        written = []
+        for reservation_id in due:
+            with self.ledger.write() as session:
+                entry = self._expire(session, reservation_id, at)
+            if entry is not None:
+                written.append(entry)
+        return written
+
+    def _expire(self, session: Session, reservation_id: str, at: datetime) -> Entry | None:
+        budget_name = session.execute(
+            select(ReservationRow.budget).where(ReservationRow.reservation_id == reservation_id)
+        ).scalar_one()
+        budget_row = session.get(BudgetRow, budget_name, with_for_update=True)
+        row = session.get(ReservationRow, reservation_id, with_for_update=True)
+        if row is None or row.status != "open" or row.expires_at > at:
+            return None  # settled or extended meanwhile
+        unit = budget_row.unit if budget_row is not None else "gCO2e"
+        reported = row.progress_g if unit == "gCO2e" else row.progress_kwh
+        charged = reported if reported is not None else row.amount
+        source = "last progress reported" if reported is not None else f"reserved estimate ({row.estimate_source})"
+        identity = Identity(**row.identity)
+        entry = Entry.for_attempt(
+            identity,
+            "interrupted",
+            # A distinct key: if the attempt's own entry arrives later it must still be recorded.
+            idempotency_key=_expiry_key(reservation_id),
+            budget=row.budget,
+            reservation_id=row.reservation_id,
+            energy_kwh=row.progress_kwh,
+            operational_g=row.progress_g,
+            charged_g=charged if unit == "gCO2e" else row.progress_g,
+            charged_kwh=charged if unit == "kWh" else row.progress_kwh,
+            estimate_source=row.estimate_source,
+            measurement_notes={
+                "reason": "the worker stopped heart-beating before recording; its reservation expired",
+                "charged_from": source,
+            },
+            error=f"reservation expired at {row.expires_at.isoformat()} without being settled",
+        )
+        recorded = self.ledger.append_in(session, entry)
+        row.status, row.settled_at, row.entry_id = "expired", at, recorded.entry_id
+        # What the interrupted entry charged, so that a late settlement charges only the difference.
+        row.progress_g, row.progress_kwh = recorded.charged_g, recorded.charged_kwh
+        return recorded
+
+
+def _status(session: Session, budget: Budget, at: datetime) -> BudgetStatus:
+    start, end = budget.period.bounds(at)
+    charged = EntryRow.charged_g if budget.unit == "gCO2e" else EntryRow.charged_kwh
+    settled = session.execute(
+        select(func.coalesce(func.sum(charged), 0.0)).where(
+            EntryRow.recorded_at >= start,
+            EntryRow.recorded_at < end,
+            or_(budget.scope.condition(), EntryRow.budget == budget.name),
+        )
+    ).scalar_one()
+    reserved, count = session.execute(
+        select(func.coalesce(func.sum(ReservationRow.amount), 0.0), func.count()).where(
+            ReservationRow.budget == budget.name,
+            ReservationRow.status == "open",
+            ReservationRow.expires_at > at,
+        )
+    ).one()
+    return BudgetStatus(
+        budget=budget,
+        at=at,
+        period_start=start,
+        period_end=end,
+        settled=float(settled),
+        reserved=float(reserved),
+        open_reservations=int(count),
+    )
+
+
+def _budget_from_row(row: BudgetRow) -> Budget:
+    return Budget(
+        name=row.name,
+        limit=Quantity(row.limit_value, "gCO2e" if row.unit == "gCO2e" else "kWh"),
+        period=Period(row.period, row.timezone, row.period_hours),  # type: ignore[arg-type]
+        scope=Scope(row.scope_kind, row.scope_value),  # type: ignore[arg-type]
+    )
+
+
+def _reservation_from_row(row: ReservationRow, unit: Unit) -> Reservation:
+    return Reservation(
+        reservation_id=row.reservation_id,
+        budget=row.budget,
+        amount=row.amount,
+        unit=unit,
+        estimate_source=row.estimate_source,
+        expires_at=row.expires_at,
+        status=row.status,
+    )
+
+
+def _identity_dict(identity: Identity) -> dict[str, Any]:
+    return {
+        "orchestrator": identity.orchestrator,
+        "workflow_id": identity.workflow_id,
+        "run_id": identity.run_id,
+        "task_id": identity.task_id,
+        "attempt": identity.attempt,
+        "map_index": identity.map_index,
+    }
+
+
+def _expiry_key(reservation_id: str) -> str:
+    return hashlib.sha256(f"expired-reservation:{reservation_id}".encode()).hexdigest()

@@ -1,0 +1,155 @@
+"""Connecting to the ledger database and keeping its schema current (Alembic, shipped in the package).
+
+SQLite (the default) runs in WAL mode and takes its write lock at ``BEGIN IMMEDIATE``, so the read of
+the chain head or a budget's spend and the write that depends on it cannot interleave with another
+process. PostgreSQL gets the same guarantee from row locks (``SELECT … FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from greenflow.errors import ConfigError, LedgerSchemaOutdated, LedgerUnavailable
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+READONLY = "greenflow_readonly"
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and pick the psycopg 3 driver for them."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"ledger URL {url!r} is not a database URL",
+            fix="use e.g. sqlite:///path/ledger.db or postgresql://user@host/db in GREENFLOW_LEDGER_URL",
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def create_ledger_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for the ledger at ``url`` with the locking behaviour greenflow relies on."""
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # NullPool: each checkout is a fresh connection, so a forked worker never shares a SQLite handle.
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60}, **kwargs)
+        _sqlite_locking(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 5)
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_locking(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (pysqlite's implicit transactions defer the lock).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        readonly = connection.get_execution_options().get(READONLY, False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """Alembic configuration pointing at the migrations shipped inside the package."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if engine is not None:
+        config.attributes["engine"] = engine
+    return config
+
+
+def head_revision() -> str:
+    """The schema revision this version of greenflow expects."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "greenflow ships at least one migration"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or ``None`` when it has no greenflow schema yet."""
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise LedgerUnavailable(
+            f"cannot connect to the ledger at {safe_url(str(engine.url))}: {_first_line(exc)}",
+            fix="check that the database is running and GREENFLOW_LEDGER_URL is right",
+        ) from None
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Migrate the ledger's schema to ``revision``; returns the revision reached."""
+    current_revision(engine)  # connection problems become LedgerUnavailable
+    command.upgrade(alembic_config(engine), revision)
+    reached = current_revision(engine)
+    assert reached is not None
+    return reached
+
+
+def check_schema(engine: Engine, *, create_if_empty: bool = True) -> None:
+    """Refuse to work on a ledger whose schema is not the one this greenflow expects.
+
+    An empty database is given the schema when ``create_if_empty`` (a fresh install just works); an
+    older schema is never migrated implicitly, because other workers may share the database.
+    """
+    current = current_revision(engine)
+    expected = head_revision()
+    if current == expected:
+        return
+    if current is None:
+        with engine.connect() as connection:
+            has_tables = bool(inspect(connection).get_table_names())
+        if create_if_empty and not has_tables:
+            upgrade(engine)
+            return
+        raise LedgerSchemaOutdated(
+            f"the database at {safe_url(str(engine.url))} has no greenflow schema",
+            fix="run `greenflow db upgrade` (or point GREENFLOW_LEDGER_URL at an empty database)",
+        )
+    scripts = ScriptDirectory.from_config(alembic_config())
+    if scripts.get_revision(current) is None:
+        raise LedgerSchemaOutdated(
+            f"the ledger schema is at revision {current}, which this greenflow does not know (newer?)",
+            fix="upgrade greenflow on this machine to the version the other workers run",
+        )
+    raise LedgerSchemaOutdated(
+        f"the ledger schema is at revision {current}, older than this greenflow's {expected}",
+        fix="run `greenflow db upgrade`",
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,199 @@
+"""A ledger entry as greenflow's code and users see it: a frozen record of one task attempt.
+
+The row layout lives in ``models.py``; this module owns the content, its canonical form and its hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+from greenflow.clock import require_aware
+from greenflow.errors import InvalidInput
+from greenflow.intensity.forecast import canonical_json
+
+Orchestrator = Literal["airflow", "prefect", "cli"]
+Decision = Literal["ran_now", "deferred", "skipped_budget", "degraded", "failed", "interrupted"]
+Method = Literal["nvml_energy_counter", "nvml_power_sampling", "rapl", "estimate"]
+DECISIONS: tuple[str, ...] = get_args(Decision)
+ORCHESTRATORS: tuple[str, ...] = get_args(Orchestrator)
+GENESIS_HASH = "0" * 64
+
+# Fields that are the chain's own bookkeeping, not content: the hash covers everything else.
+_CHAIN_FIELDS = frozenset({"seq", "prev_hash", "entry_hash"})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which task attempt an entry is about; a retried write of the same attempt must not duplicate."""
+
+    orchestrator: Orchestrator
+    workflow_id: str
+    run_id: str
+    task_id: str
+    attempt: int = 1
+    map_index: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.orchestrator not in ORCHESTRATORS:
+            raise InvalidInput(
+                f"orchestrator={self.orchestrator!r} is unknown", fix=f"use one of {', '.join(ORCHESTRATORS)}"
+            )
+        for name in ("workflow_id", "run_id", "task_id"):
+            if not getattr(self, name):
+                raise InvalidInput(f"{name} is empty", fix=f"give the {name.replace('_', ' ')} of the attempt")
+        if self.attempt < 1:
+            raise InvalidInput(f"attempt={self.attempt} is below 1", fix="attempts count from 1")
+
+    @property
+    def idempotency_key(self) -> str:
+        """SHA-256 of the identity: unique per attempt, fixed length whatever the ids' lengths."""
+        return hashlib.sha256(canonical_json(dataclasses.asdict(self)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger entry. ``None`` means "not measured / not applicable", with a reason in the notes."""
+
+    # identity
+    orchestrator: Orchestrator
+    workflow_id: str
+    run_id: str
+    task_id: str
+    attempt: int
+    decision: Decision
+    idempotency_key: str
+    map_index: int | None = None
+    team: str | None = None
+    tags: tuple[str, ...] = ()
+    entry_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    recorded_at: datetime | None = None
+
+    # the decision
+    requested_at: datetime | None = None
+    planned_start: datetime | None = None
+    actual_start: datetime | None = None
+    ended_at: datetime | None = None
+    deferred_seconds: float | None = None
+    policy: dict[str, Any] = field(default_factory=dict)
+    region: str | None = None
+    forecast_provider: str | None = None
+    forecast_signal: str | None = None
+    forecast_emission_factor: str | None = None
+    forecast_generated_at: datetime | None = None
+    forecast_hash: str | None = None
+    forecast: dict[str, Any] | None = None
+    forecast_note: str | None = None
+
+    # the measurement
+    energy_gpu_kwh: float | None = None
+    energy_cpu_kwh: float | None = None
+    energy_dram_kwh: float | None = None
+    method_gpu: Method | None = None
+    method_cpu: Method | None = None
+    method_dram: Method | None = None
+    energy_kwh: float | None = None
+    active_energy_kwh: float | None = None
+    measurement_notes: dict[str, Any] = field(default_factory=dict)
+    devices: list[Any] = field(default_factory=list)
+    host: str | None = None
+    pue: float | None = None
+
+    # the accounting (SCI = (E·I + M) / R, location-based)
+    intensity_g_per_kwh: float | None = None
+    intensity_source: str | None = None
+    operational_g: float | None = None
+    embodied_g: float | None = None
+    functional_unit: str | None = None
+    functional_units: float | None = None
+    sci_g_per_unit: float | None = None
+    counterfactual_intensity_g_per_kwh: float | None = None
+    counterfactual_g: float | None = None
+    saved_g: float | None = None
+
+    # budgets
+    budget: str | None = None
+    reservation_id: str | None = None
+    estimate_g: float | None = None
+    estimate_kwh: float | None = None
+    estimate_source: str | None = None
+    charged_g: float | None = None
+    charged_kwh: float | None = None
+
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # chain bookkeeping, filled in when the entry is appended
+    seq: int | None = None
+    prev_hash: str | None = None
+    entry_hash: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.decision not in DECISIONS:
+            raise InvalidInput(f"decision={self.decision!r} is unknown", fix=f"use one of {', '.join(DECISIONS)}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                object.__setattr__(self, f.name, require_aware(value, f.name))
+        object.__setattr__(self, "tags", tuple(self.tags))
+
+    @classmethod
+    def for_attempt(cls, identity: Identity, decision: Decision, **fields: Any) -> Entry:
+        """An entry for ``identity`` with the decision and any other fields."""
+        return cls(
+            orchestrator=identity.orchestrator,
+            workflow_id=identity.workflow_id,
+            run_id=identity.run_id,
+            task_id=identity.task_id,
+            attempt=identity.attempt,
+            map_index=identity.map_index,
+            idempotency_key=identity.idempotency_key,
+            decision=decision,
+            **fields,
+        )
+
+    @property
+    def identity(self) -> Identity:
+        """The attempt this entry is about."""
+        return Identity(
+            orchestrator=self.orchestrator,
+            workflow_id=self.workflow_id,
+            run_id=self.run_id,
+            task_id=self.task_id,
+            attempt=self.attempt,
+            map_index=self.map_index,
+        )
+
+    def replace(self, **changes: Any) -> Entry:
+        """A copy with ``changes`` applied (entries are immutable)."""
+        return dataclasses.replace(self, **changes)
+
+    def content(self) -> dict[str, Any]:
+        """The hashed content: every field but the chain's bookkeeping, JSON-safe."""
+        return {
+            f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in _CHAIN_FIELDS
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of every field (the ``--json`` and export shape)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
+    """SHA-256 over the previous hash and the canonical JSON of an entry's content."""
+    return hashlib.sha256((prev_hash + canonical_json(content)).encode()).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+ENTRY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Entry))

@@ -1,0 +1,255 @@
+"""The provenance ledger: append-only, hash-chained entries in any SQLAlchemy database.
+
+Every append locks the chain's tip (``ledger_head``), links the new entry to it and moves it, in one
+transaction; a retried write of the same attempt (same idempotency key) returns the entry already
+there instead of writing a second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, Select, func, select
+from sqlalchemy.orm import Session
+
+from greenflow.clock import require_aware, utcnow
+from greenflow.config import ledger_url
+from greenflow.errors import InvalidInput
+from greenflow.ledger.database import READONLY, check_schema, create_ledger_engine, safe_url
+from greenflow.ledger.entry import ENTRY_FIELDS, Entry, Identity, chain_hash
+from greenflow.ledger.models import BudgetRow, EntryRow, HeadRow, ReservationRow
+
+if TYPE_CHECKING:
+    from greenflow.ledger.budgets import Budgets
+    from greenflow.ledger.verify import VerificationReport
+
+SORTABLE = ("seq", "recorded_at", "actual_start", "energy_kwh", "operational_g", "saved_g", "deferred_seconds")
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Which entries to read; every field is optional and they combine with AND."""
+
+    workflow_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    decision: str | None = None
+    region: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, require_aware(value, name))
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        """Add this filter's conditions to ``query`` (all parameterised)."""
+        conditions = [
+            getattr(EntryRow, name) == value
+            for name in ("workflow_id", "run_id", "task_id", "decision", "region")
+            if (value := getattr(self, name)) is not None
+        ]
+        if self.since is not None:
+            conditions.append(EntryRow.recorded_at >= self.since)
+        if self.until is not None:
+            conditions.append(EntryRow.recorded_at < self.until)
+        return query.where(*conditions) if conditions else query
+
+
+class Ledger:
+    """The ledger at a database URL (``GREENFLOW_LEDGER_URL`` or the default SQLite file)."""
+
+    def __init__(self, url: str | None = None, *, engine: Engine | None = None, create_if_empty: bool = True):
+        self.engine = engine if engine is not None else create_ledger_engine(ledger_url(url))
+        check_schema(self.engine, create_if_empty=create_if_empty)
+
+    def __repr__(self) -> str:
+        return f"Ledger({safe_url(str(self.engine.url))!r})"
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    @property
+    def budgets(self) -> Budgets:
+        """The carbon budgets kept in this ledger."""
+        from greenflow.ledger.budgets import Budgets
+
+        return Budgets(self)
+
+    # -- transactions ------------------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (never takes SQLite's write lock)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.connection(execution_options={READONLY: True})
+            yield session
+
+    # -- writing -----------------------------------------------------------------------------------
+    def append(self, entry: Entry, *, settle: str | None = None) -> Entry:
+        """Append ``entry`` to the chain and return it as recorded (with seq and hashes).
+
+        Idempotent per attempt: if an entry with the same idempotency key exists, that entry is
+        returned and nothing is written. ``settle`` names a reservation to settle in the same
+        transaction, so that a budget never counts the attempt twice (reserved and charged).
+        """
+        with self.write() as session:
+            reservation = self._lock_reservation(session, settle) if settle else None
+            recorded = self.append_in(session, entry, reservation=reservation)
+        return recorded
+
+    def append_in(self, session: Session, entry: Entry, *, reservation: ReservationRow | None = None) -> Entry:
+        """Append inside an open write transaction (callers hold any budget lock first)."""
+        head = session.execute(select(HeadRow).where(HeadRow.id == 1).with_for_update()).scalar_one()
+        existing = session.execute(
+            select(EntryRow).where(EntryRow.idempotency_key == entry.idempotency_key)
+        ).scalar_one_or_none()
+        if existing is not None:
+            recorded = entry_from_row(existing)
+        else:
+            if reservation is not None:
+                entry = _charge_after_reservation(entry, reservation)
+            entry = entry.replace(recorded_at=entry.recorded_at or utcnow())
+            digest = chain_hash(head.entry_hash, entry.content())
+            recorded = entry.replace(seq=head.seq + 1, prev_hash=head.entry_hash, entry_hash=digest)
+            session.add(entry_to_row(recorded))
+            head.seq, head.entry_hash = head.seq + 1, digest
+        if reservation is not None and reservation.status == "open":
+            reservation.status = "settled"
+            reservation.settled_at = utcnow()
+            reservation.entry_id = recorded.entry_id
+        return recorded
+
+    @staticmethod
+    def _lock_reservation(session: Session, reservation_id: str) -> ReservationRow:
+        # Lock order everywhere: budget row, then reservation, then chain head (no deadlocks).
+        budget = session.execute(
+            select(ReservationRow.budget).where(ReservationRow.reservation_id == reservation_id)
+        ).scalar_one_or_none()
+        if budget is None:
+            raise InvalidInput(f"reservation {reservation_id!r} does not exist", fix="settle the id reserve() returned")
+        session.execute(select(BudgetRow.name).where(BudgetRow.name == budget).with_for_update())
+        return session.execute(
+            select(ReservationRow).where(ReservationRow.reservation_id == reservation_id).with_for_update()
+        ).scalar_one()
+
+    # -- reading -----------------------------------------------------------------------------------
+    def get(self, entry_id: str) -> Entry | None:
+        """The entry with this id, or ``None``."""
+        with self.read() as session:
+            row = session.execute(select(EntryRow).where(EntryRow.entry_id == entry_id)).scalar_one_or_none()
+            return entry_from_row(row) if row else None
+
+    def for_attempt(self, identity: Identity) -> Entry | None:
+        """The entry recorded for this attempt, or ``None``."""
+        with self.read() as session:
+            row = session.execute(
+                select(EntryRow).where(EntryRow.idempotency_key == identity.idempotency_key)
+            ).scalar_one_or_none()
+            return entry_from_row(row) if row else None
+
+    def entries(
+        self,
+        where: EntryFilter | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: str = "seq",
+        descending: bool = False,
+    ) -> list[Entry]:
+        """Entries matching ``where``, ordered by ``order_by`` (one of ``SORTABLE``), then seq."""
+        if order_by not in SORTABLE:
+            raise InvalidInput(f"sort key {order_by!r} is unknown", fix=f"use one of {', '.join(SORTABLE)}")
+        if limit is not None and limit < 0:
+            raise InvalidInput(f"limit={limit} is negative", fix="give a limit of 0 or more")
+        column = getattr(EntryRow, order_by)
+        query = (where or EntryFilter()).apply(select(EntryRow))
+        query = query.order_by(column.desc() if descending else column.asc(), EntryRow.seq.desc() if descending
+                               else EntryRow.seq.asc())
+        if offset:
+            query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.read() as session:
+            return [entry_from_row(row) for row in session.execute(query).scalars()]
+
+    def count(self, where: EntryFilter | None = None) -> int:
+        """How many entries match ``where``."""
+        query = (where or EntryFilter()).apply(select(func.count()).select_from(EntryRow))
+        with self.read() as session:
+            return int(session.execute(query).scalar_one())
+
+    def head(self) -> tuple[int, str]:
+        """The chain's tip: (last seq, its hash). Publish it elsewhere to anchor the chain."""
+        with self.read() as session:
+            row = session.execute(select(HeadRow).where(HeadRow.id == 1)).scalar_one()
+            return row.seq, row.entry_hash
+
+    def verify(self) -> VerificationReport:
+        """Recompute the hash chain; the report names every entry changed, inserted or removed."""
+        from greenflow.ledger.verify import verify_chain
+
+        return verify_chain(self)
+
+    def history(self, workflow_id: str, task_id: str, *, limit: int = 10) -> Sequence[Entry]:
+        """The last successful measured attempts of a task (used for estimates)."""
+        query = (
+            select(EntryRow)
+            .where(
+                EntryRow.workflow_id == workflow_id,
+                EntryRow.task_id == task_id,
+                EntryRow.decision.in_(("ran_now", "deferred", "degraded")),
+                EntryRow.energy_kwh.is_not(None),
+                EntryRow.error.is_(None),
+            )
+            .order_by(EntryRow.seq.desc())
+            .limit(limit)
+        )
+        with self.read() as session:
+            return [entry_from_row(row) for row in session.execute(query).scalars()]
+
+
+def _charge_after_reservation(entry: Entry, reservation: ReservationRow) -> Entry:
+    """Link the entry to its reservation; if that reservation already expired, charge only the difference.
+
+    An expired reservation was settled as an ``interrupted`` entry charged with what was known then.
+    The late real entry is the truth, so it is charged with (actual − already charged): the budget's
+    total stays right while both records stay in the append-only chain.
+    """
+    entry = entry.replace(budget=entry.budget or reservation.budget, reservation_id=reservation.reservation_id)
+    if reservation.status != "expired":
+        return entry
+    already_g, already_kwh = reservation.progress_g or 0.0, reservation.progress_kwh or 0.0
+    note = dict(entry.extra)
+    note["reservation_expired_before_settle"] = {"already_charged_g": already_g, "already_charged_kwh": already_kwh}
+    return entry.replace(
+        charged_g=None if entry.charged_g is None else entry.charged_g - already_g,
+        charged_kwh=None if entry.charged_kwh is None else entry.charged_kwh - already_kwh,
+        extra=note,
+    )
+
+
+def entry_to_row(entry: Entry) -> EntryRow:
+    """The ORM row for an entry (tags stored as ``,a,b,`` so one tag matches with LIKE)."""
+    values = {name: getattr(entry, name) for name in ENTRY_FIELDS}
+    values["tags"] = "," + ",".join(entry.tags) + "," if entry.tags else ""
+    return EntryRow(**values)
+
+
+def entry_from_row(row: EntryRow) -> Entry:
+    """The entry an ORM row holds."""
+    values = {name: getattr(row, name) for name in ENTRY_FIELDS}
+    values["tags"] = tuple(tag for tag in (row.tags or "").split(",") if tag)
+    return Entry(**values)
