@@ -43,9 +43,7 @@ def parse_time(text: str | datetime, name: str = "time") -> datetime:
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise InvalidInput(
-            f"{name}={text!r} is not an ISO 8601 time", fix="write it like 2024-05-01T12:00Z"
-        ) from None
+        raise InvalidInput(f"{name}={text!r} is not an ISO 8601 time", fix="write it like 2024-05-01T12:00Z") from None
     return require_aware(parsed, name)
 
 

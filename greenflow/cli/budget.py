@@ -39,7 +39,9 @@ def list_budgets(as_json: bool = typer.Option(False, "--json", help="Machine-rea
             ]
         )
         return
-    print_table("Budgets", ["name", "limit", "period", "scope"], [[b.name, b.limit, b.period, b.scope] for b in budgets])
+    print_table(
+        "Budgets", ["name", "limit", "period", "scope"], [[b.name, b.limit, b.period, b.scope] for b in budgets]
+    )
 
 
 @app.command("status")

@@ -58,11 +58,19 @@ def demo(
             )
         except BudgetExceeded as refused:
             console.print(f"[yellow]{task}: refused[/] — {refused.message}")
-            ledger.append(Entry.for_attempt(
-                identity, "skipped_budget", budget="demo-gpu-daily", requested_at=now, estimate_g=estimate_g,
-                estimate_source="demo: example estimate", host=socket.gethostname(), error=refused.message,
-                measurement_notes={"gpu": "not run: budget spent"},
-            ))
+            ledger.append(
+                Entry.for_attempt(
+                    identity,
+                    "skipped_budget",
+                    budget="demo-gpu-daily",
+                    requested_at=now,
+                    estimate_g=estimate_g,
+                    estimate_source="demo: example estimate",
+                    host=socket.gethostname(),
+                    error=refused.message,
+                    measurement_notes={"gpu": "not run: budget spent"},
+                )
+            )
             continue
         operational = kwh * intensity
         ledger.append(
@@ -95,7 +103,9 @@ def demo(
             ),
             settle=reservation.reservation_id,
         )
-        console.print(f"[green]{task}[/]: {kwh} kWh at {intensity:.0f} g/kWh, saved {kwh * (counterfactual - intensity):.0f} g")
+        console.print(
+            f"[green]{task}[/]: {kwh} kWh at {intensity:.0f} g/kWh, saved {kwh * (counterfactual - intensity):.0f} g"
+        )
 
     console.print()
     ledger_cli.show(None, None, None, None, None, None, 50, False)

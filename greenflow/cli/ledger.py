@@ -10,9 +10,9 @@ from typing import Any
 
 import typer
 
-from greenflow.clock import format_duration, parse_duration, parse_time, utcnow
 from greenflow.cli.context import open_ledger
 from greenflow.cli.output import console, err_console, handle_errors, print_json, print_table
+from greenflow.clock import format_duration, parse_duration, parse_time, utcnow
 from greenflow.errors import InvalidInput
 from greenflow.ledger import Entry, EntryFilter, VerificationReport
 from greenflow.units import format_energy, format_mass
@@ -27,10 +27,8 @@ def parse_since(text: str | None, name: str = "--since") -> datetime | None:
     """An ISO time (``2024-05-01T00:00Z``) or a look-back duration (``24h``, ``7d``)."""
     if text is None:
         return None
-    try:
-        return parse_time(text, name)
-    except InvalidInput:
-        pass
+    if "T" in text or (text[:4].isdigit() and "-" in text):
+        return parse_time(text, name)  # looks like a time: its own error (e.g. naive) is the helpful one
     try:
         return utcnow() - parse_duration(text, name)
     except InvalidInput:
@@ -39,8 +37,9 @@ def parse_since(text: str | None, name: str = "--since") -> datetime | None:
         ) from None
 
 
-def _filter(workflow: str | None, run: str | None, task: str | None, decision: str | None,
-            since: str | None, until: str | None) -> EntryFilter:
+def _filter(
+    workflow: str | None, run: str | None, task: str | None, decision: str | None, since: str | None, until: str | None
+) -> EntryFilter:
     return EntryFilter(
         workflow_id=workflow,
         run_id=run,
@@ -64,9 +63,9 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show the most recent entries (oldest first)."""
-    entries = open_ledger().entries(
-        _filter(workflow, run, task, decision, since, until), limit=limit, descending=True
-    )[::-1]
+    entries = open_ledger().entries(_filter(workflow, run, task, decision, since, until), limit=limit, descending=True)[
+        ::-1
+    ]
     if as_json:
         print_json([{k: v for k, v in e.to_dict().items() if k not in _SHOW_OMITS} for e in entries])
         return
@@ -75,17 +74,29 @@ def show(
         return
     print_table(
         "Ledger",
-        ["seq", "recorded", "workflow", "run", "task", "try", "region", "decision", "deferred", "energy", "method",
-         "gCO2e/kWh", "emissions", "saved"],
+        [
+            "seq",
+            "recorded",
+            "workflow",
+            "run",
+            "task",
+            "try",
+            "region",
+            "decision",
+            "deferred",
+            "energy",
+            "method",
+            "gCO2e/kWh",
+            "emissions",
+            "saved",
+        ],
         [_row(e) for e in entries],
     )
 
 
 def _row(entry: Entry) -> list[Any]:
     methods = sorted({m for m in (entry.method_gpu, entry.method_cpu, entry.method_dram) if m})
-    deferred = None if entry.deferred_seconds is None else format_duration(
-        parse_duration(entry.deferred_seconds)
-    )
+    deferred = None if entry.deferred_seconds is None else format_duration(parse_duration(entry.deferred_seconds))
     return [
         entry.seq,
         entry.recorded_at.isoformat(timespec="minutes") if entry.recorded_at else None,
@@ -137,10 +148,12 @@ def _write_csv(entries: list[Entry], stream: Any) -> None:
     writer.writeheader()
     for row in rows:
         # Nested values (policy, forecast, devices) become JSON; None stays an empty cell, never 0.
-        writer.writerow({
-            k: json.dumps(v, default=str) if isinstance(v, (dict, list)) else ("" if v is None else v)
-            for k, v in row.items()
-        })
+        writer.writerow(
+            {
+                k: json.dumps(v, default=str) if isinstance(v, (dict, list)) else ("" if v is None else v)
+                for k, v in row.items()
+            }
+        )
 
 
 @app.command("verify")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from greenflow import __version__
+from greenflow.cli.context import state
 
 app = typer.Typer(
     name="greenflow",
@@ -17,8 +18,12 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
+    ledger: str | None = typer.Option(
+        None, "--ledger", help="Ledger database URL (default: $GREENFLOW_LEDGER_URL, else a SQLite file)."
+    ),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:
+    state.ledger_url = ledger
     if version:
         typer.echo(__version__)
         raise typer.Exit()

@@ -7,6 +7,7 @@ never written as 0 or -1, because 0 would read as "perfectly green".
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ class Forecast:
     def __post_init__(self) -> None:
         object.__setattr__(self, "generated_at", require_aware(self.generated_at, "generated_at"))
         points = tuple(sorted(self.points, key=lambda p: p.start))
-        for before, after in zip(points, points[1:], strict=False):
+        for before, after in itertools.pairwise(points):
             if after.start < before.end:
                 raise InvalidInput(
                     f"forecast points overlap at {after.start.isoformat()}",
@@ -186,8 +187,7 @@ def points_from_series(
 ) -> tuple[ForecastPoint, ...]:
     """Build equal-length slots from start times and values (convenience for providers and tests)."""
     return tuple(
-        ForecastPoint(start=s, end=s + step, value=v, estimated=estimated)
-        for s, v in zip(starts, values, strict=True)
+        ForecastPoint(start=s, end=s + step, value=v, estimated=estimated) for s, v in zip(starts, values, strict=True)
     )
 
 

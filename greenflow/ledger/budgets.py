@@ -8,6 +8,7 @@ so concurrent reservations can never together push ``spent`` above the limit.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ class Scope:
 
     def __post_init__(self) -> None:
         if self.kind not in SCOPE_KINDS:
-            raise InvalidInput(f"scope {self.kind!r} is unknown", fix="use all, workflow:<id>, tag:<tag> or team:<name>")
+            raise InvalidInput(
+                f"scope {self.kind!r} is unknown", fix="use all, workflow:<id>, tag:<tag> or team:<name>"
+            )
         if (self.kind == "all") != (self.value is None) or (self.value is not None and not self.value):
             raise InvalidInput(f"scope {self}", fix="use all, workflow:<id>, tag:<tag> or team:<name>")
         if self.kind == "tag" and self.value and "," in self.value:
@@ -82,12 +85,14 @@ class Budget:
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 120 or self.name.strip() != self.name:
-            raise InvalidInput(f"budget name {self.name!r}", fix="use 1–120 characters without surrounding spaces")
+            raise InvalidInput(f"budget name {self.name!r}", fix="use 1-120 characters without surrounding spaces")
         if self.limit.value <= 0:
             raise InvalidInput(f"limit {self.limit} must be greater than zero", fix="give a positive limit, e.g. 5kg")
 
     @classmethod
-    def parse(cls, name: str, limit: str, period: str = "month", scope: str | None = None, timezone: str = "UTC") -> Budget:
+    def parse(
+        cls, name: str, limit: str, period: str = "month", scope: str | None = None, timezone: str = "UTC"
+    ) -> Budget:
         """Build a budget from the words a user types (``--limit 5kg --period month --scope tag:gpu``)."""
         return cls(
             name=name,
@@ -204,7 +209,7 @@ class Budgets:
                 )
             return _budget_from_row(row)
 
-    def list(self) -> list[Budget]:
+    def list(self) -> builtins.list[Budget]:
         """Every budget, by name."""
         with self.ledger.read() as session:
             return [_budget_from_row(r) for r in session.execute(select(BudgetRow).order_by(BudgetRow.name)).scalars()]
@@ -305,7 +310,7 @@ class Budgets:
             if row is not None and row.status == "open":
                 row.status, row.settled_at = "released", utcnow()
 
-    def reap_expired(self, at: datetime | None = None) -> list[Entry]:
+    def reap_expired(self, at: datetime | None = None) -> builtins.list[Entry]:
         """Settle reservations whose holder stopped heart-beating as ``interrupted`` entries.
 
         The entry is charged with what the holder last reported, or with the reserved estimate when it
@@ -313,11 +318,15 @@ class Budgets:
         """
         at = require_aware(at, "at") if at is not None else utcnow()
         with self.ledger.read() as session:
-            due = session.execute(
-                select(ReservationRow.reservation_id).where(
-                    ReservationRow.status == "open", ReservationRow.expires_at <= at
+            due = (
+                session.execute(
+                    select(ReservationRow.reservation_id).where(
+                        ReservationRow.status == "open", ReservationRow.expires_at <= at
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         written = []
         for reservation_id in due:
             with self.ledger.write() as session:
@@ -386,7 +395,7 @@ def _status(session: Session, budget: Budget, at: datetime) -> BudgetStatus:
         at=at,
         period_start=start,
         period_end=end,
-        settled=float(settled),
+        settled=float(settled or 0.0),
         reserved=float(reserved),
         open_reservations=int(count),
     )

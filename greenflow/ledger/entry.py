@@ -139,22 +139,24 @@ class Entry:
             value = getattr(self, f.name)
             if isinstance(value, datetime):
                 object.__setattr__(self, f.name, require_aware(value, f.name))
+            elif f.name in _FLOAT_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+                # The database gives floats back: hash 2.0 whether the caller wrote 2 or 2.0.
+                object.__setattr__(self, f.name, float(value))
         object.__setattr__(self, "tags", tuple(self.tags))
 
     @classmethod
     def for_attempt(cls, identity: Identity, decision: Decision, **fields: Any) -> Entry:
-        """An entry for ``identity`` with the decision and any other fields."""
-        return cls(
-            orchestrator=identity.orchestrator,
-            workflow_id=identity.workflow_id,
-            run_id=identity.run_id,
-            task_id=identity.task_id,
-            attempt=identity.attempt,
-            map_index=identity.map_index,
-            idempotency_key=identity.idempotency_key,
-            decision=decision,
-            **fields,
-        )
+        """An entry for ``identity`` with the decision and any other fields (which may override the key)."""
+        values: dict[str, Any] = {
+            "orchestrator": identity.orchestrator,
+            "workflow_id": identity.workflow_id,
+            "run_id": identity.run_id,
+            "task_id": identity.task_id,
+            "attempt": identity.attempt,
+            "map_index": identity.map_index,
+            "idempotency_key": identity.idempotency_key,
+        }
+        return cls(decision=decision, **{**values, **fields})
 
     @property
     def identity(self) -> Identity:
@@ -174,13 +176,16 @@ class Entry:
 
     def content(self) -> dict[str, Any]:
         """The hashed content: every field but the chain's bookkeeping, JSON-safe."""
-        return {
-            f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in _CHAIN_FIELDS
-        }
+        return hashed_content({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field (the ``--json`` and export shape)."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def hashed_content(values: dict[str, Any]) -> dict[str, Any]:
+    """The part of an entry's values the hash covers, JSON-safe (works on raw, unvalidated rows too)."""
+    return {name: _jsonable(value) for name, value in values.items() if name not in _CHAIN_FIELDS}
 
 
 def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
@@ -197,3 +202,4 @@ def _jsonable(value: Any) -> Any:
 
 
 ENTRY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Entry))
+_FLOAT_FIELDS = frozenset(f.name for f in dataclasses.fields(Entry) if str(f.type).startswith("float"))

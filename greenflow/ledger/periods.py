@@ -34,7 +34,9 @@ class Period:
                 f"time zone {self.timezone!r} is unknown", fix="use an IANA name such as UTC or Europe/London"
             ) from None
         if self.kind == "rolling" and (self.hours is None or self.hours <= 0):
-            raise InvalidInput(f"rolling period of {self.hours!r} hours", fix="give a positive length, e.g. rolling:24h")
+            raise InvalidInput(
+                f"rolling period of {self.hours!r} hours", fix="give a positive length, e.g. rolling:24h"
+            )
 
     @classmethod
     def parse(cls, text: str, timezone: str = "UTC") -> Period:
@@ -80,8 +82,10 @@ class Period:
             end = _add_local_days(start, 7)
         else:
             start = midnight.replace(day=1)
-            end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(
-                month=start.month + 1
+            end = (
+                start.replace(year=start.year + 1, month=1)
+                if start.month == 12
+                else start.replace(month=start.month + 1)
             )
         return start.astimezone(UTC), end.astimezone(UTC)
 

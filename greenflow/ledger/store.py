@@ -176,8 +176,9 @@ class Ledger:
             raise InvalidInput(f"limit={limit} is negative", fix="give a limit of 0 or more")
         column = getattr(EntryRow, order_by)
         query = (where or EntryFilter()).apply(select(EntryRow))
-        query = query.order_by(column.desc() if descending else column.asc(), EntryRow.seq.desc() if descending
-                               else EntryRow.seq.asc())
+        # Entries with no value (not measured) sort last either way, on every backend.
+        primary = (column.desc() if descending else column.asc()).nulls_last()
+        query = query.order_by(primary, EntryRow.seq.desc() if descending else EntryRow.seq.asc())
         if offset:
             query = query.offset(offset)
         if limit is not None:
@@ -225,7 +226,7 @@ def _charge_after_reservation(entry: Entry, reservation: ReservationRow) -> Entr
     """Link the entry to its reservation; if that reservation already expired, charge only the difference.
 
     An expired reservation was settled as an ``interrupted`` entry charged with what was known then.
-    The late real entry is the truth, so it is charged with (actual − already charged): the budget's
+    The late real entry is the truth, so it is charged with (actual - already charged): the budget's
     total stays right while both records stay in the append-only chain.
     """
     entry = entry.replace(budget=entry.budget or reservation.budget, reservation_id=reservation.reservation_id)
@@ -250,6 +251,11 @@ def entry_to_row(entry: Entry) -> EntryRow:
 
 def entry_from_row(row: EntryRow) -> Entry:
     """The entry an ORM row holds."""
+    return Entry(**row_values(row))
+
+
+def row_values(row: EntryRow) -> dict[str, Any]:
+    """An ORM row's values under the entry's field names, unvalidated (verification reads tampered rows)."""
     values = {name: getattr(row, name) for name in ENTRY_FIELDS}
     values["tags"] = tuple(tag for tag in (row.tags or "").split(",") if tag)
-    return Entry(**values)
+    return values

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 
-from greenflow.ledger.entry import GENESIS_HASH, chain_hash
+from greenflow.ledger.entry import GENESIS_HASH, chain_hash, hashed_content
 from greenflow.ledger.models import EntryRow, HeadRow
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class VerificationReport:
 
 def verify_chain(ledger: Ledger, *, batch: int = 2000) -> VerificationReport:
     """Walk the whole chain in ``seq`` order and report every inconsistency."""
-    from greenflow.ledger.store import entry_from_row
+    from greenflow.ledger.store import row_values
 
     problems: list[Problem] = []
     recent: deque[tuple[str, int, str]] = deque(maxlen=_LOOKBACK)  # (stored hash, seq, entry_id)
@@ -81,8 +81,7 @@ def verify_chain(ledger: Ledger, *, batch: int = 2000) -> VerificationReport:
         rows = session.execute(select(EntryRow).order_by(EntryRow.seq).execution_options(yield_per=batch)).scalars()
         for row in rows:
             count += 1
-            entry = entry_from_row(row)
-            if chain_hash(row.prev_hash, entry.content()) != row.entry_hash:
+            if chain_hash(row.prev_hash, hashed_content(row_values(row))) != row.entry_hash:
                 problems.append(Problem("modified", row.seq, row.entry_id, "content does not match its hash"))
             if row.prev_hash != previous_hash:
                 problems.extend(_explain_break(row, previous_seq, recent))
@@ -104,7 +103,7 @@ def _explain_break(row: EntryRow, previous_seq: int, recent: deque[tuple[str, in
         skipped.append((seq, entry_id))
     if row.prev_hash == GENESIS_HASH:
         return [Problem("inserted", s, e, "entries before the chain's first entry") for s, e in reversed(skipped)]
-    missing = f"seq {previous_seq + 1}–{row.seq - 1}" if row.seq - previous_seq > 1 else "an entry"
+    missing = f"seq {previous_seq + 1}-{row.seq - 1}" if row.seq - previous_seq > 1 else "an entry"
     return [
         Problem(
             "removed",
@@ -115,9 +114,7 @@ def _explain_break(row: EntryRow, previous_seq: int, recent: deque[tuple[str, in
     ]
 
 
-def _check_head(
-    head: HeadRow, last_seq: int, last_hash: str, recent: deque[tuple[str, int, str]]
-) -> list[Problem]:
+def _check_head(head: HeadRow, last_seq: int, last_hash: str, recent: deque[tuple[str, int, str]]) -> list[Problem]:
     if head.seq == last_seq and head.entry_hash == last_hash:
         return []
     if head.seq < last_seq:
@@ -127,5 +124,5 @@ def _check_head(
             if seq > head.seq
         ]
     if head.seq > last_seq:
-        return [Problem("removed", head.seq, None, f"entries seq {last_seq + 1}–{head.seq} at the tip are missing")]
+        return [Problem("removed", head.seq, None, f"entries seq {last_seq + 1}-{head.seq} at the tip are missing")]
     return [Problem("modified", head.seq, None, "the last entry's hash differs from the recorded tip")]

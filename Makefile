@@ -1,0 +1,45 @@
+# greenflow: `make demo` sets up and runs the demo; `make test` sets up and runs every check.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-fast lint typecheck postgres bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[all]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# The ledger tests run on a real PostgreSQL (127.0.0.1:5432, trust auth, database `test`).
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+		echo "starting PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n 1) main start; \
+		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+		pg_isready -h 127.0.0.1 -p 5432; }
+
+lint: install
+	$(BIN)/ruff check greenflow tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy greenflow
+
+demo: install
+	$(BIN)/greenflow demo
+
+test: install postgres lint typecheck
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+# Inner loop: no end-to-end tests that start real servers.
+test-fast: install postgres
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow"
+
+bench: install postgres
+	$(BIN)/python benchmarks/ledger.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
