@@ -31,11 +31,12 @@ def _root(
 
 def _register() -> None:
     # Imported here so `greenflow --help` stays cheap and each group lives in its own module.
-    from greenflow.cli import budget, db, demo, ledger
+    from greenflow.cli import budget, db, demo, forecast, ledger
 
     app.add_typer(db.app, name="db")
     app.add_typer(budget.app, name="budget")
     app.add_typer(ledger.app, name="ledger")
+    app.command("forecast")(forecast.forecast)
     app.command("demo")(demo.demo)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import Engine, Select, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from greenflow.clock import require_aware, utcnow
@@ -112,20 +112,21 @@ class Ledger:
 
     def append_in(self, session: Session, entry: Entry, *, reservation: ReservationRow | None = None) -> Entry:
         """Append inside an open write transaction (callers hold any budget lock first)."""
-        head = session.execute(select(HeadRow).where(HeadRow.id == 1).with_for_update()).scalar_one()
-        existing = session.execute(
-            select(EntryRow).where(EntryRow.idempotency_key == entry.idempotency_key)
-        ).scalar_one_or_none()
-        if existing is not None:
-            recorded = entry_from_row(existing)
+        # One round trip: lock the chain's tip and look for an entry already written for this attempt.
+        already = select(EntryRow.seq).where(EntryRow.idempotency_key == entry.idempotency_key).scalar_subquery()
+        head_seq, head_hash, existing_seq = session.execute(
+            select(HeadRow.seq, HeadRow.entry_hash, already).where(HeadRow.id == 1).with_for_update(of=HeadRow)
+        ).one()
+        if existing_seq is not None:
+            recorded = entry_from_row(session.execute(select(EntryRow).where(EntryRow.seq == existing_seq)).scalar_one())
         else:
             if reservation is not None:
                 entry = _charge_after_reservation(entry, reservation)
             entry = entry.replace(recorded_at=entry.recorded_at or utcnow())
-            digest = chain_hash(head.entry_hash, entry.content())
-            recorded = entry.replace(seq=head.seq + 1, prev_hash=head.entry_hash, entry_hash=digest)
-            session.add(entry_to_row(recorded))
-            head.seq, head.entry_hash = head.seq + 1, digest
+            digest = chain_hash(head_hash, entry.content())
+            recorded = entry.replace(seq=head_seq + 1, prev_hash=head_hash, entry_hash=digest)
+            session.execute(insert(EntryRow).values(entry_row_values(recorded)))
+            session.execute(update(HeadRow).where(HeadRow.id == 1).values(seq=head_seq + 1, entry_hash=digest))
         if reservation is not None and reservation.status == "open":
             reservation.status = "settled"
             reservation.settled_at = utcnow()
@@ -134,16 +135,16 @@ class Ledger:
 
     @staticmethod
     def _lock_reservation(session: Session, reservation_id: str) -> ReservationRow:
-        # Lock order everywhere: budget row, then reservation, then chain head (no deadlocks).
-        budget = session.execute(
-            select(ReservationRow.budget).where(ReservationRow.reservation_id == reservation_id)
-        ).scalar_one_or_none()
-        if budget is None:
-            raise InvalidInput(f"reservation {reservation_id!r} does not exist", fix="settle the id reserve() returned")
-        session.execute(select(BudgetRow.name).where(BudgetRow.name == budget).with_for_update())
-        return session.execute(
+        # Settling does not take the budget's lock: the entry and the reservation's new status commit
+        # together, and a reserver reads both in one statement (one snapshot), so it sees the amount
+        # either as reserved or as charged, never both or neither. Reapers lock budget -> reservation ->
+        # head and settlers reservation -> head, so the two cannot deadlock.
+        reservation = session.execute(
             select(ReservationRow).where(ReservationRow.reservation_id == reservation_id).with_for_update()
-        ).scalar_one()
+        ).scalar_one_or_none()
+        if reservation is None:
+            raise InvalidInput(f"reservation {reservation_id!r} does not exist", fix="settle the id reserve() returned")
+        return reservation
 
     # -- reading -----------------------------------------------------------------------------------
     def get(self, entry_id: str) -> Entry | None:
@@ -242,11 +243,11 @@ def _charge_after_reservation(entry: Entry, reservation: ReservationRow) -> Entr
     )
 
 
-def entry_to_row(entry: Entry) -> EntryRow:
-    """The ORM row for an entry (tags stored as ``,a,b,`` so one tag matches with LIKE)."""
+def entry_row_values(entry: Entry) -> dict[str, Any]:
+    """Column values for an entry (tags stored as ``,a,b,`` so that one tag matches with LIKE)."""
     values = {name: getattr(entry, name) for name in ENTRY_FIELDS}
     values["tags"] = "," + ",".join(entry.tags) + "," if entry.tags else ""
-    return EntryRow(**values)
+    return values
 
 
 def entry_from_row(row: EntryRow) -> Entry:

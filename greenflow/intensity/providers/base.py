@@ -87,9 +87,7 @@ def get_provider(name: str, **options: Any) -> IntensityProvider:
     """
     key = (name or "").strip().lower()
     if key not in _REGISTRY:
-        raise InvalidInput(
-            f"unknown intensity provider {name!r}", fix=f"use one of: {', '.join(PROVIDERS)}"
-        )
+        raise InvalidInput(f"unknown intensity provider {name!r}", fix=f"use one of: {', '.join(PROVIDERS)}")
     module_name, class_name = _REGISTRY[key].split(":")
     cls: type[Any] = getattr(importlib.import_module(module_name), class_name)
     accepted = [

@@ -7,6 +7,7 @@ so a missing or unresolvable zone can never silently mean "wherever this worker 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -161,7 +162,7 @@ class ElectricityMapsProvider:
         if not self._token:
             raise ConfigError(
                 "no Electricity Maps token configured",
-                fix="set GREENFLOW_ELECTRICITYMAPS_TOKEN or pass token=... (from a connection or secret store)",
+                fix="set GREENFLOW_ELECTRICITYMAPS_TOKEN or pass token=... (e.g. from a connection)",
             )
         response = self._http.get(path, params=self._params(region), headers={"auth-token": self._token.reveal()})
         url = self._http.shown_url(response)
@@ -234,7 +235,7 @@ def _points(entries: Any, *, estimated_key: str | None) -> list[ForecastPoint]:
     if not isinstance(entries, list):
         raise TypeError("series is not a list")
     rows = sorted(((parse_time(e["datetime"]), e) for e in entries), key=lambda item: item[0])
-    gaps = [b[0] - a[0] for a, b in zip(rows, rows[1:], strict=False) if b[0] > a[0]]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(rows) if b[0] > a[0]]
     step = min(gaps) if gaps else _DEFAULT_STEP
     points: list[ForecastPoint] = []
     for moment, entry in rows:

@@ -76,15 +76,17 @@ class RetrySettings:
         for name in ("timeout", "total_time", "backoff", "backoff_max"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or (name != "backoff" and value == 0):
-                raise ConfigError(f"retry setting {name}={value!r} is not a positive number",
-                                  fix="give seconds as a positive number")
+                raise ConfigError(
+                    f"retry setting {name}={value!r} is not a positive number",
+                    fix="give seconds as a positive number",
+                )
         if self.max_attempts < 1:
             raise ConfigError(f"max_attempts={self.max_attempts!r} is below 1", fix="give 1 or more attempts")
 
     @classmethod
     def from_env(cls) -> RetrySettings:
         """Defaults, overridden by ``GREENFLOW_HTTP_TIMEOUT`` and ``GREENFLOW_HTTP_TOTAL_TIME`` (seconds)."""
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for name, env in (("timeout", "GREENFLOW_HTTP_TIMEOUT"), ("total_time", "GREENFLOW_HTTP_TOTAL_TIME")):
             raw = os.environ.get(env, "").strip()
             if raw:
@@ -97,7 +99,7 @@ class RetrySettings:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to sleep before attempt ``attempt + 1`` (0-based ``attempt`` just failed)."""
         ceiling = min(self.backoff_max, self.backoff * (2**attempt))
-        jittered = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+        jittered = random.uniform(ceiling / 2, ceiling)
         return max(jittered, retry_after or 0.0)
 
 
@@ -191,12 +193,16 @@ class ProviderSession:
                 break
             log.warning(
                 "%s GET %s: %s; retry %d in %.2f s",
-                self.provider, self._shown(url, params), last_problem, attempt + 1, pause,
+                self.provider,
+                self._shown(url, params),
+                last_problem,
+                attempt + 1,
+                pause,
             )
             settings.sleep(pause)
         raise ProviderUnavailable(
             f"{self.provider} unreachable at {self._shown(url, params)}: {last_problem}",
-            fix="check the network and the provider's status; greenflow's outage policy decides what runs meanwhile",
+            fix="check the network and the provider's status; the outage policy decides what runs meanwhile",
         )
 
     def json(self, response: requests.Response) -> Any:

@@ -29,10 +29,23 @@ MAX_HOURS = 48
 HISTORY_CHUNK = timedelta(days=14)
 
 REGION_NAMES: dict[int, str] = {
-    1: "North Scotland", 2: "South Scotland", 3: "North West England", 4: "North East England",
-    5: "Yorkshire", 6: "North Wales & Merseyside", 7: "South Wales", 8: "West Midlands",
-    9: "East Midlands", 10: "East England", 11: "South West England", 12: "South England",
-    13: "London", 14: "South East England", 15: "England", 16: "Scotland", 17: "Wales",
+    1: "North Scotland",
+    2: "South Scotland",
+    3: "North West England",
+    4: "North East England",
+    5: "Yorkshire",
+    6: "North Wales & Merseyside",
+    7: "South Wales",
+    8: "West Midlands",
+    9: "East Midlands",
+    10: "East England",
+    11: "South West England",
+    12: "South England",
+    13: "London",
+    14: "South East England",
+    15: "England",
+    16: "Scotland",
+    17: "Wales",
 }
 _BY_NAME = {name.lower(): rid for rid, name in REGION_NAMES.items()}
 _OUTWARD = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
@@ -74,7 +87,7 @@ class UKGridProvider:
             return "national"
         for prefix in ("regionid:", "region:", "postcode:"):
             if lowered.startswith(prefix):
-                raw = raw[len(prefix):].strip()
+                raw = raw[len(prefix) :].strip()
                 lowered = raw.lower()
                 if prefix == "postcode:":
                     return self._postcode(raw, region)
