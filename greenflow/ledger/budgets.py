@@ -352,11 +352,15 @@ class Budgets:
         return written
 
     def _expire_due(self, session: Session, budget: str, at: datetime) -> None:
-        due = session.execute(
-            select(ReservationRow.reservation_id).where(
-                ReservationRow.budget == budget, ReservationRow.status == "open", ReservationRow.expires_at <= at
+        due = (
+            session.execute(
+                select(ReservationRow.reservation_id).where(
+                    ReservationRow.budget == budget, ReservationRow.status == "open", ReservationRow.expires_at <= at
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         for reservation_id in due:
             self._expire(session, reservation_id, at)
 

@@ -21,7 +21,7 @@ from greenflow.config import ledger_url
 from greenflow.errors import InvalidInput
 from greenflow.ledger.database import READONLY, check_schema, create_ledger_engine, safe_url
 from greenflow.ledger.entry import ENTRY_FIELDS, Entry, Identity, chain_hash
-from greenflow.ledger.models import BudgetRow, EntryRow, HeadRow, ReservationRow
+from greenflow.ledger.models import EntryRow, HeadRow, ReservationRow
 
 if TYPE_CHECKING:
     from greenflow.ledger.budgets import Budgets
@@ -118,7 +118,9 @@ class Ledger:
             select(HeadRow.seq, HeadRow.entry_hash, already).where(HeadRow.id == 1).with_for_update(of=HeadRow)
         ).one()
         if existing_seq is not None:
-            recorded = entry_from_row(session.execute(select(EntryRow).where(EntryRow.seq == existing_seq)).scalar_one())
+            recorded = entry_from_row(
+                session.execute(select(EntryRow).where(EntryRow.seq == existing_seq)).scalar_one()
+            )
         else:
             if reservation is not None:
                 entry = _charge_after_reservation(entry, reservation)
