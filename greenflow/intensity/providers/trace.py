@@ -362,6 +362,16 @@ class TraceProvider:
         self._wall_at_set = time.monotonic()
 
     @property
+    def speed(self) -> float | None:
+        """How many replay seconds pass per wall-clock second (``None``: the replay clock stands still)."""
+        return self._speed
+
+    @property
+    def replaying(self) -> bool:
+        """True when "now" is a replay time rather than the real time."""
+        return self._clock is not None or self._now is not None
+
+    @property
     def now(self) -> datetime:
         """The current replay time."""
         if self._clock is not None:

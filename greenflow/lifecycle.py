@@ -1,0 +1,675 @@
+"""The one lifecycle every carbon-aware task goes through: plan → reserve → wait → meter → record → settle.
+
+Written once, orchestrator-free. The Airflow operator, the Prefect decorator and ``greenflow run`` only
+translate their context into these calls: who the attempt is (:class:`~greenflow.ledger.Identity`),
+how to wait until :attr:`Decision.start_at` (a trigger, a scheduled state, a sleep), and where to log.
+
+::
+
+    lifecycle = Lifecycle(spec, identity)
+    decision = lifecycle.plan()                 # forecast + planner, or the outage policy
+    decision = lifecycle.reserve(decision)      # BudgetExceeded -> lifecycle.skip(decision, refusal)
+    ... wait until decision.wake_at ...          # the caller's mechanism
+    result, entry = lifecycle.run(decision, fn, *args)   # meter, record, settle; failures recorded too
+
+A :class:`Decision` is plain data (``to_dict``/``from_dict``), so it survives a deferral: the operator
+that resumes after an Airflow trigger is a fresh instance, and a Prefect flow run may resume elsewhere.
+Every path ends in exactly one ledger entry per attempt: ``ran_now``/``deferred`` when the work ran,
+``failed`` when it raised, ``interrupted`` when it was killed, ``skipped_budget`` when the budget
+refused it; the budget reservation is settled to the measured value or released.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal, ParamSpec, TypeVar
+
+from greenflow.clock import parse_time, require_aware, utcnow
+from greenflow.config import Defaults
+from greenflow.errors import BudgetExceeded, InvalidInput, ProviderError
+from greenflow.intensity.cache import ForecastCache
+from greenflow.intensity.forecast import Forecast
+from greenflow.intensity.policy import RetryUntil, UseForecast
+from greenflow.intensity.providers.base import IntensityProvider
+from greenflow.ledger import Entry, Identity, Ledger
+from greenflow.ledger.budgets import Reservation
+from greenflow.metering.carbon import CarbonAccount, emissions
+from greenflow.metering.measurement import Measurement
+from greenflow.metering.meter import Meter
+from greenflow.planning import Candidate, plan
+from greenflow.spec import CarbonSpec
+
+log = logging.getLogger("greenflow.lifecycle")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Outcome = Literal["ran_now", "deferred", "failed", "interrupted", "degraded"]
+# How far ahead the planner looks when the task has no deadline of its own.
+_HORIZON_MARGIN = timedelta(hours=1)
+# A reservation outlives the wait and the run by this much before a dead holder loses it.
+_RESERVATION_GRACE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """When and where an attempt starts, and everything the ledger must say about why.
+
+    ``start_at`` is in the task's clock (a replayed trace's time in a replay); ``wake_at`` is the real
+    wall-clock time to resume at. They differ only in a replay (``replay_speed`` set).
+    """
+
+    requested_at: datetime
+    start_at: datetime
+    latest_start: datetime
+    wake_at: datetime
+    region: str | None
+    action: Literal["run_now", "defer", "retry"]
+    reason: str
+    plan: dict[str, Any] | None = None
+    forecast: dict[str, Any] | None = None
+    forecast_note: str | None = None
+    policy_outcome: dict[str, Any] = field(default_factory=dict)
+    replay_speed: float | None = None
+    budget: str | None = None
+    reservation_id: str | None = None
+    estimate_g: float | None = None
+    estimate_kwh: float | None = None
+    estimate_source: str | None = None
+
+    @property
+    def deferred(self) -> bool:
+        """True when the attempt waits before starting."""
+        return self.start_at > self.requested_at
+
+    @property
+    def forecast_obj(self) -> Forecast | None:
+        """The forecast the decision used, as a :class:`Forecast`."""
+        return None if self.forecast is None else Forecast.from_dict(self.forecast)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (trigger kwargs, XCom, a Prefect state's data)."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        for name in ("requested_at", "start_at", "latest_start", "wake_at"):
+            data[name] = getattr(self, name).isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Decision:
+        """Inverse of :meth:`to_dict`."""
+        values = dict(data)
+        for name in ("requested_at", "start_at", "latest_start", "wake_at"):
+            values[name] = parse_time(values[name], name)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :meth:`Lifecycle.run` returns: the callable's value and the ledger entry of the attempt."""
+
+    value: Any
+    entry: Entry
+
+
+class Lifecycle:
+    """The lifecycle of one attempt of one carbon-aware task."""
+
+    def __init__(
+        self,
+        spec: CarbonSpec,
+        identity: Identity,
+        *,
+        ledger: Ledger | None = None,
+        cache: ForecastCache | None = None,
+        provider: IntensityProvider | None = None,
+        meter_factory: Callable[[], Meter] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.identity = identity
+        self._ledger = ledger
+        self.provider = provider if provider is not None else spec.make_provider()
+        self._cache = cache
+        self._meter_factory = meter_factory or (lambda: Meter(sample_interval=spec.sample_interval))
+        # A replayed trace brings its own clock: planning then happens in the trace's time.
+        self.replaying = bool(getattr(self.provider, "replaying", False))
+        self._clock: Callable[[], datetime] = clock or (self._replay_now if self.replaying else utcnow)
+        self.replay_speed: float | None = getattr(self.provider, "speed", None) if self.replaying else None
+
+    # -- collaborators -------------------------------------------------------------------------------
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger (``GREENFLOW_LEDGER_URL`` unless one was given), opened on first use."""
+        if self._ledger is None:
+            self._ledger = Ledger()
+        return self._ledger
+
+    @property
+    def cache(self) -> ForecastCache:
+        """The process-wide forecast cache sharing fetches through the ledger database."""
+        if self._cache is None:
+            self._cache = shared_cache(self.ledger)
+        return self._cache
+
+    def _replay_now(self) -> datetime:
+        now: datetime = getattr(self.provider, "now")  # noqa: B009 - a replaying provider's clock
+        return now
+
+    def now(self) -> datetime:
+        """The task's clock (real time, or the replay time of a trace)."""
+        return require_aware(self._clock(), "clock")
+
+    # -- plan --------------------------------------------------------------------------------------
+    def plan(self, *, requested_at: datetime | None = None, previous: Decision | None = None) -> Decision:
+        """Decide when and where to start; no side effects except a ``failed`` entry under ``fail``.
+
+        ``previous`` re-plans a waiting attempt (a trigger's refresh): the request time and the
+        reservation carry over, and the start never moves past the original latest start.
+        """
+        now = self.now()
+        requested = previous.requested_at if previous else require_aware(requested_at or now, "requested_at")
+        latest = self._latest_start(requested)
+        regions = self.spec.candidate_regions
+        if not regions:
+            return self._carry(
+                previous,
+                self._decision(
+                    requested, now, latest, None, "run_now", "no region declared: runs at once, nothing to plan"
+                ),
+            )
+        candidates: list[Candidate] = []
+        notes: list[str] = []
+        outcomes: list[dict[str, Any]] = []
+        horizon = (latest - now + self.spec.expected_duration + _HORIZON_MARGIN).total_seconds() / 3600
+        for region in regions:
+            try:
+                outcome = self.spec.outage_policy.resolve(
+                    self.cache, self.provider, region, start=now, hours=max(horizon, 1.0), deadline=latest, now=now
+                )
+            except ProviderError as error:  # on_provider_error="fail"
+                self._record_failure(requested, f"forecast unavailable and on_provider_error=fail: {error.one_line()}")
+                raise
+            outcomes.append({"region": region, **outcome.to_dict()})
+            if isinstance(outcome, UseForecast):
+                candidates.append(Candidate(region, outcome.forecast))
+                if outcome.stale:
+                    notes.append(outcome.reason)
+            elif isinstance(outcome, RetryUntil) and not candidates and region == regions[-1]:
+                decision = self._decision(
+                    requested, now, latest, regions[0], "retry", outcome.reason, start_at=min(outcome.retry_at, latest)
+                )
+                return self._carry(previous, replace(decision, policy_outcome={"regions": outcomes}))
+            else:
+                notes.append(outcome.reason)
+        if not candidates:
+            reason = "; ".join(notes) or "no forecast"
+            decision = self._decision(requested, now, latest, regions[0], "run_now", reason)
+            return self._carry(previous, replace(decision, forecast_note=reason, policy_outcome={"regions": outcomes}))
+        chosen = plan(
+            candidates,
+            duration=self.spec.expected_duration,
+            earliest=max(now, requested),
+            deadline=latest + self.spec.expected_duration,
+            min_savings_pct=self.spec.min_savings_pct,
+            threshold=self.spec.threshold,
+            now=now,
+        )
+        forecast = next(c.forecast for c in candidates if c.region == chosen.region)
+        decision = self._decision(
+            requested,
+            now,
+            latest,
+            chosen.region,
+            "defer" if chosen.decision == "defer" else "run_now",
+            chosen.reason,
+            start_at=chosen.start,
+        )
+        return self._carry(
+            previous,
+            replace(
+                decision,
+                plan=chosen.to_dict(),
+                forecast=forecast.to_dict(),
+                forecast_note="; ".join(notes) or None,
+                policy_outcome={"regions": outcomes},
+            ),
+        )
+
+    def _latest_start(self, requested: datetime) -> datetime:
+        spec = self.spec
+        if isinstance(spec.deadline, datetime):
+            latest = spec.deadline - spec.expected_duration
+        elif isinstance(spec.deadline, timedelta):
+            latest = requested + spec.deadline - spec.expected_duration
+        else:
+            latest = requested + (spec.max_delay if spec.max_delay is not None else timedelta(hours=12))
+        if latest < requested:
+            raise InvalidInput(
+                f"deadline {spec.deadline} leaves no room for expected_duration={spec.expected_duration} "
+                f"after the request at {requested.isoformat()}",
+                fix="move the deadline later or shorten expected_duration",
+            )
+        return latest
+
+    def _decision(
+        self,
+        requested: datetime,
+        now: datetime,
+        latest: datetime,
+        region: str | None,
+        action: Literal["run_now", "defer", "retry"],
+        reason: str,
+        *,
+        start_at: datetime | None = None,
+    ) -> Decision:
+        start = max(now, start_at or now)
+        return Decision(
+            requested_at=requested,
+            start_at=start,
+            latest_start=latest,
+            wake_at=self.wall_time(start, now),
+            region=region,
+            action=action,
+            reason=reason,
+            replay_speed=self.replay_speed,
+            budget=self.spec.budget,
+        )
+
+    @staticmethod
+    def _carry(previous: Decision | None, decision: Decision) -> Decision:
+        if previous is None:
+            return decision
+        return replace(
+            decision,
+            reservation_id=previous.reservation_id,
+            estimate_g=previous.estimate_g,
+            estimate_kwh=previous.estimate_kwh,
+            estimate_source=previous.estimate_source,
+        )
+
+    def wall_time(self, moment: datetime, now: datetime | None = None) -> datetime:
+        """The real time at which the task clock reads ``moment`` (identity unless replaying)."""
+        if not self.replaying:
+            return moment
+        now = now or self.now()
+        speed = self.replay_speed or float("inf")
+        return utcnow() + timedelta(seconds=max((moment - now).total_seconds(), 0.0) / speed)
+
+    # -- reserve -----------------------------------------------------------------------------------
+    def reserve(self, decision: Decision) -> Decision:
+        """Hold the attempt's estimate against its budget; raises :class:`BudgetExceeded` if it does not fit."""
+        if self.spec.budget is None or decision.reservation_id is not None:
+            return decision
+        budget = self.ledger.budgets.get(self.spec.budget)
+        estimate_g, estimate_kwh, source = self.estimate(decision)
+        amount = estimate_g if budget.unit == "gCO2e" else estimate_kwh
+        hold = (decision.latest_start - decision.requested_at) + 2 * self.spec.expected_duration + _RESERVATION_GRACE
+        reservation: Reservation = self.ledger.budgets.reserve(
+            budget.name, self.identity, amount, estimate_source=source, ttl=hold, at=utcnow()
+        )
+        return replace(
+            decision,
+            reservation_id=reservation.reservation_id,
+            estimate_g=estimate_g,
+            estimate_kwh=estimate_kwh,
+            estimate_source=source,
+        )
+
+    def estimate(self, decision: Decision) -> tuple[float, float, str]:
+        """(grams, kWh, where the figure comes from) for this attempt, before it runs."""
+        intensity = _expected_intensity(decision)
+        intensity_note = "planned intensity" if intensity is not None else "default intensity"
+        intensity = intensity if intensity is not None else Defaults().intensity_g_per_kwh
+        factor = self.spec.pue or 1.0
+        declared = self.spec.estimate
+        if declared is not None:
+            if declared.unit == "gCO2e":
+                return declared.value, declared.value / intensity, f"declared estimate {declared}"
+            return (
+                declared.value * factor * intensity,
+                declared.value * factor,
+                f"declared {declared} x {intensity_note}",
+            )
+        past = [e.energy_kwh for e in self.ledger.history(self.identity.workflow_id, self.identity.task_id, limit=5)]
+        measured = [kwh for kwh in past if kwh is not None]
+        if measured:
+            kwh = statistics.median(measured) * factor
+            return (
+                kwh * intensity,
+                kwh,
+                f"history: median of the last {len(measured)} measured attempts x {intensity_note}",
+            )
+        kwh = Defaults().estimate_kwh * factor
+        return kwh * intensity, kwh, f"default estimate {kwh:g} kWh (no history) x {intensity_note}"
+
+    def skip(self, decision: Decision, refusal: BudgetExceeded, *, outcome: str = "skipped_budget") -> Entry:
+        """Record that the budget refused this attempt (nothing ran)."""
+        return self.ledger.append(
+            Entry.for_attempt(
+                self.identity,
+                "skipped_budget" if outcome == "skipped_budget" else "degraded",
+                **self._decision_fields(decision),
+                error=refusal.message,
+                measurement_notes={"reason": "not run: the budget could not cover its estimate"},
+            )
+        )
+
+    # -- meter, record, settle ---------------------------------------------------------------------
+    def run(self, decision: Decision, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> RunResult:
+        """Run ``fn`` under the meter, record the attempt and settle its reservation.
+
+        If ``fn`` raises, the attempt is recorded as ``failed`` (``interrupted`` for KeyboardInterrupt /
+        SystemExit) with the energy it used, and the exception propagates.
+        """
+        with self.metered(decision) as active:
+            value = fn(*args, **kwargs)
+            active.value = value
+        assert active.entry is not None
+        return RunResult(value, active.entry)
+
+    @contextmanager
+    def metered(self, decision: Decision, *, outcome: Outcome | None = None) -> Iterator[ActiveRun]:
+        """Meter the body; record and settle when it ends, whatever way it ends."""
+        meter = self._meter_factory()
+        active = ActiveRun(decision=decision, started=self.now())
+        heartbeat = _Heartbeat(self, decision)
+        heartbeat.start()
+        meter.begin_window(f"{self.identity.task_id}#{self.identity.attempt}")
+        try:
+            yield active
+        except BaseException as error:
+            measurement = meter.end_window(f"{self.identity.task_id}#{self.identity.attempt}")
+            heartbeat.stop()
+            killed = isinstance(error, (KeyboardInterrupt, SystemExit))
+            active.entry = self.record(
+                decision,
+                measurement,
+                outcome="interrupted" if killed else "failed",
+                error=f"{type(error).__name__}: {error}",
+                started=active.started,
+            )
+            raise
+        else:
+            measurement = meter.end_window(f"{self.identity.task_id}#{self.identity.attempt}")
+            heartbeat.stop()
+            active.entry = self.record(
+                decision, measurement, outcome=outcome, started=active.started, functional_units=active.functional_units
+            )
+        finally:
+            heartbeat.stop()
+            meter.close()
+
+    def record(
+        self,
+        decision: Decision,
+        measurement: Measurement,
+        *,
+        outcome: Outcome | None = None,
+        error: str | None = None,
+        started: datetime | None = None,
+        functional_units: float | None = None,
+    ) -> Entry:
+        """Account the measurement and append the attempt's entry, settling its reservation with it."""
+        started = started or measurement.start
+        ended = started + (measurement.end - measurement.start)
+        account, source = self._account(decision, measurement, started, ended)
+        counterfactual = self._counterfactual(decision, account, started, ended)
+        units = functional_units if functional_units is not None else self.spec.functional_units
+        operational = account.operational_g if account else None
+        charged_g = None if operational is None else operational + (self.spec.embodied_g or 0.0)
+        if charged_g is None and measurement.total_kwh is None and decision.estimate_g is not None:
+            charged_g = decision.estimate_g  # nothing measured: the budget keeps the estimate, labelled
+        decided: Outcome = outcome or ("deferred" if decision.deferred else "ran_now")
+        entry = Entry.for_attempt(
+            self.identity,
+            decided,
+            **self._decision_fields(decision),
+            actual_start=started,
+            ended_at=ended,
+            energy_gpu_kwh=measurement.gpu.kwh,
+            energy_cpu_kwh=measurement.cpu.kwh,
+            energy_dram_kwh=measurement.dram.kwh,
+            method_gpu=measurement.gpu.method,
+            method_cpu=measurement.cpu.method,
+            method_dram=measurement.dram.method,
+            energy_kwh=measurement.total_kwh,
+            active_energy_kwh=measurement.active_kwh,
+            measurement_notes=_measurement_notes(measurement, account),
+            devices=_devices(measurement),
+            host=measurement.host,
+            pue=self.spec.pue,
+            intensity_g_per_kwh=account.intensity_g_per_kwh if account else None,
+            intensity_source=source,
+            operational_g=operational,
+            embodied_g=self.spec.embodied_g,
+            functional_unit=self.spec.functional_unit,
+            functional_units=units,
+            sci_g_per_unit=_sci(operational, self.spec.embodied_g, units),
+            counterfactual_intensity_g_per_kwh=counterfactual[0],
+            counterfactual_g=counterfactual[1],
+            saved_g=None if counterfactual[1] is None or operational is None else counterfactual[1] - operational,
+            charged_g=charged_g,
+            charged_kwh=(account.facility_energy_kwh if account else None) or _facility(measurement, self.spec.pue),
+            error=error,
+        )
+        return self.ledger.append(entry, settle=decision.reservation_id)
+
+    def _decision_fields(self, decision: Decision) -> dict[str, Any]:
+        forecast = decision.forecast_obj
+        extra: dict[str, Any] = {"decision_reason": decision.reason, "plan": decision.plan}
+        if self.replaying:
+            extra["replay"] = {"speed": decision.replay_speed, "note": "times are a replayed trace's, not real"}
+        return {
+            "requested_at": decision.requested_at,
+            "planned_start": decision.start_at,
+            "deferred_seconds": max((decision.start_at - decision.requested_at).total_seconds(), 0.0),
+            "policy": {**self.spec.policy_inputs(), "outcome": decision.policy_outcome},
+            "region": decision.region,
+            "forecast_provider": forecast.provider if forecast else None,
+            "forecast_signal": forecast.signal if forecast else None,
+            "forecast_emission_factor": forecast.emission_factor if forecast else None,
+            "forecast_generated_at": forecast.generated_at if forecast else None,
+            "forecast_hash": forecast.content_hash() if forecast else None,
+            "forecast": decision.forecast,
+            "forecast_note": decision.forecast_note,
+            "budget": decision.budget,
+            "reservation_id": decision.reservation_id,
+            "estimate_g": decision.estimate_g,
+            "estimate_kwh": decision.estimate_kwh,
+            "estimate_source": decision.estimate_source,
+            "tags": self.spec.tags,
+            "team": self.spec.team,
+            "extra": extra,
+        }
+
+    def _intensity_series(
+        self, decision: Decision, start: datetime, end: datetime
+    ) -> tuple[Forecast | None, str | None]:
+        """The intensity in force during [start, end): actuals if the provider has them, else the forecast."""
+        if decision.region is None:
+            return None, None
+        try:
+            actual = self.provider.history(decision.region, start, end + timedelta(minutes=1))
+            if actual.mean_intensity(start, max(end, start + timedelta(seconds=1)))[0] is not None:
+                return actual, f"actuals from {self.provider.name}"
+        except Exception as error:
+            log.info("no actual intensity from %s for %s: %s", self.provider.name, decision.region, error)
+        forecast = decision.forecast_obj
+        if forecast is not None:
+            try:
+                fresh = self.cache.get(
+                    self.provider, decision.region, start=start, hours=max((end - start).total_seconds() / 3600 + 1, 1)
+                ).forecast
+                if fresh.mean_intensity(start, max(end, start + timedelta(seconds=1)))[0] is not None:
+                    return fresh, f"forecast from {fresh.provider} generated {fresh.generated_at.isoformat()}"
+            except Exception as error:
+                log.info("no refreshed forecast for %s: %s", decision.region, error)
+            return forecast, f"planning forecast generated {forecast.generated_at.isoformat()}"
+        return None, None
+
+    def _account(
+        self, decision: Decision, measurement: Measurement, start: datetime, end: datetime
+    ) -> tuple[CarbonAccount | None, str | None]:
+        series, source = self._intensity_series(decision, start, end)
+        if series is None:
+            return None, None
+        shifted = _shift(measurement, start)
+        return emissions(shifted, series, pue=self.spec.pue), source
+
+    def _counterfactual(
+        self, decision: Decision, account: CarbonAccount | None, start: datetime, end: datetime
+    ) -> tuple[float | None, float | None]:
+        """Intensity and emissions had the attempt started when it was requested, in its home region."""
+        if account is None or account.facility_energy_kwh is None:
+            return None, None
+        home = self.spec.candidate_regions[0] if self.spec.candidate_regions else None
+        duration = max(end - start, timedelta(seconds=1))
+        begin = decision.requested_at
+        if home is None:
+            return None, None
+        try:
+            series = self.provider.history(home, begin, begin + duration + timedelta(minutes=1))
+            mean = series.mean_intensity(begin, begin + duration)[0]
+        except Exception:
+            mean = None
+        if mean is None and decision.forecast is not None and decision.region == home:
+            mean = Forecast.from_dict(decision.forecast).mean_intensity(begin, begin + duration)[0]
+        if mean is None:
+            return None, None
+        return mean, mean * account.facility_energy_kwh
+
+    def _record_failure(self, requested: datetime, reason: str) -> Entry:
+        now = self.now()
+        decision = self._decision(requested, now, now, self.spec.candidate_regions[0], "run_now", reason)
+        return self.ledger.append(
+            Entry.for_attempt(
+                self.identity,
+                "failed",
+                **self._decision_fields(replace(decision, forecast_note=reason)),
+                error=reason,
+                measurement_notes={"reason": "not run: no forecast and on_provider_error=fail"},
+            )
+        )
+
+
+@dataclass
+class ActiveRun:
+    """A run in progress inside :meth:`Lifecycle.metered`; set ``functional_units`` once known."""
+
+    decision: Decision
+    started: datetime
+    value: Any = None
+    functional_units: float | None = None
+    entry: Entry | None = None
+
+
+class _Heartbeat:
+    """Keeps a long run's reservation from expiring while its worker is alive."""
+
+    def __init__(self, lifecycle: Lifecycle, decision: Decision, every: timedelta = timedelta(minutes=10)) -> None:
+        self._lifecycle = lifecycle
+        self._decision = decision
+        self._every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._decision.reservation_id is None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="greenflow-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every.total_seconds()):
+            try:
+                self._lifecycle.ledger.budgets.heartbeat(
+                    self._decision.reservation_id or "",
+                    extend_to=utcnow() + 2 * self._lifecycle.spec.expected_duration + _RESERVATION_GRACE,
+                )
+            except Exception as error:
+                log.warning("greenflow: reservation heartbeat failed: %s", error)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+_SHARED_CACHES: dict[str, ForecastCache] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_cache(ledger: Ledger) -> ForecastCache:
+    """One forecast cache per ledger per process, sharing fetches with other processes through it."""
+    from greenflow.ledger.forecast_store import LedgerForecastStore
+
+    key = str(ledger.engine.url)
+    with _SHARED_LOCK:
+        if key not in _SHARED_CACHES:
+            _SHARED_CACHES[key] = ForecastCache(LedgerForecastStore(ledger))
+        return _SHARED_CACHES[key]
+
+
+def _expected_intensity(decision: Decision) -> float | None:
+    if decision.plan and decision.plan.get("expected_gco2_per_kwh") is not None:
+        return float(decision.plan["expected_gco2_per_kwh"])
+    return None
+
+
+def _shift(measurement: Measurement, start: datetime) -> Measurement:
+    """The measurement moved onto the task's clock (a replay's time) for the carbon join."""
+    offset = start - measurement.start
+    if offset == timedelta(0):
+        return measurement
+    data = measurement.to_dict()
+    moved = Measurement.from_dict(data)
+    return replace(
+        moved,
+        start=moved.start + offset,
+        end=moved.end + offset,
+        traces=tuple(replace(t, samples=tuple(replace(s, at=s.at + offset) for s in t.samples)) for t in moved.traces),
+    )
+
+
+def _facility(measurement: Measurement, pue: float | None) -> float | None:
+    total = measurement.total_kwh
+    return None if total is None else total * (pue or 1.0)
+
+
+def _sci(operational: float | None, embodied: float | None, units: float | None) -> float | None:
+    """SCI = (E·I + M) / R (Green Software Foundation / ISO/IEC 21031), location-based."""
+    if operational is None or not units:
+        return None
+    return (operational + (embodied or 0.0)) / units
+
+
+def _devices(measurement: Measurement) -> list[Any]:
+    devices: list[Any] = []
+    for name, component in measurement.components.items():
+        for device in component.devices:
+            devices.append({"component": name, **dataclasses.asdict(device)})
+    return devices
+
+
+def _measurement_notes(measurement: Measurement, account: CarbonAccount | None) -> dict[str, Any]:
+    notes: dict[str, Any] = {
+        name: component.reason for name, component in measurement.components.items() if component.reason
+    }
+    if measurement.warnings:
+        notes["warnings"] = list(measurement.warnings)
+    if account is not None:
+        notes["carbon"] = {
+            "coverage": account.coverage,
+            "distribution": account.distribution,
+            "reason": account.reason,
+            "warnings": list(account.warnings),
+            "slots": account.to_dict()["slots"][:200],
+        }
+    return notes

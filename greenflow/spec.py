@@ -1,0 +1,244 @@
+"""What a carbon-aware task declares: where it may run, how long it takes, its limits and its budget.
+
+A :class:`CarbonSpec` is validated when it is built, which in Airflow is when the DAG file is parsed:
+a bad provider, region, duration or time zone fails the DAG import with a message naming the value
+and the fix, instead of failing a task hours later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from greenflow.clock import parse_duration, parse_time
+from greenflow.errors import InvalidInput
+from greenflow.intensity.policy import ON_PROVIDER_ERROR, OnProviderError, OutagePolicy
+from greenflow.intensity.providers.base import PROVIDERS, IntensityProvider, get_provider
+from greenflow.units import Quantity, parse_quantity
+
+DEFAULT_MAX_DELAY = timedelta(hours=12)
+# Provider options that are credentials: kept out of every repr, log line and ledger entry.
+SECRET_OPTIONS = frozenset({"token", "password", "api_key", "auth_token"})
+
+
+@dataclass(frozen=True)
+class CarbonSpec:
+    """A carbon-aware task's declaration (all inputs validated on construction).
+
+    ``deadline`` is the latest *finish*: an aware datetime, or a duration after the request (``"12h"``).
+    ``max_delay`` bounds the *start* instead; with neither, the start may move up to 12 hours.
+    ``regions`` lists more places the task could run (spatial shifting): the first of ``region`` +
+    ``regions`` is the task's home, against which savings are counted.
+    """
+
+    region: str | None = None
+    regions: tuple[str, ...] = ()
+    provider: str = "ukgrid"
+    provider_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    expected_duration: timedelta = timedelta(hours=1)
+    deadline: datetime | timedelta | None = None
+    max_delay: timedelta | None = None
+    min_savings_pct: float = 0.0
+    threshold: float | None = None
+    budget: str | None = None
+    estimate: Quantity | None = None
+    on_provider_error: OnProviderError = "wait"
+    max_staleness: timedelta = timedelta(hours=6)
+    pue: float | None = None
+    embodied_g: float | None = None
+    functional_unit: str | None = None
+    functional_units: float | None = None
+    tags: tuple[str, ...] = ()
+    team: str | None = None
+    sample_interval: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise InvalidInput(f"provider={self.provider!r} is unknown", fix=f"use one of {', '.join(PROVIDERS)}")
+        object.__setattr__(self, "regions", tuple(self.regions))
+        object.__setattr__(self, "tags", tuple(self.tags))
+        for tag in self.tags:
+            if not tag or "," in tag:
+                raise InvalidInput(f"tag {tag!r} is empty or contains a comma", fix="use short tags without commas")
+        if self.expected_duration <= timedelta(0):
+            raise InvalidInput(
+                f"expected_duration={self.expected_duration} is not positive",
+                fix="give how long the task runs, e.g. 2h",
+            )
+        if isinstance(self.deadline, timedelta) and self.deadline < self.expected_duration:
+            raise InvalidInput(
+                f"deadline={self.deadline} after the request is shorter than "
+                f"expected_duration={self.expected_duration}",
+                fix="give a deadline at least as long as the task, or a shorter expected_duration",
+            )
+        if self.deadline is not None and self.max_delay is not None:
+            raise InvalidInput(
+                "both deadline and max_delay are set", fix="give one: deadline (finish) or max_delay (start)"
+            )
+        if self.max_delay is not None and self.max_delay < timedelta(0):
+            raise InvalidInput(f"max_delay={self.max_delay} is negative", fix="give a delay of zero or more")
+        if self.min_savings_pct < 0:
+            raise InvalidInput(f"min_savings_pct={self.min_savings_pct} is negative", fix="give a percentage, e.g. 10")
+        if self.pue is not None and self.pue < 1:
+            raise InvalidInput(f"pue={self.pue} is below 1", fix="PUE is facility energy / IT energy: 1.0 or more")
+        if self.functional_units is not None and self.functional_units <= 0:
+            raise InvalidInput(
+                f"functional_units={self.functional_units} is not positive", fix="give R, the count of functional units"
+            )
+        if not 0.01 <= self.sample_interval <= 60:
+            raise InvalidInput(
+                f"sample_interval={self.sample_interval} is out of range", fix="give seconds between 0.01 and 60"
+            )
+        OutagePolicy(self.on_provider_error, self.max_staleness)  # validates both
+        provider = self.make_provider()
+        for region in self.candidate_regions:
+            provider.validate_region(region)  # no network: names and ids only
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        region: str | None = None,
+        regions: Sequence[str] = (),
+        provider: str = "ukgrid",
+        provider_options: Mapping[str, Any] | None = None,
+        expected_duration: str | timedelta | float = timedelta(hours=1),
+        deadline: str | datetime | timedelta | None = None,
+        max_delay: str | timedelta | float | None = None,
+        min_savings: float = 0.0,
+        threshold: float | None = None,
+        budget: str | None = None,
+        estimate: str | Quantity | None = None,
+        on_provider_error: str = "wait",
+        max_staleness: str | timedelta = timedelta(hours=6),
+        pue: float | None = None,
+        embodied: str | float | None = None,
+        functional_unit: str | None = None,
+        functional_units: float | None = None,
+        tags: Sequence[str] = (),
+        team: str | None = None,
+        sample_interval: float = 0.1,
+    ) -> CarbonSpec:
+        """Build from the forms users write (``"2h"``, ``"2024-05-01T06:00Z"``, ``"20g"``, ``"0.5kWh"``)."""
+        if on_provider_error not in ON_PROVIDER_ERROR:
+            raise InvalidInput(
+                f"on_provider_error={on_provider_error!r} is not one of {', '.join(ON_PROVIDER_ERROR)}",
+                fix="use run (start now, recorded), wait (retry until the deadline, then run) or fail",
+            )
+        return cls(
+            region=region,
+            regions=tuple(regions),
+            provider=provider,
+            provider_options=dict(provider_options or {}),
+            expected_duration=parse_duration(expected_duration, "expected_duration"),
+            deadline=_deadline(deadline),
+            max_delay=None if max_delay is None else parse_duration(max_delay, "max_delay"),
+            min_savings_pct=float(min_savings),
+            threshold=threshold,
+            budget=budget,
+            estimate=None if estimate is None else _estimate(estimate),
+            on_provider_error=on_provider_error,
+            max_staleness=parse_duration(max_staleness, "max_staleness"),
+            pue=pue,
+            embodied_g=None if embodied is None else _grams(embodied, "embodied"),
+            functional_unit=functional_unit,
+            functional_units=functional_units,
+            tags=tuple(tags),
+            team=team,
+            sample_interval=sample_interval,
+        )
+
+    @property
+    def candidate_regions(self) -> tuple[str, ...]:
+        """Home region first, then the alternatives, without duplicates."""
+        ordered = ((self.region,) if self.region else ()) + self.regions
+        return tuple(dict.fromkeys(ordered))
+
+    @property
+    def outage_policy(self) -> OutagePolicy:
+        """The provider-outage rule."""
+        return OutagePolicy(self.on_provider_error, self.max_staleness)
+
+    def make_provider(self) -> IntensityProvider:
+        """A provider instance for this spec (credentials from options or the environment)."""
+        return get_provider(self.provider, **dict(self.provider_options))
+
+    def policy_inputs(self) -> dict[str, Any]:
+        """The inputs of the decision, for the ledger (credentials left out)."""
+        return {
+            "provider": self.provider,
+            "provider_options": {k: v for k, v in self.provider_options.items() if k not in SECRET_OPTIONS},
+            "regions": list(self.candidate_regions),
+            "expected_duration_s": self.expected_duration.total_seconds(),
+            "deadline": self.deadline.isoformat() if isinstance(self.deadline, datetime) else None,
+            "deadline_after_request_s": self.deadline.total_seconds() if isinstance(self.deadline, timedelta) else None,
+            "max_delay_s": None if self.max_delay is None else self.max_delay.total_seconds(),
+            "min_savings_pct": self.min_savings_pct,
+            "threshold_g_per_kwh": self.threshold,
+            "on_provider_error": self.on_provider_error,
+            "max_staleness_s": self.max_staleness.total_seconds(),
+            "budget": self.budget,
+            "estimate": None if self.estimate is None else str(self.estimate),
+            "pue": self.pue,
+        }
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """Primitive keyword arguments that rebuild this spec with :meth:`from_kwargs` (trigger kwargs)."""
+        return {
+            "region": self.region,
+            "regions": list(self.regions),
+            "provider": self.provider,
+            "provider_options": dict(self.provider_options),
+            "expected_duration": self.expected_duration.total_seconds(),
+            "deadline": self.deadline.isoformat()
+            if isinstance(self.deadline, datetime)
+            else (None if self.deadline is None else f"{self.deadline.total_seconds()}s"),
+            "max_delay": None if self.max_delay is None else self.max_delay.total_seconds(),
+            "min_savings": self.min_savings_pct,
+            "threshold": self.threshold,
+            "budget": self.budget,
+            "estimate": None if self.estimate is None else _quantity_text(self.estimate),
+            "on_provider_error": self.on_provider_error,
+            "max_staleness": f"{self.max_staleness.total_seconds()}s",
+            "pue": self.pue,
+            "embodied": self.embodied_g,
+            "functional_unit": self.functional_unit,
+            "functional_units": self.functional_units,
+            "tags": list(self.tags),
+            "team": self.team,
+            "sample_interval": self.sample_interval,
+        }
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> CarbonSpec:
+        """Inverse of :meth:`to_kwargs`."""
+        return cls.build(**kwargs)
+
+
+def _deadline(value: str | datetime | timedelta | None) -> datetime | timedelta | None:
+    if value is None or isinstance(value, (datetime, timedelta)):
+        return parse_time(value, "deadline") if isinstance(value, datetime) else value
+    text = value.strip()
+    if "T" in text or (text[:4].isdigit() and "-" in text):
+        return parse_time(text, "deadline")
+    return parse_duration(text, "deadline")
+
+
+def _estimate(value: str | Quantity) -> Quantity:
+    quantity = value if isinstance(value, Quantity) else parse_quantity(value, name="estimate")
+    if quantity.value < 0:
+        raise InvalidInput(f"estimate={value!r} is negative", fix="give e.g. 20g or 0.5kWh")
+    return quantity
+
+
+def _grams(value: str | float, name: str) -> float:
+    quantity = parse_quantity(value, name=name, default_unit="gCO2e")
+    if quantity.unit != "gCO2e" or quantity.value < 0:
+        raise InvalidInput(f"{name}={value!r} is not an amount of CO2e", fix="give e.g. 120g or 1.5kg")
+    return quantity.value
+
+
+def _quantity_text(quantity: Quantity) -> str:
+    return f"{quantity.value!r}g" if quantity.unit == "gCO2e" else f"{quantity.value!r}kWh"

@@ -1,0 +1,246 @@
+"""The lifecycle on real data: plan on the shipped Spanish trace, meter a fake GPU, record, settle.
+
+The GPU is the autospec fake of nvidia-ml-py (a constant 300 W); everything else is real: the trace
+provider on the shipped Electricity Maps data, the planner, the carbon join and the ledger.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from greenflow.errors import BudgetExceeded, ProviderError
+from greenflow.intensity.cache import ForecastCache
+from greenflow.intensity.providers.http import RetrySettings
+from greenflow.intensity.providers.trace import TraceProvider
+from greenflow.intensity.providers.ukgrid import UKGridProvider
+from greenflow.ledger import Budget, Identity, Ledger
+from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
+from greenflow.metering.meter import Meter
+from greenflow.spec import CarbonSpec
+
+# Midnight in Spain, June 2022: solar makes the middle of the day much greener than the night.
+MIDNIGHT = datetime(2022, 6, 1, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def ledger(sqlite_url: str) -> Ledger:
+    return Ledger(sqlite_url)
+
+
+@pytest.fixture
+def meter_factory(tmp_path: Path):  # type: ignore[no-untyped-def]
+    fake = FakeNvml([FakeGpu(uuid="GPU-11111111-2222-3333-4444-555555555555", power_w=300.0)])
+    return lambda: Meter(
+        nvml=fake.backend(), rapl_root=tmp_path / "no-rapl", sample_interval=0.02, environ={"CUDA_VISIBLE_DEVICES": "0"}
+    )
+
+
+def _lifecycle(ledger, meter_factory, *, task="train", attempt=1, provider=None, **spec):  # type: ignore[no-untyped-def]
+    provider = provider or TraceProvider(region="ES", now=MIDNIGHT)
+    defaults = {"region": "ES", "provider": "trace", "expected_duration": "2h", "max_delay": "14h"}
+    return Lifecycle(
+        CarbonSpec.build(**{**defaults, **spec}),
+        Identity("cli", "train_llm", "run-1", task, attempt),
+        ledger=ledger,
+        cache=ForecastCache(),
+        provider=provider,
+        meter_factory=meter_factory,
+    )
+
+
+def _work(seconds: float = 0.2) -> str:
+    time.sleep(seconds)
+    return "model.pt"
+
+
+def test_defers_to_the_green_window_and_records_what_deferring_saved(ledger, meter_factory) -> None:
+    provider = TraceProvider(region="ES", now=MIDNIGHT)
+    lifecycle = _lifecycle(ledger, meter_factory, provider=provider)
+    decision = lifecycle.plan()
+    assert decision.action == "defer"
+    assert MIDNIGHT + timedelta(hours=6) < decision.start_at <= MIDNIGHT + timedelta(hours=14)
+    assert decision.plan is not None and decision.plan["savings_pct"] > 10
+
+    provider.set_now(decision.start_at)  # the replay clock reaches the window (the caller's wait)
+    result = lifecycle.run(decision, _work)
+    entry = result.entry
+    assert result.value == "model.pt"
+    assert entry.decision == "deferred"
+    assert entry.deferred_seconds == pytest.approx((decision.start_at - MIDNIGHT).total_seconds())
+    assert entry.method_gpu == "nvml_energy_counter"
+    assert entry.energy_gpu_kwh == pytest.approx(300 * 0.2 / 3.6e6, rel=0.5)
+    assert entry.energy_cpu_kwh is None and entry.measurement_notes["cpu"]  # not measured: None + reason
+    assert entry.intensity_source == "actuals from trace"
+    assert entry.operational_g == pytest.approx(entry.energy_kwh * entry.intensity_g_per_kwh)
+    assert entry.counterfactual_intensity_g_per_kwh > entry.intensity_g_per_kwh
+    assert entry.saved_g > 0
+    assert entry.forecast_hash and entry.forecast and entry.forecast_provider == "trace"
+    assert entry.devices[0]["device"].startswith("GPU-11111111")
+    assert entry.extra["replay"]["note"]
+    assert ledger.verify().ok
+
+
+def test_runs_now_when_the_saving_is_below_the_minimum(ledger, meter_factory) -> None:
+    decision = _lifecycle(ledger, meter_factory, min_savings=99).plan()
+    assert decision.action == "run_now"
+    assert decision.start_at == MIDNIGHT
+    assert "below" in decision.reason or "minimum" in decision.reason
+
+
+def test_budget_reserve_settle_and_refusal(ledger, meter_factory) -> None:
+    ledger.budgets.set(Budget.parse("gpu", "30g", "month"))
+    first = _lifecycle(ledger, meter_factory, budget="gpu", estimate="20g", max_delay="0h")
+    decision = first.reserve(first.plan())
+    assert decision.reservation_id and decision.estimate_source == "declared estimate 20 g"
+    assert ledger.budgets.status("gpu", at=datetime.now(UTC)).reserved == 20.0
+
+    # While the first attempt holds 20 g, a second one estimated at 20 g does not fit in 30 g.
+    second = _lifecycle(ledger, meter_factory, task="evaluate", budget="gpu", estimate="20g", max_delay="0h")
+    planned = second.plan()
+    with pytest.raises(BudgetExceeded) as refused:
+        second.reserve(planned)
+    skipped = second.skip(planned, refused.value)
+    assert skipped.decision == "skipped_budget"
+    assert "cannot cover 20 g" in (skipped.error or "")
+
+    entry = first.run(decision, _work, 0.05).entry
+    status = ledger.budgets.status("gpu", at=datetime.now(UTC))
+    assert status.reserved == 0.0
+    assert status.settled == pytest.approx(entry.charged_g)
+    assert entry.charged_g < 1.0  # 300 W for 0.05 s: settled to what was measured, not the estimate
+    third = _lifecycle(ledger, meter_factory, task="evaluate", attempt=2, budget="gpu", estimate="20g", max_delay="0h")
+    assert third.reserve(third.plan()).reservation_id
+
+
+def test_a_failing_task_still_records_its_energy_and_settles(ledger, meter_factory) -> None:
+    ledger.budgets.set(Budget.parse("gpu", "1kg", "month"))
+    lifecycle = _lifecycle(ledger, meter_factory, budget="gpu", max_delay="0h")
+    decision = lifecycle.reserve(lifecycle.plan())
+
+    def crash() -> None:
+        time.sleep(0.1)
+        raise RuntimeError("CUDA out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        lifecycle.run(decision, crash)
+    [entry] = ledger.entries()
+    assert entry.decision == "failed"
+    assert entry.error == "RuntimeError: CUDA out of memory"
+    assert entry.energy_gpu_kwh and entry.energy_gpu_kwh > 0
+    assert ledger.budgets.status("gpu", at=datetime.now(UTC)).reserved == 0.0
+
+
+def test_a_killed_task_is_recorded_as_interrupted(ledger, meter_factory) -> None:
+    lifecycle = _lifecycle(ledger, meter_factory, max_delay="0h")
+
+    def killed() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.run(lifecycle.plan(), killed)
+    assert [e.decision for e in ledger.entries()] == ["interrupted"]
+
+
+def test_a_retried_write_of_one_attempt_records_once_and_a_retry_records_again(ledger, meter_factory) -> None:
+    lifecycle = _lifecycle(ledger, meter_factory, max_delay="0h")
+    decision = lifecycle.plan()
+    first = lifecycle.run(decision, _work, 0.01).entry
+    again = lifecycle.run(decision, _work, 0.01).entry  # e.g. a worker re-running the same try
+    assert again.entry_id == first.entry_id
+    retry = _lifecycle(ledger, meter_factory, attempt=2, max_delay="0h")
+    retry.run(retry.plan(), _work, 0.01)
+    assert [e.attempt for e in ledger.entries()] == [1, 2]
+
+
+def test_estimates_come_from_the_tasks_own_history(ledger, meter_factory) -> None:
+    for attempt in (1, 2, 3):
+        past = _lifecycle(ledger, meter_factory, task="train", attempt=attempt, max_delay="0h")
+        past.run(past.plan(), _work, 0.05)
+    ledger.budgets.set(Budget.parse("gpu", "1kg", "month"))
+    lifecycle = _lifecycle(ledger, meter_factory, task="train", attempt=4, budget="gpu", max_delay="0h")
+    decision = lifecycle.reserve(lifecycle.plan())
+    assert decision.estimate_source is not None
+    assert decision.estimate_source.startswith("history: median of the last 3 measured attempts")
+    fresh = _lifecycle(ledger, meter_factory, task="never_ran", budget="gpu", max_delay="0h")
+    assert fresh.reserve(fresh.plan()).estimate_source.startswith("default estimate")
+
+
+def _down_provider() -> UKGridProvider:
+    return UKGridProvider(
+        base_url="http://127.0.0.1:9", retry=RetrySettings(timeout=0.2, total_time=0.5, max_attempts=2, backoff=0.01)
+    )
+
+
+def _outage(ledger, meter_factory, policy: str) -> Lifecycle:  # type: ignore[no-untyped-def]
+    return Lifecycle(
+        CarbonSpec.build(
+            region="national",
+            provider="ukgrid",
+            expected_duration="1h",
+            max_delay="4h",
+            on_provider_error=policy,
+            max_staleness="0s",
+        ),
+        Identity("cli", "w", "r", "t"),
+        ledger=ledger,
+        cache=ForecastCache(),
+        provider=_down_provider(),
+        meter_factory=meter_factory,
+    )
+
+
+def test_provider_outage_run_policy_runs_now_and_says_so(ledger, meter_factory) -> None:
+    lifecycle = _outage(ledger, meter_factory, "run")
+    decision = lifecycle.plan()
+    assert decision.action == "run_now"
+    assert "on_provider_error=run" in (decision.forecast_note or "")
+    entry = lifecycle.run(decision, _work, 0.01).entry
+    assert entry.forecast is None and entry.forecast_hash is None
+    assert "on_provider_error=run" in (entry.forecast_note or "")
+    assert entry.intensity_g_per_kwh is None  # no intensity known: not guessed
+    assert entry.energy_gpu_kwh is not None
+
+
+def test_provider_outage_wait_policy_retries_later(ledger, meter_factory) -> None:
+    decision = _outage(ledger, meter_factory, "wait").plan()
+    assert decision.action == "retry"
+    assert decision.start_at > decision.requested_at
+    assert decision.start_at <= decision.latest_start
+
+
+def test_provider_outage_fail_policy_raises_and_records_a_failed_entry(ledger, meter_factory) -> None:
+    with pytest.raises(ProviderError):
+        _outage(ledger, meter_factory, "fail").plan()
+    [entry] = ledger.entries()
+    assert entry.decision == "failed"
+    assert "on_provider_error=fail" in (entry.error or "")
+
+
+def test_decision_survives_serialisation_and_replanning_keeps_the_reservation(ledger, meter_factory) -> None:
+    ledger.budgets.set(Budget.parse("gpu", "1kg", "month"))
+    lifecycle = _lifecycle(ledger, meter_factory, budget="gpu", estimate="10g")
+    decision = lifecycle.reserve(lifecycle.plan())
+    assert Decision.from_dict(decision.to_dict()) == decision
+    replanned = lifecycle.plan(previous=decision)
+    assert replanned.reservation_id == decision.reservation_id
+    assert replanned.requested_at == decision.requested_at
+    assert replanned.start_at <= decision.latest_start
+
+
+def test_spatial_shifting_picks_the_greener_region_and_keeps_the_alternatives(ledger, meter_factory) -> None:
+    lifecycle = Lifecycle(
+        CarbonSpec.build(region="ES", regions=["NO"], provider="trace", expected_duration="2h", max_delay="0h"),
+        Identity("cli", "w", "r", "t"),
+        ledger=ledger,
+        cache=ForecastCache(),
+        provider=TraceProvider(now=MIDNIGHT),
+        meter_factory=meter_factory,
+    )
+    decision = lifecycle.plan()
+    assert decision.region == "NO"  # Norway's hydro grid beats Spain at night
+    assert {a["region"] for a in decision.plan["alternatives"]} == {"ES", "NO"}
