@@ -324,6 +324,7 @@ class TraceProvider:
         actuals_column: str | None = None,
         now: datetime | str | None = None,
         speed: float | None = None,
+        replay_started_at: datetime | str | None = None,
         clock: Callable[[], datetime] | None = None,
         signal: str = "average",
     ) -> None:
@@ -343,8 +344,13 @@ class TraceProvider:
         self._now: datetime | None = None
         self._loaded: dict[str, tuple[LoadedTrace, str | None]] = {}
         self._wall_at_set = 0.0
+        # A replay shared by several processes (a worker, the triggerer) must agree on when it began:
+        # with ``replay_started_at`` (a wall-clock time) every process maps wall time to trace time alike.
+        self._started_wall: datetime | None = None
         if now is not None:
             self.set_now(now)
+        if replay_started_at is not None:
+            self._started_wall = parse_time(replay_started_at, "replay_started_at")
         self.region = self.validate_region(region) if region is not None else None
         # Load what can be loaded now so a wrong file or column fails at construction, not mid-run.
         if self._path is not None:
@@ -360,6 +366,7 @@ class TraceProvider:
         """Move the replay clock to ``moment`` (aware, or ISO 8601 text with a zone)."""
         self._now = parse_time(moment, "now")
         self._wall_at_set = time.monotonic()
+        self._started_wall = None
 
     @property
     def speed(self) -> float | None:
@@ -380,6 +387,8 @@ class TraceProvider:
             return utcnow()
         if self._speed is None:
             return self._now
+        if self._started_wall is not None:
+            return self._now + (utcnow() - self._started_wall) * self._speed
         return self._now + timedelta(seconds=(time.monotonic() - self._wall_at_set) * self._speed)
 
     # -- interface ---------------------------------------------------------------------------------

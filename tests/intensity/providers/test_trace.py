@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from greenflow.clock import utcnow
 from greenflow.errors import InvalidInput
 from greenflow.intensity.providers import get_provider
 from greenflow.intensity.providers.trace import DATA_DIR, SHIPPED, TraceProvider, load_trace
@@ -237,3 +238,13 @@ def test_all_shipped_zones_load():
     for name in SHIPPED:
         now = at("2023-03-20T00:00Z")
         assert TraceProvider(region=name, now=now).forecast(name, hours=1).points
+
+
+def test_a_replay_shared_by_processes_agrees_on_its_clock() -> None:
+    """Two provider instances (a worker and the triggerer) built apart map wall time to one trace time."""
+    started = utcnow() - timedelta(seconds=10)
+    a = TraceProvider(region="ES", now="2022-06-01T00:00Z", speed=360, replay_started_at=started)
+    b = TraceProvider(region="ES", now="2022-06-01T00:00Z", speed=360, replay_started_at=started.isoformat())
+    expected = datetime(2022, 6, 1, 1, 0, tzinfo=UTC)  # 10 s x 360 = one trace hour later
+    assert abs((a.now - expected).total_seconds()) < 60
+    assert abs((a.now - b.now).total_seconds()) < 5
