@@ -19,7 +19,8 @@ R = TypeVar("R")
 
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; ledger rows need more.
 console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True)
+# Errors are one line each: never wrapped, whatever the terminal width.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(payload: Any) -> None:

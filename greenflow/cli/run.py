@@ -1,0 +1,210 @@
+"""``greenflow run -- CMD``: meter any command (a BashOperator's, a container's, a Slurm job's) into the ledger.
+
+The command runs as a child process in its own process group; SIGINT and SIGTERM sent to greenflow are
+forwarded to that group, and a command stopped that way is recorded as ``interrupted`` with the energy
+used so far. The child's exit code is passed through (128 + signal number when it was killed). With
+``--budget`` the estimate is reserved first: if it does not fit, the command is not started and
+greenflow exits 3. With ``--max-delay``/``--deadline`` greenflow waits for the green window first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import typer
+
+from greenflow.cli.context import open_ledger
+from greenflow.cli.output import err_console, handle_errors
+from greenflow.clock import utcnow
+from greenflow.errors import BudgetExceeded, InvalidInput
+from greenflow.ledger import Identity
+from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.spec import CarbonSpec
+from greenflow.units import format_energy, format_mass
+
+EXIT_BUDGET_REFUSED = 3
+# How often a waiting `greenflow run` says what it is waiting for.
+_PROGRESS_EVERY_S = 60.0
+
+
+class CommandFailed(Exception):
+    """The command exited non-zero (recorded as ``failed``; its code is passed through)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"command exited with code {code}")
+        self.code = code
+
+
+class CommandStopped(SystemExit):
+    """greenflow was asked to stop and forwarded the signal (recorded as ``interrupted``)."""
+
+
+@dataclass(frozen=True)
+class _Who:
+    identity: Identity
+    source: str
+
+
+def identity_from(
+    env: Mapping[str, str], *, workflow: str | None, run_id: str | None, task: str | None, attempt: int | None
+) -> _Who:
+    """Who this attempt is: flags first, then the Airflow or Prefect context the command runs in."""
+    if env.get("AIRFLOW_CTX_DAG_ID"):
+        orchestrator, source = "airflow", "Airflow task context (AIRFLOW_CTX_*)"
+        workflow = workflow or env["AIRFLOW_CTX_DAG_ID"]
+        run_id = run_id or env.get("AIRFLOW_CTX_DAG_RUN_ID")
+        task = task or env.get("AIRFLOW_CTX_TASK_ID")
+        attempt = attempt or _int(env.get("AIRFLOW_CTX_TRY_NUMBER"))
+    elif env.get("PREFECT__FLOW_RUN_ID"):
+        orchestrator, source = "prefect", "Prefect flow run (PREFECT__FLOW_RUN_ID)"
+        run_id = run_id or env["PREFECT__FLOW_RUN_ID"]
+    else:
+        orchestrator, source = "cli", "command line"
+    workflow = workflow or "adhoc"
+    run_id = run_id or f"run-{utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    return _Who(
+        Identity(orchestrator, workflow, run_id, task or "command", attempt or 1),  # type: ignore[arg-type]
+        source,
+    )
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(
+                f"--provider-option {pair!r} is not KEY=VALUE", fix="e.g. --provider-option now=2022-06-01T00:00Z"
+            )
+        options[key.strip()] = value
+    return options
+
+
+@handle_errors
+def run(
+    command: list[str] = typer.Argument(..., help="The command and its arguments, after `--`."),
+    workflow: str | None = typer.Option(
+        None, "--workflow", help="Workflow id (default: Airflow DAG id, else 'adhoc')."
+    ),
+    run_id: str | None = typer.Option(None, "--run-id", help="Run id (default: Airflow/Prefect run, else generated)."),
+    task: str | None = typer.Option(None, "--task", help="Task id (default: Airflow task id, else 'command')."),
+    attempt: int | None = typer.Option(None, "--attempt", min=1, help="Attempt number (default: Airflow try)."),
+    region: list[str] = typer.Option([], "--region", help="Grid region; repeat to let greenflow choose."),
+    provider: str = typer.Option("ukgrid", "--provider", help="Intensity provider."),
+    provider_option: list[str] = typer.Option([], "--provider-option", help="KEY=VALUE for the provider."),
+    budget: str | None = typer.Option(None, "--budget", help="Budget to reserve against."),
+    estimate: str | None = typer.Option(None, "--estimate", help="Estimate to reserve, e.g. 20g or 0.5kWh."),
+    expected_duration: str = typer.Option("1h", "--expected-duration", help="How long the command runs."),
+    max_delay: str = typer.Option("0s", "--max-delay", help="Wait up to this long for a greener start."),
+    deadline: str | None = typer.Option(None, "--deadline", help="Latest finish (time or duration)."),
+    min_savings: float = typer.Option(0.0, "--min-savings", help="Minimum saving (percent) worth waiting for."),
+    on_provider_error: str = typer.Option("run", "--on-provider-error", help="run, wait or fail."),
+    pue: float | None = typer.Option(None, "--pue", help="Data-centre PUE (>= 1)."),
+    tag: list[str] = typer.Option([], "--tag", help="Tag the entry (budgets can be scoped to a tag)."),
+    team: str | None = typer.Option(None, "--team", help="Team label."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
+) -> None:
+    """Run CMD under the meter and write one ledger entry for it."""
+    if not command:
+        raise InvalidInput("no command given", fix="write it after --, e.g. greenflow run -- python train.py")
+    who = identity_from(os.environ, workflow=workflow, run_id=run_id, task=task, attempt=attempt)
+    spec = CarbonSpec.build(
+        region=region[0] if region else None,
+        regions=region[1:],
+        provider=provider,
+        provider_options=_options(provider_option),
+        expected_duration=expected_duration,
+        deadline=deadline,
+        max_delay=None if deadline else max_delay,
+        min_savings=min_savings,
+        budget=budget,
+        estimate=estimate,
+        on_provider_error=on_provider_error,
+        pue=pue,
+        tags=tag,
+        team=team,
+    )
+    lifecycle = Lifecycle(spec, who.identity, ledger=open_ledger())
+    decision = _wait_for_window(lifecycle, lifecycle.plan(), quiet=quiet)
+    try:
+        decision = lifecycle.reserve(decision)
+    except BudgetExceeded as refused:
+        lifecycle.skip(decision, refused)
+        err_console.print(f"greenflow: not started: {refused.one_line()}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_BUDGET_REFUSED) from None
+    code = _run_metered(lifecycle, decision, command)
+    entry = lifecycle.ledger.for_attempt(who.identity)
+    if entry is not None and not quiet:
+        err_console.print(
+            f"greenflow: {entry.decision} {entry.workflow_id}/{entry.task_id}#{entry.attempt} "
+            f"energy {format_energy(entry.energy_kwh)}, emissions {format_mass(entry.operational_g)}, "
+            f"entry {entry.entry_id}",
+            markup=False,
+            highlight=False,
+        )
+    raise typer.Exit(code)
+
+
+def _wait_for_window(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -> Decision:
+    """Sleep until the planned start (a CLI may hold its own process; orchestrators defer instead)."""
+    while decision.action in ("defer", "retry"):
+        if not quiet:
+            err_console.print(
+                f"greenflow: waiting until {decision.start_at.isoformat()} "
+                f"(latest start {decision.latest_start.isoformat()}): {decision.reason}",
+                markup=False,
+                highlight=False,
+            )
+        while (remaining := (decision.wake_at - utcnow()).total_seconds()) > 0:
+            time.sleep(min(remaining, _PROGRESS_EVERY_S))
+        if decision.action == "defer":
+            break
+        decision = lifecycle.plan(previous=decision)
+    return decision
+
+
+def _run_metered(lifecycle: Lifecycle, decision: Decision, command: list[str]) -> int:
+    received: list[int] = []
+    try:
+        with lifecycle.metered(decision):
+            try:
+                child = subprocess.Popen(command, start_new_session=True)
+            except OSError as error:
+                raise InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command") from None
+
+            def forward(signum: int, _frame: FrameType | None) -> None:
+                received.append(signum)
+                with contextlib.suppress(ProcessLookupError):  # the child may have just exited
+                    os.killpg(child.pid, signum)
+
+            previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                code = child.wait()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            if received:
+                raise CommandStopped(128 + received[0])
+            if code != 0:
+                raise CommandFailed(128 - code if code < 0 else code)
+    except CommandStopped as stopped:
+        return int(stopped.code or 1)
+    except CommandFailed as failed:
+        return failed.code
+    return 0
