@@ -1,7 +1,7 @@
 """Which GPUs a job uses: ``CUDA_VISIBLE_DEVICES`` (or an explicit list) resolved to physical GPUs.
 
 ``CUDA_VISIBLE_DEVICES`` entries are indices (``0``), GPU UUIDs or unique prefixes of them (``GPU-8c1b…``),
-and MIG devices, in the current form (``MIG-<uuid>``) or the CUDA 11.0–11.x form
+and MIG devices, in the current form (``MIG-<uuid>``) or the CUDA 11.0-11.x form
 (``MIG-GPU-<gpu uuid>/<gpu instance>/<compute instance>``). The variable follows CUDA's rules: unset means
 every GPU, empty means none, and an entry that is not a valid device hides it and every entry after it
 (so ``-1`` or ``none`` hide all GPUs). The meter reads energy per *physical* GPU, so MIG entries resolve
@@ -88,7 +88,7 @@ def parse_cuda_visible_devices(value: str | None) -> GpuSelection:
 
 
 def select_gpus(gpu_indices: Sequence[int | str] | None, environ: Mapping[str, str]) -> GpuSelection:
-    """The GPU list from explicit ``gpu_indices`` (NVML indices or ids), else from ``CUDA_VISIBLE_DEVICES``."""
+    """The GPU list from ``gpu_indices`` (NVML indices or ids), else from ``CUDA_VISIBLE_DEVICES``."""
     if gpu_indices is None:
         return parse_cuda_visible_devices(environ.get("CUDA_VISIBLE_DEVICES"))
     selectors: list[GpuSelector] = []

@@ -21,7 +21,12 @@ BaselineSource = Literal["declared", "measured"]
 COMPONENTS: tuple[Component, ...] = get_args(Component)
 METHODS: tuple[Method, ...] = get_args(Method)
 # From most to least trustworthy: a component whose devices disagree reports the weakest one.
-METHOD_RANK: dict[Method, int] = {"nvml_energy_counter": 0, "rapl": 0, "nvml_power_sampling": 1, "estimate": 2}
+METHOD_RANK: dict[Method, int] = {
+    "nvml_energy_counter": 0,
+    "rapl": 0,
+    "nvml_power_sampling": 1,
+    "estimate": 2,
+}
 JOULES_PER_KWH = 3.6e6
 
 
@@ -51,7 +56,7 @@ class PowerTrace:
 class DeviceEnergy:
     """Energy of one device (a GPU, a MIG slice's parent GPU, a RAPL package or DRAM domain).
 
-    ``kwh`` is what is charged to the window: for a MIG instance it is ``whole_device_kwh`` × ``fraction``.
+    ``kwh`` is what is charged to the window: for a MIG instance it is ``whole_device_kwh`` x ``fraction``.
     """
 
     device: str
@@ -74,7 +79,7 @@ class ComponentEnergy:
     ``kwh`` is ``None`` when it was not measured, and then ``reason`` says why. ``reason`` may also be set
     next to a number, to say what the number rests on (e.g. which backend could not be used and why an
     estimate was taken instead). ``apportioned`` is true when a share of a shared device was charged
-    (MIG). ``active_kwh`` is gross minus ``idle_watts`` × duration, when an idle baseline was given.
+    (MIG). ``active_kwh`` is gross minus ``idle_watts`` x duration, when an idle baseline was given.
     """
 
     kwh: float | None
@@ -152,9 +157,7 @@ class Measurement:
         object.__setattr__(self, "start", require_aware(self.start, "measurement start"))
         object.__setattr__(self, "end", require_aware(self.end, "measurement end"))
         if self.end < self.start:
-            raise InvalidInput(
-                f"measurement {self.name!r} ends before it starts", fix="end must be at or after start"
-            )
+            raise InvalidInput(f"measurement {self.name!r} ends before it starts", fix="end must be at or after start")
 
     @property
     def duration_s(self) -> float:

@@ -11,6 +11,7 @@ instance meters use unless told otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 from typing import Any
@@ -38,6 +39,7 @@ class NvmlBackend:
         self._module = module
         self._lock = threading.Lock()
         self._users = 0
+        self._value_attributes: dict[int, str] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -78,11 +80,9 @@ class NvmlBackend:
                 return
             self._users -= 1
             if self._users == 0:
-                try:
+                # A failed shutdown changes nothing: the process is done with NVML either way.
+                with contextlib.suppress(self.nvml.NVMLError):
                     self.nvml.nvmlShutdown()
-                except self.nvml.NVMLError:
-                    # Nothing useful to do: the process is done with NVML either way.
-                    pass
 
     # -- errors ----------------------------------------------------------------------------------
     def is_error(self, exc: BaseException) -> bool:
@@ -100,7 +100,7 @@ class NvmlBackend:
     def _init_failure(self, exc: BaseException) -> str:
         nvml = self.nvml
         if isinstance(exc, nvml.NVMLError_LibraryNotFound):
-            return "no NVIDIA GPU: the NVML library (libnvidia-ml.so.1) is not installed (NVMLError_LibraryNotFound)"
+            return "no NVIDIA GPU: the NVML library (libnvidia-ml.so.1) is not found (NVMLError_LibraryNotFound)"
         if isinstance(exc, nvml.NVMLError_DriverNotLoaded):
             return "no NVIDIA GPU: the NVIDIA driver is not loaded (NVMLError_DriverNotLoaded)"
         if isinstance(exc, nvml.NVMLError_NoPermission):
@@ -154,7 +154,14 @@ class NvmlBackend:
         value = nvml.nvmlDeviceGetFieldValues(handle, [nvml.NVML_FI_DEV_POWER_INSTANT])[0]
         if value.nvmlReturn != nvml.NVML_SUCCESS:
             raise nvml.NVMLError(value.nvmlReturn)
-        return _field_number(nvml, value)
+        if self._value_attributes is None:
+            self._value_attributes = {
+                getattr(nvml, constant): attribute
+                for constant, attribute in _VALUE_ATTRIBUTES.items()
+                if hasattr(nvml, constant)
+            }
+        # Power fields are documented as unsigned int milliwatts; reading by valueType guards a change.
+        return float(getattr(value.value, self._value_attributes.get(value.valueType, "uiVal")))
 
     def average_power_mw(self, handle: Handle) -> float:
         """``nvmlDeviceGetPowerUsage`` in milliwatts (instant before Ampere, a 1 s average after)."""
@@ -187,16 +194,11 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _field_number(nvml: Any, value: Any) -> float:
-    kind = value.valueType
-    union = value.value
-    by_type = {
-        nvml.NVML_VALUE_TYPE_DOUBLE: "dVal",
-        nvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
-        nvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
-        nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
-        nvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal",
-        nvml.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
-    }
-    # Power fields are documented as unsigned int milliwatts; the type check guards a driver change.
-    return float(getattr(union, by_type.get(kind, "uiVal")))
+_VALUE_ATTRIBUTES = {
+    "NVML_VALUE_TYPE_DOUBLE": "dVal",
+    "NVML_VALUE_TYPE_UNSIGNED_INT": "uiVal",
+    "NVML_VALUE_TYPE_UNSIGNED_LONG": "ulVal",
+    "NVML_VALUE_TYPE_UNSIGNED_LONG_LONG": "ullVal",
+    "NVML_VALUE_TYPE_SIGNED_LONG_LONG": "sllVal",
+    "NVML_VALUE_TYPE_SIGNED_INT": "siVal",
+}
