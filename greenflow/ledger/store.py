@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from greenflow.clock import require_aware, utcnow
 from greenflow.config import ledger_url
 from greenflow.errors import InvalidInput
-from greenflow.ledger.database import READONLY, check_schema, create_ledger_engine, safe_url
+from greenflow.ledger.database import READONLY, check_schema, create_ledger_engine, safe_url, writer_turn
 from greenflow.ledger.entry import ENTRY_FIELDS, Entry, Identity, chain_hash
 from greenflow.ledger.models import EntryRow, HeadRow, ReservationRow
 
@@ -86,8 +86,8 @@ class Ledger:
     # -- transactions ------------------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite, after a fair OS lock); commits on success."""
+        with writer_turn(self.engine), Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
     @contextmanager
