@@ -18,8 +18,11 @@ Prints a markdown table and writes it to ``benchmarks/results/metering.md``.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -117,12 +120,55 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def wall_times(command: list[str], runs: int, env: dict[str, str]) -> list[float]:
+    """Wall seconds of ``runs`` executions of ``command``."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_overhead(runs: int) -> str:
+    """How much wall time `greenflow run -- true` adds to `true` (one SQLite ledger entry per run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "GREENFLOW_LEDGER_URL": f"sqlite:///{tmp}/ledger.db"}
+        greenflow = [sys.executable, "-m", "greenflow.cli"]
+        subprocess.run([*greenflow, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
+        bare = wall_times(["true"], runs, env)
+        wrapped = wall_times([*greenflow, "run", "-q", "--", "true"], runs, env)
+        imports = wall_times([sys.executable, "-c", "import greenflow.cli.main"], runs, env)
+        interpreter = wall_times([sys.executable, "-c", "pass"], runs, env)
+    added = [w - statistics.median(bare) for w in wrapped]
+    return "\n".join([
+        "## `greenflow run -- true` wall-time overhead",
+        "",
+        f"{runs} runs each, SQLite ledger, one entry written per run.",
+        "",
+        "| what | median ms | p90 ms |",
+        "|---|---:|---:|",
+        f"| `true` | {statistics.median(bare) * 1e3:.0f} | {_p90(bare) * 1e3:.0f} |",
+        f"| `greenflow run -q -- true` | {statistics.median(wrapped) * 1e3:.0f} | {_p90(wrapped) * 1e3:.0f} |",
+        f"| added by greenflow | {statistics.median(added) * 1e3:.0f} | {_p90(added) * 1e3:.0f} |",
+        f"| of which: Python start-up | {statistics.median(interpreter) * 1e3:.0f} | {_p90(interpreter) * 1e3:.0f} |",
+        f"| of which: importing the CLI (SQLAlchemy, Typer, Rich, …) | "
+        f"{statistics.median(imports) * 1e3:.0f} | {_p90(imports) * 1e3:.0f} |",
+        "",
+    ])
+
+
+def _p90(values: list[float]) -> float:
+    return sorted(values)[int(0.9 * (len(values) - 1))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per row (default 60)")
     parser.add_argument("--quick", action="store_true", help="5 s per row")
     parser.add_argument("--call-cost-us", type=float, default=365.0, help="CPU cost of one NVML call")
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write")
+    parser.add_argument("--runs", type=int, default=20, help="runs of `greenflow run -- true`")
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else args.duration
 
@@ -168,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
+    report += "\n" + run_overhead(5 if args.quick else args.runs)
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-import pendulum
-
 from greenflow.errors import InvalidInput
 
 _SHORT_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|w)\s*$", re.IGNORECASE)
@@ -70,6 +68,8 @@ def _parse_duration_text(text: str, name: str) -> timedelta:
     if match:
         return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
     if text.strip().upper().startswith(("P", "-P")):
+        import pendulum  # only ISO 8601 durations need it; keeps `import greenflow` light
+
         try:
             parsed = pendulum.parse(text.strip())
         except (ValueError, pendulum.parsing.exceptions.ParserError):
