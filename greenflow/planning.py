@@ -36,11 +36,13 @@ Rules, in the order they are applied:
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from itertools import accumulate
+from operator import attrgetter
+from typing import Any, Literal, cast
 
 from greenflow.clock import require_aware, utcnow
 from greenflow.errors import InvalidInput
@@ -52,6 +54,8 @@ Decision = Literal["run_now", "defer"]
 # last bits, and a tie must go to the earliest start, not to whichever rounding came out lower.
 _TIE_RELATIVE = 1e-9
 _MICROSECOND = timedelta(microseconds=1)
+_SLACK = 1e-6  # seconds: float noise allowed where window edges meet run edges
+_START, _END = attrgetter("start"), attrgetter("end")
 
 __all__ = ["Candidate", "Decision", "Plan", "RegionOption", "plan"]
 
@@ -60,56 +64,74 @@ __all__ = ["Candidate", "Decision", "Plan", "RegionOption", "plan"]
 class _Run:
     """A stretch of contiguous known values of one forecast, as numbers for the sweep.
 
-    ``times`` are the k+1 slot boundaries (POSIX seconds), ``values`` the k slot values plus a 0.0
-    sentinel (so a window ending exactly at the run's end reads ``prefix[k]``), ``prefix[i]`` the
-    integral of intensity x seconds from ``times[0]`` to ``times[i]``.
+    ``times`` are the k+1 slot boundaries in seconds after the candidate's origin, ``values`` the k
+    slot values plus a 0.0 sentinel (so a window ending exactly at the run's end reads ``prefix[k]``),
+    ``prefix[i]`` the integral of intensity x seconds from ``times[0]`` to ``times[i]``. ``step`` is the
+    common slot length when every slot has the same one (most providers' case), else ``None``.
     """
 
     times: tuple[float, ...]
     values: tuple[float, ...]
     prefix: tuple[float, ...]
+    step: float | None
 
-    def integral_to(self, moment: float, index: int) -> float:
-        """Integral from the run's start to ``moment``, which lies in slot ``index``."""
+    @classmethod
+    def of(cls, times: list[float], values: list[float]) -> _Run:
+        """Build a run from its boundaries and slot values."""
+        prefix = [0.0]
+        prefix += accumulate([value * (b - a) for value, a, b in zip(values, times, times[1:], strict=False)])
+        width = times[1] - times[0]
+        # Exact float equality: a grid that only nearly matches takes the general sweep instead.
+        uniform = times == [times[0] + index * width for index in range(len(times))]
+        return cls(tuple(times), (*values, 0.0), tuple(prefix), width if uniform else None)
+
+    def integral_to(self, moment: float) -> float:
+        """Integral from the run's start to ``moment`` (within the run)."""
+        index = min(bisect_right(self.times, moment) - 1, len(self.times) - 2)
         return self.prefix[index] + self.values[index] * (moment - self.times[index])
 
-    def slot_of(self, moment: float) -> int:
-        """Index of the slot holding ``moment`` (the last slot for the run's end)."""
-        return min(bisect_right(self.times, moment) - 1, len(self.times) - 2)
+    def covers(self, start: float, end: float) -> bool:
+        """Whether [start, end] lies inside the run (to a microsecond: ``start + span`` in floats may
+        land a hair past a boundary the datetimes meet exactly)."""
+        return self.times[0] - _SLACK <= start and end <= self.times[-1] + _SLACK
 
 
-def _known_runs(forecast: Forecast) -> tuple[_Run, ...]:
-    """Split a forecast into maximal runs of contiguous points with a finite value."""
+def _prepare(forecast: Forecast) -> tuple[datetime | None, tuple[_Run, ...]]:
+    """Reduce a forecast to its origin (first point's start) and maximal runs of known values."""
+    points = forecast.points
+    if not points:
+        return None, ()
+    origin = points[0].start
+    values = [point.value for point in points]
+    # Fast path for the usual forecast: contiguous, every value known and finite (a NaN or inf
+    # anywhere makes the sum non-finite and sends it down the careful path).
+    if None not in values:
+        known = cast("list[float]", values)
+        starts, ends = list(map(_START, points)), list(map(_END, points))
+        if math.isfinite(sum(known)) and ends[:-1] == starts[1:]:
+            times = [0.0]
+            times += [(end - origin).total_seconds() for end in ends]
+            return origin, (_Run.of(times, known),)
+
     runs: list[_Run] = []
-    times: list[float] = []
-    values: list[float] = []
-    prefix: list[float] = []
+    run_times: list[float] = []
+    run_values: list[float] = []
     previous_end: datetime | None = None
-
-    def close() -> None:
-        if values:
-            runs.append(_Run(tuple(times), (*values, 0.0), tuple(prefix)))
-        times.clear()
-        values.clear()
-        prefix.clear()
-
-    for point in forecast.points:
+    for point in points:
         value = point.value
-        if value is None or not math.isfinite(value):
-            close()
+        if value is None or not math.isfinite(value):  # a gap: the run so far ends here
             previous_end = None
             continue
         if previous_end is None or point.start != previous_end:
-            close()
-            times.append(point.start.timestamp())
-            prefix.append(0.0)
-        end = point.end.timestamp()
-        prefix.append(prefix[-1] + value * (end - times[-1]))
-        times.append(end)
-        values.append(value)
+            if run_values:
+                runs.append(_Run.of(run_times, run_values))
+            run_times, run_values = [(point.start - origin).total_seconds()], []
+        run_times.append((point.end - origin).total_seconds())
+        run_values.append(value)
         previous_end = point.end
-    close()
-    return tuple(runs)
+    if run_values:
+        runs.append(_Run.of(run_times, run_values))
+    return origin, tuple(runs)
 
 
 @dataclass(frozen=True)
@@ -117,11 +139,12 @@ class Candidate:
     """One place the job could run: a region label and its intensity forecast.
 
     The forecast is reduced to numbers once, when the candidate is made, so re-planning the same
-    forecast with other limits (as a waiting trigger does) costs only the sweep.
+    forecast with other limits (as a waiting trigger does) costs only the search.
     """
 
     region: str
     forecast: Forecast
+    _origin: datetime | None = field(init=False, repr=False, compare=False)
     _runs: tuple[_Run, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -132,7 +155,30 @@ class Candidate:
                 f"forecast for region {self.region!r} is a {type(self.forecast).__name__}, not a Forecast",
                 fix="pass the Forecast a provider returned",
             )
-        object.__setattr__(self, "_runs", _known_runs(self.forecast))
+        origin, runs = _prepare(self.forecast)
+        object.__setattr__(self, "_origin", origin)
+        object.__setattr__(self, "_runs", runs)
+
+    def _seconds(self, moment: datetime) -> float:
+        assert self._origin is not None
+        return (moment - self._origin).total_seconds()
+
+    def _moment(self, seconds: float, *, round_up: bool = False) -> datetime:
+        """Seconds after the origin as a datetime, at the nearest microsecond or, with ``round_up``,
+        the next one up (a threshold crossing is the first instant a condition holds: never before it)."""
+        assert self._origin is not None
+        moment = self._origin + timedelta(seconds=seconds)
+        if round_up and self._seconds(moment) < seconds:
+            moment += _MICROSECOND
+        return moment
+
+    def _mean(self, start: float, span: float) -> float | None:
+        """Exact mean over [start, start + span) when one run covers it all, else ``None``."""
+        end = start + span
+        for run in self._runs:
+            if run.covers(start, end):
+                return (run.integral_to(end) - run.integral_to(start)) / span
+        return None
 
 
 @dataclass(frozen=True)
@@ -208,9 +254,9 @@ class Plan:
 
 @dataclass(frozen=True)
 class _Pick:
-    """A start (POSIX seconds) and its window mean in one region."""
+    """A region's start and the exact mean of its window."""
 
-    start: float
+    start: datetime
     mean: float
 
 
@@ -237,41 +283,57 @@ def plan(
     requested = now if earliest is None else require_aware(earliest, "earliest")
     first = max(requested, now)  # nothing starts in the past
     latest = _latest_start(requested, first, duration, deadline, max_delay)
-    if not isinstance(min_savings_pct, (int, float)) or not min_savings_pct >= 0:
+    if (
+        isinstance(min_savings_pct, bool)
+        or not isinstance(min_savings_pct, (int, float))
+        or not (0 <= min_savings_pct < math.inf)
+    ):
         raise InvalidInput(
             f"min_savings_pct={min_savings_pct!r} is not a percentage of zero or more",
             fix="give e.g. 10 for 10 %",
         )
     if threshold is not None and (
-        not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
     ):
         raise InvalidInput(f"threshold={threshold!r} is not a number", fix="give gCO2e/kWh, e.g. 150")
 
-    lo, hi, span = first.timestamp(), latest.timestamp(), duration.total_seconds()
-    picks: list[_Pick | None] = []
+    span = duration.total_seconds()
+    bests: list[_Pick | None] = []
+    earlies: list[_Pick | None] = []
     options: list[RegionOption] = []
     for candidate in candidates:
-        best, early = _search(candidate._runs, lo, hi, span, threshold)
-        pick = early if early is not None else best
-        own_now = _window_mean(candidate._runs, lo, span)
-        picks.append(pick)
+        best, early, now_mean = _search(candidate, first, latest, span, threshold)
+        bests.append(best)
+        earlies.append(early)
+        own = early or best
         options.append(
             RegionOption(
                 region=candidate.region,
-                start=first if pick is None else _to_datetime(pick.start),
-                expected_intensity=None if pick is None else pick.mean,
-                now_intensity=own_now,
+                start=first if own is None else own.start,
+                expected_intensity=None if own is None else own.mean,
+                now_intensity=now_mean,
             )
         )
 
-    chosen_index = _choose(picks, by_threshold=threshold is not None)
-    baseline = options[0].now_intensity
     home = candidates[0]
-    common = {"first": first, "latest": latest, "duration": duration, "baseline": baseline}
-
+    baseline = options[0].now_intensity
+    common: dict[str, Any] = {
+        "first": first,
+        "latest": latest,
+        "duration": duration,
+        "baseline": baseline,
+        "options": options,
+    }
+    chosen_index = _earliest(earlies)
+    by_threshold = chosen_index is not None
+    if chosen_index is None:
+        chosen_index = _lowest(bests)
     if chosen_index is None:
         return _make(
-            home, first, None, baseline, options, **common,
+            home,
+            first,
+            None,
+            **common,
             reason=(
                 f"Running now in {home.region}: no forecast covers a whole {_span(duration)} window "
                 f"with known values between {_iso(first)} and {_iso(latest + duration)}, and uncovered "
@@ -279,19 +341,18 @@ def plan(
             ),
         )
 
-    chosen = picks[chosen_index]
-    assert chosen is not None  # _choose only returns the index of a real pick
+    chosen = (earlies if by_threshold else bests)[chosen_index]
+    assert chosen is not None  # the index helpers only return the index of a real pick
     candidate = candidates[chosen_index]
-    start = _to_datetime(chosen.start)
-    # Report the mean of the exact start returned (the sweep's float start was rounded to a microsecond).
-    expected = _window_mean(candidate._runs, start.timestamp(), span)
-    expected = chosen.mean if expected is None else expected
+    start, expected = chosen.start, chosen.mean
     saving = _saving(baseline, expected)
-    hit_threshold = threshold is not None and expected <= threshold + _tolerance(threshold)
 
     if saving is not None and saving < min_savings_pct and (start != first or chosen_index != 0):
         return _make(
-            home, first, baseline, baseline, options, **common,
+            home,
+            first,
+            baseline,
+            **common,
             reason=(
                 f"Running now in {home.region}: the best window ({candidate.region} at {_iso(start)}, "
                 f"{expected:.1f} gCO2e/kWh) would save only {saving:.1f} %, below the "
@@ -299,8 +360,7 @@ def plan(
             ),
         )
 
-    where = f"in {candidate.region}"
-    if hit_threshold:
+    if by_threshold:
         why = f"the first window whose mean is at or below the threshold of {threshold:g} gCO2e/kWh"
     elif threshold is not None:
         why = f"no window reaches the threshold of {threshold:g} gCO2e/kWh, so the lowest-carbon window"
@@ -308,18 +368,18 @@ def plan(
         why = f"the lowest-carbon {_span(duration)} window finishing by {_iso(latest + duration)}"
     versus = _versus(baseline, saving, home.region)
     if start == first:
-        text = f"Running now {where} ({expected:.1f} gCO2e/kWh{versus}): {why}."
+        text = f"Running now in {candidate.region} ({expected:.1f} gCO2e/kWh{versus}): {why}."
     else:
         text = (
-            f"Deferring {_span(start - first)} to {_iso(start)} {where} ({expected:.1f} gCO2e/kWh{versus}): "
-            f"{why}."
+            f"Deferring {_span(start - first)} to {_iso(start)} in {candidate.region} "
+            f"({expected:.1f} gCO2e/kWh{versus}): {why}."
         )
     if baseline is None:
         text += (
             f" The intensity of starting now in {home.region} is unknown (its forecast does not cover "
-            f"{_iso(first)} to {_iso(first + duration)}), so the saving cannot be stated."
+            f"{_iso(first)} to {_iso(first + duration)} with known values), so no saving is stated."
         )
-    return _make(candidate, start, expected, baseline, options, **common, reason=text)
+    return _make(candidate, start, expected, **common, reason=text)
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -333,7 +393,8 @@ def _check_candidates(candidates: Sequence[Candidate]) -> Sequence[Candidate]:
     for candidate in candidates:
         if not isinstance(candidate, Candidate):
             raise InvalidInput(
-                f"candidate {candidate!r} is not a Candidate", fix="wrap each forecast in Candidate(region, ...)"
+                f"candidate {candidate!r} is not a Candidate",
+                fix="wrap each forecast in Candidate(region, forecast)",
             )
     return candidates
 
@@ -342,9 +403,7 @@ def _check_duration(duration: timedelta) -> timedelta:
     if not isinstance(duration, timedelta):
         raise InvalidInput(f"duration={duration!r} is not a timedelta", fix="pass e.g. timedelta(hours=2)")
     if duration <= timedelta(0):
-        raise InvalidInput(
-            f"duration={duration} is not positive", fix="give the job's expected run time, e.g. 2h"
-        )
+        raise InvalidInput(f"duration={duration} is not positive", fix="give the job's expected run time, e.g. 2h")
     return duration
 
 
@@ -385,110 +444,170 @@ def _latest_start(
     return latest
 
 
-# -- the sweep ------------------------------------------------------------------------------------
+# -- the search -----------------------------------------------------------------------------------
+
+# Window starts of one run in time order with their window integrals (intensity x seconds).
+_Windows = tuple[Sequence[float], Sequence[float]]
 
 
 def _search(
-    runs: tuple[_Run, ...], lo: float, hi: float, span: float, threshold: float | None
-) -> tuple[_Pick | None, _Pick | None]:
-    """Best fully covered start in [lo, hi] and, with a threshold, the earliest one at or below it."""
-    best: _Pick | None = None
-    early: _Pick | None = None
-    for run in runs:
-        times = run.times
-        start_lo = max(lo, times[0])
-        start_hi = min(hi, times[-1] - span)
-        if start_lo > start_hi:
+    candidate: Candidate, first: datetime, latest: datetime, span: float, threshold: float | None
+) -> tuple[_Pick | None, _Pick | None, float | None]:
+    """One region's best fully covered start, its earliest start at or below the threshold (if one is
+    given), and its mean for starting at ``first``."""
+    if candidate._origin is None:
+        return None, None, None
+    lo, hi = candidate._seconds(first), candidate._seconds(latest)
+    target = None if threshold is None else threshold * span
+    groups: list[_Windows] = []
+    crossing: float | None = None
+    for run in candidate._runs:
+        start_lo, start_hi = max(lo, run.times[0]), min(hi, run.times[-1] - span)
+        if start_lo > start_hi + _SLACK:
             continue
-        found, crossing = _sweep(run, start_lo, start_hi, span, threshold if early is None else None)
-        if best is None or found.mean < best.mean - _tolerance(best.mean):
-            best = found  # runs come in time order, so an equal mean in a later run keeps the earlier
-        if early is None and crossing is not None:
-            early = crossing
-    return best, early
+        start_hi = max(start_hi, start_lo)
+        if target is None and run.step is not None:
+            groups.extend(_uniform_windows(run, start_lo, start_hi, span))
+        else:
+            starts, integrals, crossed = _sweep(run, start_lo, start_hi, span, target)
+            groups.append((starts, integrals))
+            if crossed is not None:
+                crossing, target = crossed, None  # runs come in time order: the first crossing is it
+    best_pick = early_pick = None
+    best = _lowest_earliest(groups, span)
+    if best is not None:
+        start = candidate._moment(best[0])
+        mean = candidate._mean(candidate._seconds(start), span)
+        best_pick = _Pick(start, best[1] / span if mean is None else mean)
+    if crossing is not None and threshold is not None:
+        start = candidate._moment(crossing, round_up=True)
+        mean = candidate._mean(candidate._seconds(start), span)
+        early_pick = _Pick(start, threshold if mean is None else mean)
+    return best_pick, early_pick, candidate._mean(lo, span)
+
+
+def _lowest_earliest(groups: Sequence[_Windows], span: float) -> tuple[float, float] | None:
+    """The earliest start whose window integral is within the tie tolerance of the lowest one, and
+    that integral."""
+    lowest = min((min(integrals) for _, integrals in groups if integrals), default=None)
+    if lowest is None:
+        return None
+    limit = lowest + _TIE_RELATIVE * max(span, abs(lowest))
+    earliest = (math.inf, lowest)
+    for starts, integrals in groups:
+        index = next((k for k, integral in enumerate(integrals) if integral <= limit), None)
+        if index is not None and starts[index] < earliest[0]:
+            earliest = (starts[index], integrals[index])
+    return earliest
+
+
+def _uniform_windows(run: _Run, lo: float, hi: float, span: float) -> list[_Windows]:
+    """Every candidate start in [lo, hi] of a run of equal slots, as three sorted families.
+
+    With slots of length ``step`` and ``span = m * step + r`` (0 <= r < step): a window starting on
+    boundary i ends ``r`` into slot i + m; a window ending on boundary j starts ``step - r`` into slot
+    j - m - 1. Both families are prefix differences over shifted slices (C-speed list work), which is
+    what makes a 72-hour 5-minute forecast plan in a fraction of a millisecond.
+    """
+    times, values, prefix = run.times, run.values, run.prefix
+    step = run.step
+    assert step is not None
+    ends = [lo] if hi == lo else [lo, hi]
+    groups: list[_Windows] = [(ends, [run.integral_to(s + span) - run.integral_to(s) for s in ends])]
+    m = int(span // step)
+    r = span - m * step
+    if r >= step * (1 - 1e-12):  # span is a whole number of slots, up to float noise
+        m, r = m + 1, 0.0
+    elif r <= step * 1e-12:
+        r = 0.0
+    # Starts on a boundary strictly inside (lo, hi); their ends stay inside the run since start < hi.
+    a, b = bisect_right(times, lo), bisect_left(times, hi)
+    b = min(b, len(times) - m - (0 if r == 0.0 else 1))  # guard against float noise at the run's end
+    if a < b:
+        if r == 0.0:
+            integrals = [p - q for p, q in zip(prefix[a + m : b + m], prefix[a:b], strict=True)]
+        else:
+            integrals = [
+                p + v * r - q for p, v, q in zip(prefix[a + m : b + m], values[a + m : b + m], prefix[a:b], strict=True)
+            ]
+        groups.append((times[a:b], integrals))
+    # Ends on a boundary (starts strictly inside (lo, hi)); the same starts as above when r == 0.
+    if r > 0.0:
+        a, b = max(bisect_right(times, lo + span), m + 1), bisect_left(times, hi + span)
+        if a < b:
+            into = step - r
+            q = a - m - 1
+            integrals = [
+                p - s - v * into
+                for p, s, v in zip(prefix[a:b], prefix[q : q + b - a], values[q : q + b - a], strict=True)
+            ]
+            groups.append(([t - span for t in times[a:b]], integrals))
+    return groups
 
 
 def _sweep(
-    run: _Run, lo: float, hi: float, span: float, threshold: float | None
-) -> tuple[_Pick, _Pick | None]:
+    run: _Run, lo: float, hi: float, span: float, target: float | None
+) -> tuple[list[float], list[float], float | None]:
     """Slide the window over one run from ``lo`` to ``hi``, stopping wherever either edge meets a slot
-    boundary: between two such stops the window's integral is linear, so these stops hold its minimum.
+    boundary: between two such stops the window's integral is linear, so these stops hold its minimum
+    and bracket the first start whose integral reaches ``target`` (threshold x span), if given.
+    Returns the stops, their integrals and that first start.
     """
     times, values, prefix = run.times, run.values, run.prefix
     last = len(times) - 1
-    i = run.slot_of(lo)  # slot holding the window's start
-    j = run.slot_of(lo + span)  # slot holding the window's end
+    i = min(bisect_right(times, lo) - 1, last - 1)  # slot holding the start: times[i] <= start
+    j = min(bisect_right(times, lo + span) - 1, last - 1)  # slot holding the end
+    next_end = times[j + 1] - span
+    starts: list[float] = []
+    integrals: list[float] = []
+    crossing: float | None = None
     start = lo
-    best_start, best_mean = lo, math.inf
-    tolerance = 0.0
-    crossing: _Pick | None = None
-    previous_start, previous_mean = lo, math.inf
     while True:
-        end = start + span
-        integral = prefix[j] + values[j] * (end - times[j]) - prefix[i] - values[i] * (start - times[i])
-        mean = integral / span
-        if mean < best_mean - tolerance:
-            best_start, best_mean = start, mean
-            tolerance = _tolerance(mean)
-        if threshold is not None and mean <= threshold:
-            crossing = _Pick(_crossing(previous_start, previous_mean, start, mean, threshold), threshold)
-            if previous_mean == math.inf:
-                crossing = _Pick(start, mean)
-            threshold = None  # only the first qualifying start matters
-        previous_start, previous_mean = start, mean
+        # values[j] is the 0.0 sentinel once the end reaches the run's last boundary.
+        integral = prefix[j] + values[j] * (start + span - times[j]) - prefix[i] - values[i] * (start - times[i])
+        # A mean equal to the threshold qualifies even when float sums land a hair above it.
+        if target is not None and integral <= target + _TIE_RELATIVE * max(span, abs(target)):
+            crossing = start
+            if integrals and integral < target:  # it fell through between the previous stop and this one
+                before, before_integral = starts[-1], integrals[-1]
+                crossing = before + (before_integral - target) / (before_integral - integral) * (start - before)
+            target = None  # only the first qualifying start matters
+        starts.append(start)
+        integrals.append(integral)
         if start >= hi:
-            break
+            return starts, integrals, crossing
+        # Each pass moves the start or the end on by one boundary (or reaches hi): linear in slots.
         next_start = times[i + 1]
-        next_end = times[j + 1] - span if j < last else math.inf
-        step = min(next_start, next_end, hi)
+        step = next_start if next_start < next_end else next_end
+        if step > hi:
+            step = hi
         if step == next_start:
             i += 1
         if step == next_end:
-            j = min(j + 1, last - 1) if next_end < hi else j + 1 if j + 1 < last else j
+            j += 1
+            next_end = times[j + 1] - span if j < last else math.inf
         start = step
-    return _Pick(best_start, best_mean), crossing
 
 
-def _crossing(before: float, before_mean: float, after: float, after_mean: float, threshold: float) -> float:
-    """First start in [before, after] whose mean reaches ``threshold`` (the mean is linear there)."""
-    if before_mean == math.inf or before_mean <= after_mean:
-        return after
-    return before + (before_mean - threshold) / (before_mean - after_mean) * (after - before)
-
-
-def _window_mean(runs: tuple[_Run, ...], start: float, span: float) -> float | None:
-    """Exact mean over [start, start + span) when one run covers it all, else ``None``."""
-    end = start + span
-    for run in runs:
-        if run.times[0] <= start and end <= run.times[-1]:
-            i, j = run.slot_of(start), run.slot_of(end)
-            return (run.integral_to(end, j) - run.integral_to(start, i)) / span
-    return None
-
-
-def _tolerance(mean: float) -> float:
-    return _TIE_RELATIVE * max(1.0, abs(mean))
-
-
-def _choose(picks: Sequence[_Pick | None], *, by_threshold: bool) -> int | None:
-    """Index of the winning region: earliest threshold start, else lowest mean; ties to earliest, first."""
+def _earliest(picks: Sequence[_Pick | None]) -> int | None:
+    """Index of the earliest pick; equal starts go to the first-listed region."""
     winner: int | None = None
     for index, pick in enumerate(picks):
-        if pick is None:
-            continue
-        if winner is None:
-            winner = index
-            continue
-        held = picks[winner]
-        assert held is not None
-        if by_threshold:
-            if pick.start < held.start:
+        if pick is not None:
+            held = None if winner is None else picks[winner]
+            if held is None or pick.start < held.start:
                 winner = index
-        elif pick.mean < held.mean - _tolerance(held.mean) or (
-            abs(pick.mean - held.mean) <= _tolerance(held.mean) and pick.start < held.start
-        ):
-            winner = index
     return winner
+
+
+def _lowest(picks: Sequence[_Pick | None]) -> int | None:
+    """Index of the lowest mean; ties (within tolerance) go to the earliest start, then first-listed."""
+    known = [pick.mean for pick in picks if pick is not None]
+    if not known:
+        return None
+    lowest = min(known)
+    limit = lowest + _TIE_RELATIVE * max(1.0, abs(lowest))
+    return _earliest([pick if pick is not None and pick.mean <= limit else None for pick in picks])
 
 
 # -- building the answer --------------------------------------------------------------------------
@@ -498,16 +617,14 @@ def _make(
     candidate: Candidate,
     start: datetime,
     expected: float | None,
-    now_intensity: float | None,
-    options: list[RegionOption],
     *,
     first: datetime,
     latest: datetime,
     duration: timedelta,
     baseline: float | None,
+    options: Sequence[RegionOption],
     reason: str,
 ) -> Plan:
-    del now_intensity  # the baseline is always the first-listed region's; kept for call-site clarity
     return Plan(
         decision="run_now" if start == first else "defer",
         region=candidate.region,
@@ -534,15 +651,6 @@ def _versus(baseline: float | None, saving: float | None, home: str) -> str:
     if baseline is None or saving is None:
         return ""
     return f" vs {baseline:.1f} starting now in {home}, {saving:.1f} % lower"
-
-
-def _to_datetime(seconds: float) -> datetime:
-    """POSIX seconds to an aware UTC datetime, rounded *up* to a microsecond so that a start computed
-    as the first instant a condition holds never lands just before it."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    if moment.timestamp() < seconds:
-        moment += _MICROSECOND
-    return moment
 
 
 def _span(value: timedelta) -> str:

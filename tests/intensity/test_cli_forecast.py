@@ -108,9 +108,9 @@ def test_live_provider_through_its_env_url(run, api, reply, monkeypatch):
         (
             (
                 "--trace",
-                str(DATA_DIR / "electricitymaps" / "NO_2021-2023_hourly.csv"),
+                str(DATA_DIR / "gb" / "actuals.csv"),
                 "--now",
-                "2022-01-01T00:00Z",
+                "2023-03-15T00:00Z",
             ),
             "several value columns",
         ),

@@ -185,6 +185,9 @@ def _read_table(path: str, mtime_ns: int, size: int) -> _Table:
     return _Table(header=header, columns=columns, time_column=time_column, issued_column=issued)
 
 
+_EM_DEFAULT_COLUMN = "gco2_per_kwh_lifecycle"
+
+
 def _choose_column(path: Path, table: _Table, column: str | None, default: str | None) -> str:
     values = table.value_columns
     if column is not None:
@@ -198,6 +201,9 @@ def _choose_column(path: Path, table: _Table, column: str | None, default: str |
         return values[0]
     if default in values and default is not None:
         return default
+    if _EM_DEFAULT_COLUMN in values:
+        # An Electricity Maps export: take life-cycle factors, as Electricity Maps' own API does by default.
+        return _EM_DEFAULT_COLUMN
     if not values:
         raise InvalidInput(
             f"trace file {path.name!r} has no value column (columns: {', '.join(table.header)})",

@@ -140,10 +140,17 @@ def test_snapshot_file_without_actuals_refuses_history():
 
 
 def test_ambiguous_columns_list_the_choices(tmp_path):
+    trace = tmp_path / "two.csv"
+    trace.write_text("timestamp,site_a,site_b\n2022-01-01T00:00:00Z,100,200\n2022-01-01T01:00:00Z,110,210\n")
     with pytest.raises(InvalidInput) as caught:
-        TraceProvider(path=ES_FILE)
-    assert "gco2_per_kwh_direct, gco2_per_kwh_lifecycle" in caught.value.message
+        TraceProvider(path=trace)
+    assert "site_a, site_b" in caught.value.message
     assert "--column" in caught.value.fix
+
+
+def test_an_electricity_maps_export_defaults_to_life_cycle_factors():
+    provider = TraceProvider(path=ES_FILE, now="2022-06-01T00:00Z")
+    assert provider.forecast("ES", hours=1).emission_factor == "lifecycle"
 
 
 def test_wrong_column_lists_the_choices():
