@@ -181,24 +181,25 @@ def _wait_for_window(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -
 
 def _run_metered(lifecycle: Lifecycle, decision: Decision, command: list[str]) -> int:
     received: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):  # the child may have just exited
+                os.killpg(child.pid, signum)
+
+    # Handlers go in before the child starts, so a signal that arrives in between is not lost.
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with lifecycle.metered(decision):
             try:
                 child = subprocess.Popen(command, start_new_session=True)
             except OSError as error:
                 raise InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command") from None
-
-            def forward(signum: int, _frame: FrameType | None) -> None:
-                received.append(signum)
-                with contextlib.suppress(ProcessLookupError):  # the child may have just exited
-                    os.killpg(child.pid, signum)
-
-            previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                code = child.wait()
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+            if received:
+                os.killpg(child.pid, received[0])
+            code = child.wait()
             if received:
                 raise CommandStopped(128 + received[0])
             if code != 0:
@@ -207,4 +208,7 @@ def _run_metered(lifecycle: Lifecycle, decision: Decision, command: list[str]) -
         return int(stopped.code or 1)
     except CommandFailed as failed:
         return failed.code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

@@ -69,7 +69,7 @@ def test_a_budget_that_cannot_cover_the_estimate_stops_the_command_before_it_sta
     assert entry.decision == "skipped_budget"
 
 
-def test_sigterm_is_forwarded_and_recorded_as_interrupted_with_the_energy_used(sqlite_url: str) -> None:
+def test_sigterm_is_forwarded_and_recorded_as_interrupted_with_the_energy_used(sqlite_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "GREENFLOW_LEDGER_URL": sqlite_url, "GREENFLOW_CPU_TDP_W": "100"}
     script = "import time\nwhile True: sum(range(10000))"
     process = subprocess.Popen(

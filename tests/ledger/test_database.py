@@ -7,7 +7,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from greenflow.errors import ConfigError, LedgerSchemaOutdated, LedgerUnavailable
-from greenflow.ledger import Ledger, database
+from greenflow.ledger import Ledger
 from greenflow.ledger.database import KNOWN_REVISIONS, SCHEMA_REVISION, alembic_config, create_ledger_engine, upgrade
 
 
@@ -30,13 +30,17 @@ def test_sqlite_ledger_runs_in_wal_mode(sqlite_url: str) -> None:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
-def test_older_schema_is_refused_with_the_fix(ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    Ledger(ledger_url).close()
-    monkeypatch.setattr(database, "SCHEMA_REVISION", "0002")
+def test_older_schema_is_refused_until_db_upgrade(ledger_url: str) -> None:
+    older = KNOWN_REVISIONS[-2]
+    engine = create_ledger_engine(ledger_url)
+    upgrade(engine, older)  # a ledger another, older greenflow created
     with pytest.raises(
-        LedgerSchemaOutdated, match=r"at revision 0001, older than this greenflow's 0002.*greenflow db upgrade"
+        LedgerSchemaOutdated, match=rf"at revision {older}, older than this greenflow's .*greenflow db upgrade"
     ):
         Ledger(ledger_url)
+    assert upgrade(engine) == SCHEMA_REVISION
+    Ledger(ledger_url).close()
+    engine.dispose()
 
 
 def test_unknown_newer_schema_is_refused(ledger_url: str) -> None:
