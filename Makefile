@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint typecheck postgres bench clean
+.PHONY: install demo test test-fast lint typecheck postgres system-deps bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ postgres:
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 		pg_isready -h 127.0.0.1 -p 5432; }
 
+# Debian tools the tests drive: Compose validates docker-compose.yml (no Docker engine runs here).
+system-deps:
+	@command -v docker-compose >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-compose; }
+
 lint: install
 	$(BIN)/ruff check greenflow tests benchmarks
 
@@ -31,11 +35,11 @@ typecheck: install
 demo: install
 	$(BIN)/greenflow demo
 
-test: install postgres lint typecheck
+test: install system-deps postgres lint typecheck
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 # Inner loop: no end-to-end tests that start real servers.
-test-fast: install postgres
+test-fast: install system-deps postgres
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow"
 
 bench: install postgres
