@@ -1,0 +1,1 @@
+"""The ``@task.carbon_aware`` TaskFlow decorator."""

@@ -1,0 +1,1 @@
+"""Operators: run a callable or a command in its green window, and the carbon-aware governance gate."""

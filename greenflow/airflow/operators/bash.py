@@ -1,0 +1,83 @@
+"""CarbonAwareBashOperator: a shell command in its green window, metered through ``greenflow run``.
+
+For work that is not a Python callable. The operator plans and **defers** like
+:class:`CarbonAwareOperator`; in the window it runs the command under ``greenflow run`` (see
+:mod:`.greenflow_run_command`), which reserves the budget, meters the command's process tree and writes
+the attempt's ledger entry. Exit code 3 with a ``skipped_budget`` entry means the budget refused:
+the task is skipped or failed per ``on_budget_exceeded``. Other exit codes behave as in BashOperator.
+
+Known limit: ``greenflow run`` cannot yet take over the operator's plan, so the entry it writes says
+``ran_now`` with no deferral, and the budget is reserved when the command starts rather than before the
+wait. The plan and the wait are in the task log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from greenflow.airflow.carbon_aware_base import CarbonAwareBaseOperator
+from greenflow.airflow.identity import identity_from_context
+from greenflow.airflow.ledger_access import ledger_url
+from greenflow.airflow.operators.greenflow_run_command import greenflow_run_command
+from greenflow.lifecycle import Decision, Lifecycle
+
+
+class CarbonAwareBashOperator(CarbonAwareBaseOperator, BashOperator):
+    """A BashOperator that starts in the green window and meters the command into the ledger.
+
+    Takes BashOperator's arguments (``bash_command``, ``env``, ``append_env``, ``cwd``...) and the
+    carbon-aware ones of :class:`~greenflow.airflow.carbon_aware_base.CarbonAwareBaseOperator`.
+    """
+
+    template_fields = (*BashOperator.template_fields, "provider_options")
+    custom_operator_name = "CarbonAwareBashOperator"
+
+    def execute(self, context: Any) -> Any:
+        """Plan, defer to the window or run at once."""
+        lifecycle = self.carbon_lifecycle(context)
+        decision = self.plan(lifecycle)
+        decision = self.defer_to_window(lifecycle, decision)
+        return self._run_command(context, lifecycle, decision)
+
+    def execute_complete(self, context: Any, event: Mapping[str, Any]) -> Any:
+        """Resume in the window and run the command."""
+        lifecycle = self.carbon_lifecycle(context)
+        decision = self.decision_from_event(lifecycle, event)
+        decision = self.defer_to_window(lifecycle, decision)
+        return self._run_command(context, lifecycle, decision)
+
+    def _run_command(self, context: Any, lifecycle: Lifecycle, decision: Decision) -> Any:
+        identity = identity_from_context(context)
+        wrapped = greenflow_run_command(
+            lifecycle,
+            decision,
+            identity,
+            str(self.bash_command),
+            ledger_url=ledger_url(self.ledger_conn_id),
+            provider_options=self.provider_options,
+        )
+        self.bash_command = wrapped.command
+        if self.env is None:
+            self.env, self.append_env = wrapped.env, True  # inherit the worker's environment, as BashOperator does
+        else:
+            self.env = {**self.env, **wrapped.env}
+        try:
+            return BashOperator.execute(self, context)
+        except AirflowException as error:
+            from greenflow.cli.run import EXIT_BUDGET_REFUSED  # the CLI's modules load only when needed
+
+            entry = lifecycle.ledger.for_attempt(identity)
+            if entry is not None and entry.decision == "skipped_budget" and f"code {EXIT_BUDGET_REFUSED}" in str(error):
+                message = f"greenflow: budget {entry.budget!r} refused the command: {entry.error}"
+                if self.on_budget_exceeded == "fail":
+                    raise AirflowFailException(message) from error
+                raise AirflowSkipException(message) from error
+            raise
+        finally:
+            entry = lifecycle.ledger.for_attempt(identity)
+            if entry is not None:
+                self.publish_entry(context, entry)

@@ -1,0 +1,68 @@
+"""CarbonAwareOperator: run a Python callable in its green window, metered, with a ledger entry.
+
+At start the task plans; if the plan says wait it reserves its budget and **defers** (no worker slot
+held) to :class:`~greenflow.airflow.triggers.window.CarbonWindowTrigger`, resumes in the green window,
+runs the callable under the meter, records the attempt and settles the reservation. The callable's result
+is the task's return value; the ledger entry id is pushed to XCom as ``greenflow_entry_id``. A callable that
+raises still has its energy recorded, as ``failed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from airflow.providers.standard.operators.python import PythonOperator
+
+from greenflow.airflow.carbon_aware_base import CarbonAwareBaseOperator
+from greenflow.errors import InvalidInput
+from greenflow.lifecycle import Decision, Lifecycle
+
+
+class CarbonAwareOperator(CarbonAwareBaseOperator, PythonOperator):
+    """A PythonOperator that starts in the greenest window before its deadline and meters its energy.
+
+    Takes PythonOperator's arguments (``python_callable``, ``op_args``, ``op_kwargs``, ``templates_dict``)
+    and the carbon-aware ones of :class:`~greenflow.airflow.carbon_aware_base.CarbonAwareBaseOperator`.
+    Async callables are not supported (the meter wraps a synchronous call).
+    """
+
+    template_fields = (*PythonOperator.template_fields, "provider_options")
+    custom_operator_name = "CarbonAwareOperator"
+
+    def __init__(self, *, python_callable: Callable[..., Any], **kwargs: Any) -> None:
+        from airflow.sdk.bases.decorator import is_async_callable
+
+        if is_async_callable(python_callable):  # type: ignore[no-untyped-call]
+            raise InvalidInput(
+                f"python_callable {getattr(python_callable, '__name__', python_callable)!r} is async",
+                fix="give a synchronous function (call asyncio.run inside it if needed)",
+            )
+        super().__init__(python_callable=python_callable, **kwargs)
+        self._greenflow_run: tuple[Any, Lifecycle, Decision] | None = None
+
+    def execute(self, context: Any) -> Any:
+        """Plan, reserve, then defer to the green window or run at once."""
+        lifecycle = self.carbon_lifecycle(context)
+        decision = self.reserve(context, lifecycle, self.plan(lifecycle))
+        decision = self.defer_to_window(lifecycle, decision)
+        return self._run(context, lifecycle, decision)
+
+    def execute_complete(self, context: Any, event: Mapping[str, Any]) -> Any:
+        """Resume in the green window (a fresh operator instance: all state comes from the event)."""
+        lifecycle = self.carbon_lifecycle(context)
+        decision = self.decision_from_event(lifecycle, event)
+        decision = self.defer_to_window(lifecycle, decision)  # only when the outage policy still says wait
+        return self._run(context, lifecycle, decision)
+
+    def _run(self, context: Any, lifecycle: Lifecycle, decision: Decision) -> Any:
+        self._greenflow_run = (context, lifecycle, decision)
+        # PythonOperator.execute resolves op_kwargs from the context, then calls execute_callable below.
+        return PythonOperator.execute(self, context)
+
+    def execute_callable(self) -> Any:
+        """The user's callable, metered and recorded."""
+        if self._greenflow_run is None:  # pragma: no cover - execute always sets it first
+            raise RuntimeError("execute_callable called outside CarbonAwareOperator.execute")
+        context, lifecycle, decision = self._greenflow_run
+        return self.run_metered(context, lifecycle, decision, super().execute_callable)

@@ -1,0 +1,1 @@
+"""Deferrable sensors: hold downstream work until a green window, or while a carbon budget is spent."""

@@ -1,0 +1,211 @@
+"""CarbonWindowTrigger: survives Airflow's serde, fires at the planned or the latest start, moves earlier
+when a fresher forecast has a greener window sooner, never later, and writes nothing to the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from greenflow.airflow.identity import identity_to_dict
+from greenflow.airflow.spec_params import trigger_spec_kwargs
+from greenflow.airflow.triggers.window import CarbonWindowTrigger, preferred
+from greenflow.intensity.cache import ForecastCache
+from greenflow.ledger import Identity, Ledger
+from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.spec import CarbonSpec
+
+IDENTITY = Identity("airflow", "dag", "run-1", "train")
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+async def _collect(trigger: CarbonWindowTrigger, timeout: float = 20) -> list[Any]:
+    async def drain() -> list[Any]:
+        return [event async for event in trigger.run()]
+
+    return await asyncio.wait_for(drain(), timeout)
+
+
+def _planned(options: dict[str, Any], ledger: Ledger, **spec_args: Any) -> tuple[CarbonSpec, Decision]:
+    spec = CarbonSpec.build(provider="trace", provider_options=options, **spec_args)
+    decision = Lifecycle(spec, IDENTITY, ledger=ledger, cache=ForecastCache()).plan()
+    return spec, decision
+
+
+def _trigger(
+    spec: CarbonSpec, decision: Decision, options: dict[str, Any], refresh: float = 1800
+) -> CarbonWindowTrigger:
+    return CarbonWindowTrigger(
+        decision=decision.to_dict(),
+        spec=trigger_spec_kwargs(spec, options),
+        identity=identity_to_dict(IDENTITY),
+        refresh_seconds=refresh,
+    )
+
+
+def _replay(now: datetime | str, speed: float, **extra: Any) -> dict[str, Any]:
+    started = datetime.now(UTC).isoformat()
+    return {
+        "now": now if isinstance(now, str) else now.isoformat(),
+        "speed": speed,
+        "replay_started_at": started,
+        **extra,
+    }
+
+
+def test_serialize_round_trips_through_airflow_serde_and_the_trigger_table(
+    gf_ledger: Ledger, midnight: datetime
+) -> None:
+    from airflow.models.trigger import Trigger
+    from airflow.sdk.serde import deserialize, serialize
+
+    options = _replay(midnight, 3600)
+    spec, decision = _planned(options, gf_ledger, region="ES", expected_duration="2h", max_delay="12h")
+    trigger = _trigger(spec, decision, options)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "greenflow.airflow.triggers.window.CarbonWindowTrigger"
+
+    assert deserialize(serialize(kwargs)) == kwargs
+    stored = Trigger._decrypt_kwargs(Trigger.encrypt_kwargs(kwargs))
+    rebuilt = CarbonWindowTrigger(**stored)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert Decision.from_dict(rebuilt.decision) == decision
+    assert CarbonSpec.from_kwargs(rebuilt.spec) == spec
+    assert "forecast" not in repr(rebuilt) and "ES" in repr(rebuilt)  # the log line stays short
+
+
+def test_fires_at_the_planned_start_of_a_replayed_window(gf_ledger: Ledger, midnight: datetime) -> None:
+    options = _replay(midnight, 36_000)  # ten hours of grid time per wall second
+    spec, decision = _planned(options, gf_ledger, region="ES", expected_duration="2h", max_delay="14h")
+    assert decision.action == "defer" and decision.start_at >= midnight + timedelta(hours=8)
+
+    [event] = asyncio.run(_collect(_trigger(spec, decision, options)))
+
+    fired = Decision.from_dict(event.payload["decision"])
+    assert event.payload["fired"] == "planned_start"
+    assert fired.start_at <= decision.start_at and fired.latest_start == decision.latest_start
+    assert datetime.now(UTC) >= fired.wake_at
+    assert gf_ledger.count() == 0  # the trigger writes nothing
+
+
+def test_a_fresher_forecast_moves_the_start_earlier(gf_ledger: Ledger, snapshots_trace: Any) -> None:
+    dirty, green = 300.0, 40.0
+    early = [dirty, dirty, green, green] + [dirty] * 4 + [50.0, 50.0] + [dirty] * 14
+    late = [dirty] * 8 + [50.0, 50.0] + [dirty] * 14
+    path = snapshots_trace({T0: late, T0 + timedelta(minutes=30): early}, start=T0)
+    options = _replay(T0, 3600, path=str(path))
+    spec, decision = _planned(options, gf_ledger, region="GB", expected_duration="1h", max_delay="6h")
+    assert decision.start_at == T0 + timedelta(hours=4)
+
+    [event] = asyncio.run(_collect(_trigger(spec, decision, options)))  # refreshes every 30 min of trace time
+
+    fired = Decision.from_dict(event.payload["decision"])
+    assert event.payload["fired"] == "planned_start"
+    assert event.payload["moved_earlier_from"] == decision.start_at.isoformat()
+    assert fired.start_at == T0 + timedelta(hours=1)
+    assert event.payload["refreshes"] >= 1
+
+
+def test_a_fresher_forecast_never_moves_the_start_later(gf_ledger: Ledger, snapshots_trace: Any) -> None:
+    dirty = 300.0
+    soon = [dirty, dirty, 60.0, 60.0] + [dirty] * 20
+    later_and_greener = [dirty] * 8 + [10.0, 10.0] + [dirty] * 14
+    path = snapshots_trace({T0: soon, T0 + timedelta(minutes=30): later_and_greener}, start=T0)
+    options = _replay(T0, 3600, path=str(path))
+    spec, decision = _planned(options, gf_ledger, region="GB", expected_duration="1h", max_delay="6h")
+    assert decision.start_at == T0 + timedelta(hours=1)
+
+    [event] = asyncio.run(_collect(_trigger(spec, decision, options)))
+
+    assert Decision.from_dict(event.payload["decision"]).start_at == T0 + timedelta(hours=1)
+    assert event.payload["moved_earlier_from"] is None
+
+
+@pytest.mark.parametrize("on_provider_error", ["wait", "fail"])
+def test_with_no_forecast_it_fires_at_the_latest_start_and_writes_nothing(
+    gf_ledger: Ledger, monkeypatch: pytest.MonkeyPatch, on_provider_error: str
+) -> None:
+    monkeypatch.setenv("GREENFLOW_HTTP_TOTAL_TIME", "0.2")
+    monkeypatch.setenv("GREENFLOW_HTTP_TIMEOUT", "0.1")
+    spec = CarbonSpec.build(
+        region="national",
+        provider="ukgrid",
+        provider_options={"base_url": "http://127.0.0.1:9"},  # nothing listens there: every fetch fails
+        expected_duration="1h",
+        max_delay="1.5s",
+        on_provider_error=on_provider_error,
+    )
+    now = datetime.now(UTC)
+    waiting = Decision(
+        requested_at=now,
+        start_at=now + timedelta(seconds=0.3),
+        latest_start=now + timedelta(seconds=1.5),
+        wake_at=now + timedelta(seconds=0.3),
+        region="national",
+        action="retry",
+        reason="forecast unavailable: retrying",
+    )
+    trigger = CarbonWindowTrigger(
+        decision=waiting.to_dict(),
+        spec=trigger_spec_kwargs(spec, {"base_url": "http://127.0.0.1:9"}),
+        identity=identity_to_dict(IDENTITY),
+        refresh_seconds=1800,
+    )
+
+    [event] = asyncio.run(_collect(trigger))
+
+    fired = Decision.from_dict(event.payload["decision"])
+    assert event.payload["fired"] == "latest_start"
+    assert datetime.now(UTC) >= waiting.latest_start
+    assert fired.action == "run_now"  # the outage policy's word once the deadline has come
+    assert gf_ledger.count() == 0
+
+
+def test_two_copies_of_one_trigger_fire_the_same_plan(gf_ledger: Ledger, midnight: datetime) -> None:
+    options = _replay(midnight, 36_000)
+    spec, decision = _planned(options, gf_ledger, region="ES", expected_duration="2h", max_delay="14h")
+    kwargs = _trigger(spec, decision, options).serialize()[1]
+
+    async def both() -> list[list[Any]]:
+        return list(
+            await asyncio.gather(_collect(CarbonWindowTrigger(**kwargs)), _collect(CarbonWindowTrigger(**kwargs)))
+        )
+
+    first, second = asyncio.run(both())
+    assert first[0].payload["decision"]["start_at"] == second[0].payload["decision"]["start_at"]
+    assert gf_ledger.count() == 0
+
+
+def test_preferred_keeps_the_held_plan_when_a_refresh_has_no_forecast(midnight: datetime) -> None:
+    held = Decision(
+        requested_at=midnight,
+        start_at=midnight + timedelta(hours=5),
+        latest_start=midnight + timedelta(hours=8),
+        wake_at=midnight + timedelta(hours=5),
+        region="ES",
+        action="defer",
+        reason="planned",
+        forecast={"points": []},
+    )
+    outage = replace(held, action="retry", start_at=midnight + timedelta(hours=1), forecast=None)
+    run_now_without_forecast = replace(held, action="run_now", start_at=midnight, forecast=None)
+    sooner = replace(held, start_at=midnight + timedelta(hours=2))
+    later = replace(held, start_at=midnight + timedelta(hours=6))
+    assert preferred(held, outage) is held
+    assert preferred(held, run_now_without_forecast) is held
+    assert preferred(held, sooner) is sooner
+    assert preferred(held, later) is held
+    assert preferred(outage, later) is later  # waiting for a forecast: any answer replaces the retry
+
+
+def test_missing_connection_keeps_the_plan_and_still_fires(gf_ledger: Ledger, midnight: datetime) -> None:
+    options = _replay(midnight, 36_000)
+    spec, decision = _planned(options, gf_ledger, region="ES", expected_duration="2h", max_delay="14h")
+    kwargs = {**_trigger(spec, decision, options).serialize()[1], "provider_conn_id": "no_such_conn"}
+    [event] = asyncio.run(_collect(CarbonWindowTrigger(**kwargs)))
+    assert event.payload["fired"] == "planned_start"
+    assert event.payload["refreshes"] == 0
+    assert event.payload["decision"]["start_at"] == decision.to_dict()["start_at"]
