@@ -354,7 +354,7 @@ class Lifecycle:
             Entry.for_attempt(
                 self.identity,
                 "skipped_budget" if outcome == "skipped_budget" else "degraded",
-                **self._decision_fields(decision),
+                **self.decision_fields(decision),
                 error=refusal.message,
                 measurement_notes={"reason": "not run: the budget could not cover its estimate"},
             )
@@ -429,7 +429,7 @@ class Lifecycle:
         entry = Entry.for_attempt(
             self.identity,
             decided,
-            **self._decision_fields(decision),
+            **self.decision_fields(decision),
             actual_start=started,
             ended_at=ended,
             energy_gpu_kwh=measurement.gpu.kwh,
@@ -460,7 +460,8 @@ class Lifecycle:
         )
         return self.ledger.append(entry, settle=decision.reservation_id)
 
-    def _decision_fields(self, decision: Decision) -> dict[str, Any]:
+    def decision_fields(self, decision: Decision) -> dict[str, Any]:
+        """The ledger fields that describe a decision (for adapters recording a sensor's or a gate's choice)."""
         forecast = decision.forecast_obj
         extra: dict[str, Any] = {"decision_reason": decision.reason, "plan": decision.plan}
         if self.replaying:
@@ -551,7 +552,7 @@ class Lifecycle:
             Entry.for_attempt(
                 self.identity,
                 "failed",
-                **self._decision_fields(replace(decision, forecast_note=reason)),
+                **self.decision_fields(replace(decision, forecast_note=reason)),
                 error=reason,
                 measurement_notes={"reason": "not run: no forecast and on_provider_error=fail"},
             )

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from greenflow.clock import parse_duration, parse_time
-from greenflow.errors import InvalidInput
+from greenflow.errors import ConfigError, InvalidInput
 from greenflow.intensity.policy import ON_PROVIDER_ERROR, OnProviderError, OutagePolicy
 from greenflow.intensity.providers.base import PROVIDERS, IntensityProvider, get_provider
 from greenflow.units import Quantity, parse_quantity
@@ -92,7 +92,12 @@ class CarbonSpec:
                 f"sample_interval={self.sample_interval} is out of range", fix="give seconds between 0.01 and 60"
             )
         OutagePolicy(self.on_provider_error, self.max_staleness)  # validates both
-        provider = self.make_provider()
+        try:
+            provider = self.make_provider()
+        except ConfigError:
+            # Credentials or a URL may come later from an Airflow connection or a Prefect block: a
+            # missing one is a run-time matter, not a bad declaration.
+            return
         for region in self.candidate_regions:
             provider.validate_region(region)  # no network: names and ids only
 

@@ -26,7 +26,7 @@ def record_decision(
     """Append (idempotently per attempt) an entry for ``decision`` with ``outcome`` and no measurement."""
     # The core keeps the mapping Decision -> entry fields private; a public Lifecycle.decision_fields()
     # (or Lifecycle.record_decision) is requested from the core so this adapter stops reaching in.
-    fields: dict[str, Any] = lifecycle._decision_fields(decision)
+    fields: dict[str, Any] = lifecycle.decision_fields(decision)
     fields["extra"] = {**fields.get("extra", {}), **(extra or {})}
     entry = Entry.for_attempt(
         lifecycle.identity,

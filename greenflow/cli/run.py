@@ -10,13 +10,16 @@ greenflow exits 3. With ``--max-delay``/``--deadline`` greenflow waits for the g
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -92,8 +95,29 @@ def _options(pairs: list[str]) -> dict[str, Any]:
             raise InvalidInput(
                 f"--provider-option {pair!r} is not KEY=VALUE", fix="e.g. --provider-option now=2022-06-01T00:00Z"
             )
-        options[key.strip()] = value
+        options[key.strip()] = _typed(value)
     return options
+
+
+def _typed(value: str) -> Any:
+    """Numbers and booleans as such (``speed=3600``), anything else as text."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    return parsed if isinstance(parsed, (int, float, bool)) else value
+
+
+def _read_decision(source: str) -> Decision:
+    """An orchestrator's plan (``Decision.to_dict()`` JSON) from a file or ``-`` (stdin)."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        return Decision.from_dict(json.loads(text))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise InvalidInput(
+            f"--decision {source!r} is not a greenflow decision ({error})",
+            fix="pass the JSON of Decision.to_dict(), as the Airflow operator writes it",
+        ) from None
 
 
 @handle_errors
@@ -119,6 +143,9 @@ def run(
     tag: list[str] = typer.Option([], "--tag", help="Tag the entry (budgets can be scoped to a tag)."),
     team: str | None = typer.Option(None, "--team", help="Team label."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
+    decision_source: str | None = typer.Option(
+        None, "--decision", help="An orchestrator's plan (Decision JSON, file or -): skip planning and waiting."
+    ),
 ) -> None:
     """Run CMD under the meter and write one ledger entry for it."""
     if not command:
@@ -141,7 +168,11 @@ def run(
         team=team,
     )
     lifecycle = Lifecycle(spec, who.identity, ledger=open_ledger())
-    decision = _wait_for_window(lifecycle, lifecycle.plan(), quiet=quiet)
+    if decision_source is not None:
+        # The orchestrator planned, reserved and waited (e.g. an Airflow trigger): keep its provenance.
+        decision = _read_decision(decision_source)
+    else:
+        decision = _wait_for_window(lifecycle, lifecycle.plan(), quiet=quiet)
     try:
         decision = lifecycle.reserve(decision)
     except BudgetExceeded as refused:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,3 +126,57 @@ def test_bad_input_exits_2_before_running(sqlite_url: str, args: list[str], mess
     result = _run(sqlite_url, *args)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_an_orchestrators_plan_is_kept_instead_of_planning_again(sqlite_url: str, tmp_path: Path) -> None:
+    from greenflow.intensity.cache import ForecastCache
+    from greenflow.intensity.providers.trace import TraceProvider
+    from greenflow.ledger import Identity
+    from greenflow.lifecycle import Lifecycle
+    from greenflow.spec import CarbonSpec
+
+    ledger = Ledger(sqlite_url)
+    ledger.budgets.set(Budget.parse("gpu", "1kg", "month"))
+    spec = CarbonSpec.build(
+        region="ES", provider="trace", expected_duration="2h", max_delay="14h", budget="gpu", estimate="30g"
+    )
+    identity = Identity("airflow", "dag", "run", "bash_task")
+    lifecycle = Lifecycle(
+        spec,
+        identity,
+        ledger=ledger,
+        cache=ForecastCache(),
+        provider=TraceProvider(region="ES", now="2022-06-01T00:00Z"),
+    )
+    decision = lifecycle.reserve(lifecycle.plan())
+    plan_file = tmp_path / "decision.json"
+    plan_file.write_text(json.dumps(decision.to_dict()))
+    result = _run(
+        sqlite_url,
+        "--workflow",
+        "dag",
+        "--run-id",
+        "run",
+        "--task",
+        "bash_task",
+        "--region",
+        "ES",
+        "--provider",
+        "trace",
+        "--provider-option",
+        "now=2022-06-01T12:00Z",
+        "--provider-option",
+        "speed=1",
+        "--budget",
+        "gpu",
+        "--decision",
+        str(plan_file),
+        "--",
+        "true",
+    )
+    assert result.returncode == 0, result.stderr
+    [entry] = Ledger(sqlite_url).entries()
+    assert entry.decision == "deferred"
+    assert entry.planned_start == decision.start_at
+    assert entry.reservation_id == decision.reservation_id
+    assert ledger.budgets.status("gpu").reserved == 0.0  # the orchestrator's reservation was settled
