@@ -109,9 +109,12 @@ def _typed(value: str) -> Any:
 
 
 def _read_decision(source: str) -> Decision:
-    """An orchestrator's plan (``Decision.to_dict()`` JSON) from a file or ``-`` (stdin)."""
+    """An orchestrator's plan (``Decision.to_dict()`` JSON) from a file, ``-`` (stdin) or ``env:NAME``."""
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        if source.startswith("env:"):
+            text = os.environ[source.removeprefix("env:")]
+        else:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
         return Decision.from_dict(json.loads(text))
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise InvalidInput(
@@ -144,7 +147,7 @@ def run(
     team: str | None = typer.Option(None, "--team", help="Team label."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
     decision_source: str | None = typer.Option(
-        None, "--decision", help="An orchestrator's plan (Decision JSON, file or -): skip planning and waiting."
+        None, "--decision", help="An orchestrator's plan (Decision JSON: a file, - or env:VAR): skip planning and waiting."
     ),
 ) -> None:
     """Run CMD under the meter and write one ledger entry for it."""

@@ -1,14 +1,11 @@
 """CarbonAwareBashOperator: a shell command in its green window, metered through ``greenflow run``.
 
-For work that is not a Python callable. The operator plans and **defers** like
+For work that is not a Python callable. The operator plans, reserves and **defers** like
 :class:`CarbonAwareOperator`; in the window it runs the command under ``greenflow run`` (see
-:mod:`.greenflow_run_command`), which reserves the budget, meters the command's process tree and writes
-the attempt's ledger entry. Exit code 3 with a ``skipped_budget`` entry means the budget refused:
-the task is skipped or failed per ``on_budget_exceeded``. Other exit codes behave as in BashOperator.
-
-Known limit: ``greenflow run`` cannot yet take over the operator's plan, so the entry it writes says
-``ran_now`` with no deferral, and the budget is reserved when the command starts rather than before the
-wait. The plan and the wait are in the task log.
+:mod:`.greenflow_run_command`), handing it the decision, so the entry ``greenflow run`` writes carries
+the plan, the wait and the reservation, which it settles. A budget refusal happens before the wait, as
+for CarbonAwareOperator; exit code 3 from ``greenflow run`` is kept for a refusal it meets itself. Other
+exit codes behave as in BashOperator.
 """
 
 from __future__ import annotations
@@ -39,7 +36,7 @@ class CarbonAwareBashOperator(CarbonAwareBaseOperator, BashOperator):
     def execute(self, context: Any) -> Any:
         """Plan, defer to the window or run at once."""
         lifecycle = self.carbon_lifecycle(context)
-        decision = self.plan(lifecycle)
+        decision = self.reserve(context, lifecycle, self.plan(lifecycle))
         decision = self.defer_to_window(lifecycle, decision)
         return self._run_command(context, lifecycle, decision)
 

@@ -1,14 +1,16 @@
 """The ``greenflow run`` invocation that meters a shell command for :class:`CarbonAwareBashOperator`.
 
-The operator has already waited for the green window (deferred in Airflow), so ``greenflow run`` is
-told to start at once (``--max-delay 0s``) in the region the plan chose; it reserves the budget, meters
-the command's process tree, records the attempt and passes the exit code through (3: budget refused).
+The operator has already planned, reserved and waited for the green window (deferred in Airflow), so
+``greenflow run`` is handed that decision (``--decision env:GREENFLOW_DECISION``, the JSON of
+:meth:`Decision.to_dict`): it does not plan again, meters the command's process tree, records the
+attempt with the operator's plan, wait and reservation, settles it and passes the exit code through.
 Credentials travel as the provider's ``GREENFLOW_*`` environment variables, never on the command line
 (which ``ps`` and the UI's rendered fields would show).
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
@@ -32,6 +34,7 @@ _ENV: dict[str, dict[str, str]] = {
     "carbon-aware-sdk": {"base_url": "GREENFLOW_CARBON_AWARE_SDK_URL"},
     "trace": {},
 }
+DECISION_ENV = "GREENFLOW_DECISION"
 # A replay's clock options: greenflow run gets the replay's current time instead (see below).
 _REPLAY_OPTIONS = frozenset({"now", "speed", "replay_started_at"})
 
@@ -77,6 +80,8 @@ def greenflow_run_command(
         "0s",
         "--on-provider-error",
         "run",
+        "--decision",
+        f"env:{DECISION_ENV}",
     ]
     if decision.region:
         args += ["--region", decision.region]
@@ -85,8 +90,7 @@ def greenflow_run_command(
             continue
         args += ["--provider-option", f"{key}={value}"]
     if lifecycle.replaying:
-        # greenflow run's --provider-option values are text, so a replay speed cannot be passed; the
-        # replay's current time is, which puts the command at the moment the plan reached.
+        # The replay's current time puts the command at the moment the plan reached.
         args += ["--provider-option", f"now={lifecycle.now().isoformat()}"]
     if spec.budget:
         args += ["--budget", spec.budget]
@@ -99,7 +103,7 @@ def greenflow_run_command(
     if spec.team:
         args += ["--team", spec.team]
     args += ["--", shutil.which("bash") or "bash", "-c", user_command]
-    env = {"GREENFLOW_LEDGER_URL": ledger_url}
+    env = {"GREENFLOW_LEDGER_URL": ledger_url, DECISION_ENV: json.dumps(decision.to_dict())}
     names = _ENV.get(spec.provider, {})
     for key, value in spec.provider_options.items():
         if key in names and value is not None:

@@ -53,6 +53,10 @@ def test_credentials_go_in_the_environment_not_the_command(monkeypatch: pytest.M
     assert "emission_factor=direct" in argv
     assert argv[-3:][1:] == ["-c", "python pack.py --out 'a b'"]
     assert "em-secret-789" not in run.command
+    assert argv[argv.index("--decision") + 1] == "env:GREENFLOW_DECISION"
+    handed_over = json.loads(run.env.pop("GREENFLOW_DECISION"))
+    assert handed_over == decision.to_dict()  # the operator's plan, wait and reservation travel to greenflow run
+    assert "em-secret-789" not in json.dumps(handed_over)
     assert run.env == {
         "GREENFLOW_LEDGER_URL": "sqlite:////tmp/l.db",
         "GREENFLOW_ELECTRICITYMAPS_TOKEN": "em-secret-789",
