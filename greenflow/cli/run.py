@@ -147,7 +147,7 @@ def run(
     team: str | None = typer.Option(None, "--team", help="Team label."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
     decision_source: str | None = typer.Option(
-        None, "--decision", help="An orchestrator's plan (Decision JSON: a file, - or env:VAR): skip planning and waiting."
+        None, "--decision", help="An orchestrator's plan (Decision JSON: a file, - or env:VAR): no planning, no wait."
     ),
 ) -> None:
     """Run CMD under the meter and write one ledger entry for it."""
