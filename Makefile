@@ -24,9 +24,12 @@ postgres:
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 		pg_isready -h 127.0.0.1 -p 5432; }
 
-# Debian tools the tests drive: Compose validates docker-compose.yml (no Docker engine runs here).
+# Debian tools the tests drive: Compose validates docker-compose.yml (no Docker engine runs here);
+# Chromium renders the Airflow UI pages in the browser test.
+SYSTEM_TOOLS := docker-compose chromium
 system-deps:
-	@command -v docker-compose >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-compose; }
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
 
 lint: install
 	$(BIN)/ruff check greenflow tests benchmarks

@@ -118,6 +118,8 @@ class BudgetStatus:
     settled: float
     reserved: float
     open_reservations: int
+    # Open reservations past their expiry that nobody has settled yet (only when read without settling).
+    expired_unsettled: int = 0
 
     @property
     def spent(self) -> float:
@@ -215,8 +217,12 @@ class Budgets:
             return [_budget_from_row(r) for r in session.execute(select(BudgetRow).order_by(BudgetRow.name)).scalars()]
 
     # -- state -------------------------------------------------------------------------------------
-    def status(self, name: str, at: datetime | None = None) -> BudgetStatus:
-        """Limit, settled, reserved and remaining for the period containing ``at`` (default now)."""
+    def status(self, name: str, at: datetime | None = None, *, settle_expired: bool = True) -> BudgetStatus:
+        """Limit, settled, reserved and remaining for the period containing ``at`` (default now).
+
+        Expired reservations are settled first (a write) unless ``settle_expired`` is false, as a
+        read-only viewer needs: then the status counts them in ``expired_unsettled``.
+        """
         at = require_aware(at, "at") if at is not None else utcnow()
         with self.ledger.read() as session:
             row = session.get(BudgetRow, name)
@@ -225,6 +231,8 @@ class Budgets:
             assert row is not None
             budget = _budget_from_row(row)
             usage = _usage(session, budget, at)
+        if usage.expired and not settle_expired:
+            return usage.status(budget, at)
         if usage.expired:
             self.reap_expired(at)
             with self.ledger.read() as session:
@@ -424,7 +432,7 @@ class _Usage:
 
     def status(self, budget: Budget, at: datetime) -> BudgetStatus:
         start, end = budget.period.bounds(at)
-        return BudgetStatus(budget, at, start, end, self.settled, self.reserved, self.open_reservations)
+        return BudgetStatus(budget, at, start, end, self.settled, self.reserved, self.open_reservations, self.expired)
 
 
 def _usage(session: Session, budget: Budget, at: datetime, key: str | None = None) -> _Usage:

@@ -129,6 +129,15 @@ class EntryRow(Base):
         Index("ix_ledger_entries_recorded_at", "recorded_at"),
         Index("ix_ledger_entries_workflow", "workflow_id", "task_id", "recorded_at"),
         Index("ix_ledger_entries_decision", "decision", "recorded_at"),
+        # Migration 0002: keyset pagination of the Airflow UI, (sort key, seq) per sort key, and its filters.
+        Index("ix_ledger_entries_recorded_seq", "recorded_at", "seq"),
+        Index("ix_ledger_entries_workflow_recorded", "workflow_id", "recorded_at", "seq"),
+        Index("ix_ledger_entries_task_instance", "workflow_id", "run_id", "task_id"),
+        Index("ix_ledger_entries_actual_start_seq", "actual_start", "seq"),
+        Index("ix_ledger_entries_energy_seq", "energy_kwh", "seq"),
+        Index("ix_ledger_entries_operational_seq", "operational_g", "seq"),
+        Index("ix_ledger_entries_saved_seq", "saved_g", "seq"),
+        Index("ix_ledger_entries_deferred_seq", "deferred_seconds", "seq"),
     )
 
 

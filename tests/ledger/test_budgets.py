@@ -175,3 +175,14 @@ def test_32_processes_reserving_at_once_never_overspend(ledger_url: str) -> None
     assert granted == 14  # floor(1000 / 70): every reservation that fitted was granted, and no more
     assert status.spent == pytest.approx(14 * 70.0)
     assert ledger.verify().ok
+
+
+def test_a_read_only_status_reports_expired_reservations_without_settling_them(ledger: Ledger) -> None:
+    ledger.budgets.set(Budget.parse("gpu", "1kg", "month"))
+    now = datetime.now(UTC)
+    ledger.budgets.reserve("gpu", _id("a"), 300.0, estimate_source="x", ttl=timedelta(seconds=1), at=now)
+    peek = ledger.budgets.status("gpu", at=now + timedelta(seconds=5), settle_expired=False)
+    assert (peek.expired_unsettled, peek.reserved, peek.settled) == (1, 0.0, 0.0)
+    assert ledger.count() == 0  # nothing written
+    settled = ledger.budgets.status("gpu", at=now + timedelta(seconds=5))
+    assert (settled.expired_unsettled, settled.settled) == (0, 300.0)
