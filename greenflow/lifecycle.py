@@ -176,6 +176,11 @@ class Lifecycle:
         requested = previous.requested_at if previous else require_aware(requested_at or now, "requested_at")
         latest = self._latest_start(requested)
         regions = self.spec.candidate_regions
+        if previous is not None and now >= latest:
+            # A retry, or a re-plan after waiting out an outage: the deadline wins, nothing left to choose.
+            region = previous.region or (regions[0] if regions else None)
+            reason = f"the latest start {latest.isoformat()} has passed: runs at once"
+            return self._carry(previous, self._decision(requested, now, latest, region, "run_now", reason))
         if not regions:
             return self._carry(
                 previous,

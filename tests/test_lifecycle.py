@@ -244,3 +244,14 @@ def test_spatial_shifting_picks_the_greener_region_and_keeps_the_alternatives(le
     decision = lifecycle.plan()
     assert decision.region == "NO"  # Norway's hydro grid beats Spain at night
     assert {a["region"] for a in decision.plan["alternatives"]} == {"ES", "NO"}
+
+
+def test_replanning_after_the_latest_start_runs_at_once(ledger, meter_factory) -> None:
+    provider = TraceProvider(region="ES", now=MIDNIGHT)
+    lifecycle = _lifecycle(ledger, meter_factory, provider=provider, max_delay="2h")
+    decision = lifecycle.plan()
+    provider.set_now(decision.latest_start + timedelta(minutes=5))  # e.g. a retry after the window closed
+    replanned = lifecycle.plan(previous=decision)
+    assert replanned.action == "run_now"
+    assert replanned.start_at == decision.latest_start + timedelta(minutes=5)
+    assert "has passed" in replanned.reason

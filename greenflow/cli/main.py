@@ -32,10 +32,12 @@ def _root(
 def _register() -> None:
     # Imported here so `greenflow --help` stays cheap and each group lives in its own module.
     from greenflow.cli import budget, db, demo, forecast, ledger, plan, run
+    from greenflow.cli import prefect as prefect_cli
 
     app.add_typer(db.app, name="db")
     app.add_typer(budget.app, name="budget")
     app.add_typer(ledger.app, name="ledger")
+    app.add_typer(prefect_cli.app, name="prefect")
     app.command("forecast")(forecast.forecast)
     app.command("plan")(plan.plan_command)
     app.command("run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})(run.run)

@@ -162,6 +162,24 @@ def emissions(
     values = [None if p is None else p.value for p in points]
     covered = sum(e for e, v in zip(per_segment, values, strict=True) if v is not None)
 
+    if energy == 0:
+        # Measured as zero (e.g. an idle process's CPU estimate): zero grams, at the run's time-weighted
+        # intensity where the series covers it; a number measured as 0 is 0, not "unknown".
+        mean, time_coverage = forecast.mean_intensity(measurement.start, max(measurement.end, measurement.start))
+        if mean is not None:
+            return account(
+                energy_kwh=0.0,
+                intensity_g_per_kwh=mean,
+                operational_g=0.0,
+                facility_energy_kwh=0.0,
+                coverage=time_coverage,
+                distribution=distribution,
+                slots=tuple(
+                    SlotCharge(a, b, 0.0, v, None if v is None else 0.0)
+                    for (a, b), v in zip(segments, values, strict=True)
+                ),
+            )
+
     if covered <= 0:
         span = f"{_iso(forecast.start)}-{_iso(forecast.end)}" if forecast.points else "nothing"
         return account(

@@ -190,3 +190,15 @@ def test_the_account_is_json_safe() -> None:
     data = json.loads(json.dumps(account.to_dict()))
     assert data["slots"][0]["start"] == "2024-05-01T10:00:00Z"
     assert data["pue"] == 1.1
+
+
+def test_energy_measured_as_zero_is_zero_grams_not_unknown() -> None:
+    account = emissions(measured(T0 + HOUR / 2, T0 + HOUR + HOUR / 2, gpu_kwh=0.0), series(100.0, 300.0))
+    assert account.operational_g == 0.0
+    assert account.intensity_g_per_kwh == pytest.approx(200.0)  # time-weighted: no energy to weight by
+    assert account.reason is None
+
+
+def test_zero_energy_outside_the_series_is_still_unknown() -> None:
+    account = emissions(measured(T0 + 5 * HOUR, T0 + 6 * HOUR, gpu_kwh=0.0), series(100.0))
+    assert account.operational_g is None and account.reason

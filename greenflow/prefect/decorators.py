@@ -1,0 +1,469 @@
+"""``@carbon_aware`` and ``gpu_task``: carbon-aware Prefect tasks and flows.
+
+``@carbon_aware`` is a plain :func:`functools.wraps` wrapper with a sync and an async path, so
+``@task`` / ``@flow`` applied on top of it see the user's function: its signature (parameters, flow
+parameter schema), its name and its source (Prefect's cache key), unchanged. It never adds or replaces
+Prefect hooks. Each call is one attempt of greenflow's lifecycle::
+
+    @task(retries=2)
+    @carbon_aware(region="ES", provider="electricitymaps", expected_duration="2h", deadline="12h", budget="gpu")
+    def train(epochs: int) -> str: ...
+
+plan (or take over the decision a rescheduled run carries) → reserve the budget → wait for the green
+window (rescheduling a deployment's flow run, or waiting in process, see :mod:`greenflow.prefect.deferral`)
+→ meter and record the attempt (one ledger entry per attempt, retries included, failures too) → settle
+the reservation → emit ``greenflow.budget.exhausted`` if that spent the budget. Without Prefect it does
+the same, waiting in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+
+from greenflow.errors import BudgetExceeded, InvalidInput
+from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.metering.meter import Meter
+from greenflow.prefect.connections import (
+    CredentialsOption,
+    LedgerOption,
+    check_ledger_option,
+    resolve_ledger,
+    resolve_provider,
+)
+from greenflow.prefect.deferral import (
+    Deferral,
+    clear_deferral,
+    describe,
+    read_deferral,
+    release_flow_run,
+    wait_in_process,
+    wait_in_process_async,
+)
+from greenflow.prefect.run_context import _FLOW_DEFERRALS, PrefectRun, current_run, run_logger
+from greenflow.spec import CarbonSpec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+OnBudgetExceeded = Literal["fail", "skip"]
+
+# Decisions of earlier attempts, so that a retry re-plans against the first request (the deadline stays
+# anchored to it) instead of starting a fresh one. Bounded: a long-lived worker runs many tasks.
+_PREVIOUS: OrderedDict[tuple[str, str], tuple[Decision, int]] = OrderedDict()
+_PREVIOUS_MAX = 4096
+_PREVIOUS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CarbonAware:
+    """What a ``@carbon_aware`` function declared: the validated spec and how the adapter behaves."""
+
+    spec: CarbonSpec
+    on_budget_exceeded: OnBudgetExceeded = "fail"
+    credentials: CredentialsOption = None
+    ledger: LedgerOption = None
+    meter_factory: Callable[[], Meter] | None = None
+    artifacts: bool = True
+
+
+@overload
+def carbon_aware(fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def carbon_aware(
+    fn: None = None,
+    /,
+    *,
+    region: str | None = None,
+    regions: Sequence[str] = (),
+    provider: str = "ukgrid",
+    provider_options: Mapping[str, Any] | None = None,
+    expected_duration: str | timedelta | float = timedelta(hours=1),
+    deadline: str | datetime | timedelta | None = None,
+    max_delay: str | timedelta | float | None = None,
+    min_savings: float = 0.0,
+    threshold: float | None = None,
+    budget: str | None = None,
+    estimate: str | None = None,
+    on_provider_error: str = "wait",
+    max_staleness: str | timedelta = timedelta(hours=6),
+    pue: float | None = None,
+    embodied: str | float | None = None,
+    functional_unit: str | None = None,
+    functional_units: float | None = None,
+    tags: Sequence[str] = (),
+    team: str | None = None,
+    sample_interval: float = 0.1,
+    on_budget_exceeded: OnBudgetExceeded = "fail",
+    credentials: CredentialsOption = None,
+    ledger: LedgerOption = None,
+    meter_factory: Callable[[], Meter] | None = None,
+    artifacts: bool = True,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def carbon_aware(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    region: str | None = None,
+    regions: Sequence[str] = (),
+    provider: str = "ukgrid",
+    provider_options: Mapping[str, Any] | None = None,
+    expected_duration: str | timedelta | float = timedelta(hours=1),
+    deadline: str | datetime | timedelta | None = None,
+    max_delay: str | timedelta | float | None = None,
+    min_savings: float = 0.0,
+    threshold: float | None = None,
+    budget: str | None = None,
+    estimate: str | None = None,
+    on_provider_error: str = "wait",
+    max_staleness: str | timedelta = timedelta(hours=6),
+    pue: float | None = None,
+    embodied: str | float | None = None,
+    functional_unit: str | None = None,
+    functional_units: float | None = None,
+    tags: Sequence[str] = (),
+    team: str | None = None,
+    sample_interval: float = 0.1,
+    on_budget_exceeded: OnBudgetExceeded = "fail",
+    credentials: CredentialsOption = None,
+    ledger: LedgerOption = None,
+    meter_factory: Callable[[], Meter] | None = None,
+    artifacts: bool = True,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Make a function carbon-aware: plan, reserve, wait, meter and record every attempt.
+
+    The carbon options are :meth:`CarbonSpec.build`'s, validated here, when the decorator is applied (a
+    bad region, provider or duration fails the import, naming the value and the fix). ``deadline`` is
+    the latest finish, ``max_delay`` bounds the start; the work always starts by the latest start that
+    meets the deadline. Adapter options:
+
+    * ``on_budget_exceeded``: ``"fail"`` raises :class:`BudgetExceeded` when the budget cannot cover
+      the attempt, ``"skip"`` returns ``None`` without running it; both record ``skipped_budget``.
+    * ``credentials``: a :class:`~greenflow.prefect.blocks.GreenflowCredentials` block or its name.
+    * ``ledger``: a :class:`~greenflow.ledger.Ledger`, a ``GreenflowLedger`` block or its name
+      (default: ``GREENFLOW_LEDGER_URL``).
+    * ``meter_factory``: builds the :class:`~greenflow.metering.meter.Meter` of each attempt.
+    * ``artifacts``: at flow level, publish the run's ledger artifacts when the flow function ends.
+
+    Put it under ``@task`` (one attempt per task run try) or under ``@flow`` (the whole flow function
+    is one attempt; a deployment's flow run then waits for its window in a ``Scheduled`` state instead
+    of holding a worker). Use one level per flow: a carbon-aware flow meters its tasks' work too.
+    """
+    if on_budget_exceeded not in ("fail", "skip"):
+        raise InvalidInput(f"on_budget_exceeded={on_budget_exceeded!r} is not 'fail' or 'skip'", fix="use fail or skip")
+    check_ledger_option(ledger)
+    spec = CarbonSpec.build(
+        region=region,
+        regions=regions,
+        provider=provider,
+        provider_options=provider_options,
+        expected_duration=expected_duration,
+        deadline=deadline,
+        max_delay=max_delay,
+        min_savings=min_savings,
+        threshold=threshold,
+        budget=budget,
+        estimate=estimate,
+        on_provider_error=on_provider_error,
+        max_staleness=max_staleness,
+        pue=pue,
+        embodied=embodied,
+        functional_unit=functional_unit,
+        functional_units=functional_units,
+        tags=tags,
+        team=team,
+        sample_interval=sample_interval,
+    )
+    config = CarbonAware(spec, on_budget_exceeded, credentials, ledger, meter_factory, artifacts)
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        return _wrap(function, config)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def gpu_task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """``task(carbon_aware(fn, ...), ...)``: the carbon options go to :func:`carbon_aware`, the rest to ``@task``.
+
+    ::
+
+        @gpu_task(region="ES", provider="trace", expected_duration="2h", retries=2, tags=["gpu"])
+        def fine_tune(...): ...
+
+    ``tags`` goes to both: the task's tags in Prefect and the attempt's tags in the ledger.
+    """
+    from prefect import task
+
+    carbon_names = set(inspect.signature(carbon_aware).parameters) - {"fn"}
+    carbon = {k: v for k, v in options.items() if k in carbon_names}
+    task_options = {k: v for k, v in options.items() if k not in carbon_names or k == "tags"}
+
+    def decorate(function: Callable[..., Any]) -> Any:
+        return task(carbon_aware(**carbon)(function), **task_options)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def carbon_config(fn: Callable[..., Any]) -> CarbonAware | None:
+    """The :class:`CarbonAware` declaration of a decorated function (or task / flow), else ``None``."""
+    target = getattr(fn, "fn", fn)
+    config = getattr(target, "__greenflow__", None)
+    return config if isinstance(config, CarbonAware) else None
+
+
+# -- the wrapper -------------------------------------------------------------------------------------
+def _wrap(fn: Callable[P, R], config: CarbonAware) -> Callable[P, R]:
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise InvalidInput(
+            f"{getattr(fn, '__qualname__', fn)} is a generator: its work happens after it returns, outside the meter",
+            fix="make it return its result, or decorate the function that does the GPU work",
+        )
+    if inspect.iscoroutinefunction(fn):
+        coroutine_fn: Callable[P, Coroutine[Any, Any, Any]] = fn
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return await _call_async(config, coroutine_fn, args, kwargs)
+
+        async_wrapper.__greenflow__ = config  # type: ignore[attr-defined]
+        return cast(Callable[P, R], async_wrapper)
+
+    @functools.wraps(fn)
+    def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return _call_sync(config, fn, args, kwargs)
+
+    sync_wrapper.__greenflow__ = config  # type: ignore[attr-defined]
+    return sync_wrapper
+
+
+def _call_sync(config: CarbonAware, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    attempt = _Attempt(config, fn)
+    decision = attempt.decide()
+    if decision is None:
+        return cast(R, None)  # on_budget_exceeded="skip": recorded, not run
+    while attempt.must_wait(decision):
+        attempt.release_if_possible(decision)
+        wait_in_process(attempt.lifecycle, decision, attempt.logger)
+        if decision.action != "retry":
+            break  # waited until the start (or the latest start): clocks may differ by a hair, never wait twice
+        decision = attempt.after_wait(decision)
+    attempt.consume_deferral()
+    token = attempt.tell_tasks()
+    try:
+        return cast(R, attempt.lifecycle.run(decision, fn, *args, **kwargs).value)
+    finally:
+        attempt.untell_tasks(token)
+        attempt.exit(decision)
+
+
+async def _call_async(
+    config: CarbonAware, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # Planning, reserving and recording are blocking I/O (HTTP, SQL): keep them off the event loop.
+    # asyncio.to_thread copies the context, so Prefect's run context is seen in the thread.
+    attempt = await asyncio.to_thread(_Attempt, config, fn)
+    decision = await asyncio.to_thread(attempt.decide)
+    if decision is None:
+        return None
+    while attempt.must_wait(decision):
+        await asyncio.to_thread(attempt.release_if_possible, decision)
+        await wait_in_process_async(attempt.lifecycle, decision, attempt.logger)
+        if decision.action != "retry":
+            break
+        decision = await asyncio.to_thread(attempt.after_wait, decision)
+    await asyncio.to_thread(attempt.consume_deferral)
+    token = attempt.tell_tasks()  # in the loop's own context, which the flow's tasks inherit
+    try:
+        with attempt.lifecycle.metered(decision) as active:
+            active.value = await fn(*args, **kwargs)
+        return active.value
+    finally:
+        attempt.untell_tasks(token)  # in the context that set it
+        await asyncio.to_thread(attempt.exit, decision)
+
+
+class _Attempt:
+    """One call: Prefect's context translated into lifecycle calls, and back into Prefect (logs, states)."""
+
+    def __init__(self, config: CarbonAware, fn: Callable[..., Any]) -> None:
+        self.config = config
+        self.logger = run_logger()
+        self.carried: Deferral | None = None
+        probe = current_run(fn)
+        if probe.releasable and probe.flow_run_id is not None:
+            # Only a deployment's flow run can have been rescheduled by greenflow, and it may carry a decision.
+            self.carried = read_deferral(probe.flow_run_id)
+        self.deferrals = self._deferrals(probe)
+        self.run: PrefectRun = current_run(fn, deferrals=self.deferrals) if probe.level == "flow" else probe
+        self.ledger = resolve_ledger(config.ledger)
+        self.lifecycle = self._lifecycle(config.spec)
+
+    def _lifecycle(self, spec: CarbonSpec) -> Lifecycle:
+        return Lifecycle(
+            spec,
+            self.run.identity,
+            ledger=self.ledger,
+            provider=resolve_provider(spec, self.config.credentials),
+            meter_factory=self.config.meter_factory,
+        )
+
+    def _deferrals(self, probe: PrefectRun) -> int:
+        if self.carried is not None:
+            return self.carried.deferrals
+        if probe.level == "flow" and probe.flow_run_id is not None:
+            with _PREVIOUS_LOCK:
+                remembered = _PREVIOUS.get((probe.identity.run_id, probe.identity.task_id))
+            return remembered[1] if remembered else 0
+        return 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        identity = self.run.identity
+        return identity.run_id, identity.task_id
+
+    # -- plan and reserve --------------------------------------------------------------------------
+    def decide(self) -> Decision | None:
+        """The decision this attempt runs under, reserved; ``None`` when the budget refused and we skip."""
+        identity = self.run.identity
+        if self.carried is not None:
+            decision = self.carried.decision
+            if decision.reservation_id is None:
+                decision = replace(decision, budget=self.config.spec.budget)  # planned by schedule_green
+            if decision.action == "retry":
+                decision = self._replan(decision)
+            source = "rescheduled run resumes" if self.carried.source == "deferred" else "scheduled by schedule_green"
+            self.logger.info("greenflow: %s for %s: %s", source, identity.task_id, describe(decision))
+        else:
+            previous = self._previous()
+            decision = self._replan(previous) if previous else self.lifecycle.plan()
+            self.logger.info(
+                "greenflow: plan for %s (attempt %s): %s", identity.task_id, identity.attempt, describe(decision)
+            )
+        try:
+            return self.lifecycle.reserve(decision)
+        except BudgetExceeded as refusal:
+            self.lifecycle.skip(decision, refusal)
+            self._after_budget_use()
+            if self.carried is not None and self.run.flow_run_id is not None:
+                clear_deferral(self.run.flow_run_id)
+            if self.config.on_budget_exceeded == "skip":
+                self.logger.warning("greenflow: %s: %s not run", refusal.one_line(), identity.task_id)
+                return None
+            raise
+
+    def _replan(self, previous: Decision) -> Decision:
+        """Plan again against an earlier decision's request, so its deadline still holds.
+
+        Past that decision's latest start there is nothing left to plan (the core's planner refuses a
+        deadline already behind it): the attempt runs at once, planned under the same spec with no delay
+        allowed, and the entry's policy says so.
+        """
+        if self.lifecycle.now() < previous.latest_start:
+            return self.lifecycle.plan(previous=previous)
+        self.logger.info(
+            "greenflow: %s is past its latest start (%s): it runs at once, the deadline wins",
+            self.run.identity.task_id,
+            previous.latest_start.isoformat(),
+        )
+        self.lifecycle = self._lifecycle(replace(self.config.spec, deadline=None, max_delay=timedelta(0)))
+        return replace(
+            self.lifecycle.plan(),
+            reservation_id=previous.reservation_id,
+            estimate_g=previous.estimate_g,
+            estimate_kwh=previous.estimate_kwh,
+            estimate_source=previous.estimate_source,
+        )
+
+    def _previous(self) -> Decision | None:
+        """A retry re-plans against the first request; its reservation is new (the last one settled)."""
+        if self.run.identity.attempt <= 1:
+            return None
+        with _PREVIOUS_LOCK:
+            remembered = _PREVIOUS.get(self.key)
+        if remembered is None:
+            return None
+        return replace(remembered[0], reservation_id=None, estimate_g=None, estimate_kwh=None, estimate_source=None)
+
+    # -- wait --------------------------------------------------------------------------------------
+    def must_wait(self, decision: Decision) -> bool:
+        """True while the attempt's start (wall clock) is still ahead.
+
+        A run that resumes from its deferral has waited: it starts even if it is early (someone started
+        it by hand; the worker's prefetch), rather than rescheduling itself again.
+        """
+        from greenflow.clock import utcnow
+
+        if self.carried is not None and decision.action == "defer":
+            return False
+        return decision.action in ("defer", "retry") and decision.wake_at > utcnow()
+
+    def release_if_possible(self, decision: Decision) -> None:
+        """A deployment's flow run gives its infrastructure back (this never returns); others go on."""
+        if not self.run.releasable or self.run.flow_run_id is None:
+            return
+        try:
+            release_flow_run(self.run.flow_run_id, decision, deferrals=self.deferrals, logger=self.logger)
+        except Exception as error:  # the API refused: waiting in process is still correct, only costlier
+            self.logger.warning("greenflow: could not reschedule the flow run (%s); waiting in process", error)
+
+    def after_wait(self, decision: Decision) -> Decision:
+        """After a provider-outage wait, plan again (the reservation and the request time carry over)."""
+        decision = self._replan(decision)
+        self.logger.info("greenflow: plan again for %s: %s", self.run.identity.task_id, describe(decision))
+        return decision
+
+    # -- run ---------------------------------------------------------------------------------------
+    def consume_deferral(self) -> None:
+        """The attempt starts: the decision it carried is used up (a later retry plans against it)."""
+        if self.carried is not None and self.run.flow_run_id is not None:
+            clear_deferral(self.run.flow_run_id)
+
+    def tell_tasks(self) -> Any:
+        """A flow-level attempt tells its tasks how often the run was rescheduled (their flow attempt)."""
+        return _FLOW_DEFERRALS.set(self.deferrals) if self.run.level == "flow" else None
+
+    @staticmethod
+    def untell_tasks(token: Any) -> None:
+        """Undo :meth:`tell_tasks` (in the same context)."""
+        if token is not None:
+            _FLOW_DEFERRALS.reset(token)
+
+    def exit(self, decision: Decision) -> None:
+        """After the attempt (whatever its outcome): remember it for retries, update budget and artifacts."""
+        with _PREVIOUS_LOCK:
+            _PREVIOUS[self.key] = (decision, self.deferrals)
+            _PREVIOUS.move_to_end(self.key)
+            while len(_PREVIOUS) > _PREVIOUS_MAX:
+                _PREVIOUS.popitem(last=False)
+        self._after_budget_use()
+        if self.run.level == "flow" and self.config.artifacts:
+            self._quietly("publish the run's artifacts", self._publish)
+
+    def _after_budget_use(self) -> None:
+        budget = self.config.spec.budget
+        if budget is not None and self.run.in_prefect:
+            from greenflow.prefect.budget import notify_budget
+
+            self._quietly("update the budget's artifact and event", lambda: notify_budget(self.ledger, budget))
+
+    def _publish(self) -> None:
+        from greenflow.prefect.artifacts import publish_run_artifacts
+
+        publish_run_artifacts(self.run.flow_run_id, flow_name=self.run.identity.workflow_id, ledger=self.ledger)
+
+    def _quietly(self, what: str, action: Callable[[], Any]) -> None:
+        # The ledger already holds the attempt: a UI update that fails must not fail the user's work.
+        try:
+            action()
+        except Exception as error:
+            self.logger.warning("greenflow: could not %s: %s", what, error)

@@ -1,0 +1,266 @@
+"""``@carbon_aware`` outside any Prefect run and through ``.fn()``: no server, the real lifecycle and ledger.
+
+The GPU is the autospec fake of nvidia-ml-py (300 W); intensity is the shipped Spanish trace replayed at
+36000x, so a deferral from midnight to midday waits about a second of real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prefect import Task, task
+
+from greenflow.errors import BudgetExceeded, InvalidInput
+from greenflow.ledger import Budget, Identity
+from greenflow.lifecycle import Lifecycle
+from greenflow.prefect import carbon_aware, carbon_config, gpu_task
+from greenflow.prefect import deferral as deferral_module
+from greenflow.spec import CarbonSpec
+
+
+def test_outside_prefect_it_waits_for_the_window_then_meters_and_records(
+    ledger, replay, fake_gpu_meter, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    calls = []
+
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options=replay(),
+        expected_duration="2h",
+        max_delay="14h",
+        meter_factory=fake_gpu_meter,
+    )
+    def train(epochs: int, *, lr: float = 0.1) -> str:
+        """Train the model."""
+        calls.append((epochs, lr))
+        time.sleep(0.1)
+        return f"model-{epochs}"
+
+    with caplog.at_level(logging.INFO, logger="greenflow.prefect"):
+        assert train(3, lr=0.2) == "model-3"
+
+    assert calls == [(3, 0.2)]
+    [entry] = ledger.entries()
+    assert entry.orchestrator == "cli"  # nothing orchestrated it
+    assert entry.task_id.endswith("train") and entry.attempt == 1
+    assert entry.decision == "deferred"
+    assert entry.deferred_seconds > 6 * 3600  # from midnight to the solar window, in the trace's time
+    assert entry.actual_start >= entry.planned_start - timedelta(minutes=30)  # it really started at the window
+    assert entry.method_gpu == "nvml_energy_counter" and entry.energy_gpu_kwh > 0
+    assert entry.saved_g > 0  # the midday grid was cleaner than the midnight one
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "greenflow: plan for" in messages and "deferred to 2022-06-01" in messages
+    assert "waiting in this process until" in messages and "left" in messages
+
+
+def test_the_wrapper_keeps_the_signature_name_and_doc_prefect_reads() -> None:
+    def score(batch: list[int], *, scale: float = 1.0) -> float:
+        """Score a batch."""
+        return sum(batch) * scale
+
+    wrapped = carbon_aware(region="ES", provider="trace")(score)
+    assert inspect.signature(wrapped) == inspect.signature(score)
+    assert (wrapped.__name__, wrapped.__qualname__, wrapped.__doc__) == (
+        score.__name__,
+        score.__qualname__,
+        score.__doc__,
+    )
+    assert wrapped.__wrapped__ is score  # type: ignore[attr-defined]
+    as_task = task(wrapped)
+    plain = task(score)
+    assert as_task.name == plain.name == "score"
+    assert as_task.isasync is False
+    from prefect.utilities.callables import parameter_schema
+
+    assert parameter_schema(as_task.fn).model_dump() == parameter_schema(plain.fn).model_dump()
+
+
+def test_an_async_function_waits_without_blocking_the_event_loop(ledger, replay, fake_gpu_meter) -> None:  # type: ignore[no-untyped-def]
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options=replay(),
+        expected_duration="2h",
+        max_delay="14h",
+        meter_factory=fake_gpu_meter,
+    )
+    async def infer(batches: int) -> int:
+        await asyncio.sleep(0.05)
+        return batches * 2
+
+    assert inspect.iscoroutinefunction(infer)
+    assert task(infer).isasync
+
+    async def main() -> tuple[int, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.02)
+                ticks += 1
+
+        beat = asyncio.create_task(ticker())
+        result = await infer(4)
+        beat.cancel()
+        return result, ticks
+
+    result, ticks = asyncio.run(main())
+    assert result == 8
+    assert ticks >= 3  # other coroutines ran while the task waited for its window
+    [entry] = ledger.entries()
+    assert entry.decision == "deferred" and entry.energy_gpu_kwh > 0
+
+
+def test_a_task_called_through_fn_is_carbon_aware_too(ledger, replay, fake_gpu_meter) -> None:  # type: ignore[no-untyped-def]
+    @task(retries=3)
+    @carbon_aware(
+        region="ES", provider="trace", provider_options=replay(), max_delay="0h", meter_factory=fake_gpu_meter
+    )
+    def embed(text: str) -> int:
+        return len(text)
+
+    assert embed.fn("four") == 4
+    [entry] = ledger.entries()
+    assert entry.decision == "ran_now" and entry.region == "ES"
+    assert entry.intensity_g_per_kwh is not None and entry.operational_g > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"region": "Atlantis", "provider": "trace"}, "no shipped trace for region 'Atlantis'"),
+        ({"provider": "carbon-oracle"}, "provider='carbon-oracle' is unknown"),
+        ({"expected_duration": "soon"}, "expected_duration='soon' is not a duration"),
+        ({"deadline": "1h", "expected_duration": "2h"}, "shorter than expected_duration"),
+        ({"on_budget_exceeded": "maybe"}, "on_budget_exceeded='maybe'"),
+        ({"ledger": "postgresql+psycopg://ml:hunter2@db/greenflow"}, "ledger= was given a database URL"),
+        ({"ledger": 42}, "ledger=42 is not a Ledger"),
+    ],
+)
+def test_bad_input_fails_when_the_decorator_is_applied(options, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInput) as error:
+
+        @carbon_aware(**options)
+        def job() -> None: ...
+
+    assert message in str(error.value)
+    assert error.value.fix
+    assert "hunter2" not in str(error.value)
+
+
+def test_generators_are_refused_because_their_work_happens_outside_the_meter() -> None:
+    with pytest.raises(InvalidInput, match="is a generator"):
+
+        @carbon_aware(region="ES", provider="trace")
+        def batches():  # type: ignore[no-untyped-def]
+            yield 1
+
+
+@pytest.mark.parametrize("mode", ["fail", "skip"])
+def test_a_budget_that_cannot_cover_the_attempt_records_a_skip_and_never_runs_it(
+    ledger, replay, fake_gpu_meter, mode
+) -> None:  # type: ignore[no-untyped-def]
+    ledger.budgets.set(Budget.parse("gpu", "10g", "month"))
+    ran = []
+
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options=replay(),
+        max_delay="0h",
+        budget="gpu",
+        estimate="20g",
+        on_budget_exceeded=mode,
+        meter_factory=fake_gpu_meter,
+    )
+    def fine_tune() -> str:
+        ran.append(True)
+        return "ok"
+
+    if mode == "fail":
+        with pytest.raises(BudgetExceeded, match="budget 'gpu' cannot cover 20 g"):
+            fine_tune()
+    else:
+        assert fine_tune() is None
+    assert ran == []
+    [entry] = ledger.entries()
+    assert entry.decision == "skipped_budget" and entry.budget == "gpu"
+    assert ledger.budgets.status("gpu").spent == 0.0
+
+
+def test_a_failing_attempt_records_its_energy_settles_and_reraises(ledger, replay, fake_gpu_meter) -> None:  # type: ignore[no-untyped-def]
+    ledger.budgets.set(Budget.parse("gpu", "1kg", "month"))
+
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options=replay(),
+        max_delay="0h",
+        budget="gpu",
+        estimate="100g",
+        meter_factory=fake_gpu_meter,
+    )
+    def train() -> None:
+        time.sleep(0.1)
+        raise RuntimeError("CUDA out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train()
+    [entry] = ledger.entries()
+    assert entry.decision == "failed" and entry.error == "RuntimeError: CUDA out of memory"
+    assert entry.energy_gpu_kwh > 0
+    status = ledger.budgets.status("gpu")
+    assert status.reserved == 0.0  # settled to what was used, not left holding 100 g
+    assert status.settled == pytest.approx(entry.charged_g)
+
+
+def test_gpu_task_is_task_of_carbon_aware_with_options_split() -> None:
+    def fine_tune(model: str) -> str:
+        return model
+
+    made = gpu_task(
+        region="ES", provider="trace", expected_duration="3h", budget="gpu", retries=2, name="fine-tune", tags=["gpu"]
+    )(fine_tune)
+    assert isinstance(made, Task)
+    assert (made.name, made.retries) == ("fine-tune", 2)
+    assert "gpu" in made.tags
+    config = carbon_config(made)
+    assert config is not None
+    assert (config.spec.region, config.spec.budget, config.spec.tags) == ("ES", "gpu", ("gpu",))
+    assert config.spec.expected_duration == timedelta(hours=3)
+    assert made.fn.__wrapped__ is fine_tune  # type: ignore[attr-defined]
+    assert carbon_config(task(fine_tune)) is None
+
+
+def test_the_in_process_wait_never_passes_the_latest_start(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock = [datetime(2024, 5, 1, 12, 0, tzinfo=UTC)]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += timedelta(seconds=seconds)
+
+    monkeypatch.setattr(deferral_module, "utcnow", lambda: clock[0])
+    spec = CarbonSpec.build(region="GB", provider="ukgrid", max_delay="2h")
+    lifecycle = Lifecycle(spec, Identity("cli", "w", "r", "t"))  # not replaying: wall time == task time
+    start = clock[0]
+    decision = lifecycle._decision(start, start, start + timedelta(hours=2), "GB", "defer", "test")
+    # A wake-up beyond the latest start (a drifting replay clock, a bad plan) is cut to the latest start.
+    late = replace(decision, start_at=start + timedelta(hours=3), wake_at=start + timedelta(hours=3))
+    logs: list[str] = []
+    logger = logging.getLogger("test-wait")
+    monkeypatch.setattr(logger, "info", lambda msg, *args: logs.append(msg % args))
+    deferral_module.wait_in_process(lifecycle, late, logger, sleep=sleep)
+    assert clock[0] == start + timedelta(hours=2)
+    assert sum(slept) == pytest.approx(7200)
+    assert max(slept) <= deferral_module.LOG_EVERY.total_seconds()  # it keeps saying how long is left
+    assert len(logs) >= 7200 / deferral_module.LOG_EVERY.total_seconds() - 1
+    assert "1h55m00s left" in logs[1]

@@ -1,0 +1,68 @@
+"""The example flows in ``flows/`` run, offline, on the shipped trace (replayed fast here) and say what they did."""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = [pytest.mark.xdist_group("prefect"), pytest.mark.usefixtures("prefect_server")]
+
+FLOWS = Path(__file__).resolve().parents[2] / "flows"
+
+
+@pytest.fixture
+def example(monkeypatch):  # type: ignore[no-untyped-def]
+    """``example("training")`` imports flows/training.py afresh, replaying at 36000x from midnight."""
+    monkeypatch.setenv("GREENFLOW_REPLAY_SPEED", "36000")
+    monkeypatch.delenv("GREENFLOW_REPLAY_STARTED_AT", raising=False)
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(
+            f"greenflow_example_{name}_{uuid.uuid4().hex}", FLOWS / f"{name}.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+def test_training_defers_training_and_evaluates_while_the_budget_has_room(example, ledger) -> None:  # type: ignore[no-untyped-def]
+    training = example("training")
+    result = training.training(epochs=1)
+    assert result["metrics"] == {"top1": 0.761}
+    train, evaluate = ledger.entries()
+    assert (train.task_id.split("-")[0], train.decision, train.region) == ("train", "deferred", "ES")
+    assert train.deferred_seconds > 3600 and train.budget == training.BUDGET and train.team == "vision"
+    assert train.energy_gpu_kwh is None and "no NVIDIA GPU" in train.measurement_notes["gpu"]  # honest, not faked
+    assert train.charged_g == 50.0 and "declared estimate" in train.estimate_source  # kept, labelled
+    assert evaluate.decision == "ran_now"
+
+
+def test_training_skips_evaluation_when_the_budget_is_too_small(example, ledger) -> None:  # type: ignore[no-untyped-def]
+    training = example("training")
+    result = training.training(epochs=1, budget_limit="60g")
+    assert result["metrics"] is None
+    decisions = [(e.task_id.split("-")[0], e.decision) for e in ledger.entries()]
+    assert decisions == [("train", "deferred"), ("carbon", "skipped_budget")]
+
+
+def test_validation_is_reduced_on_a_dirty_grid(example, ledger) -> None:  # type: ignore[no-untyped-def]
+    validation = example("validation")
+    result = validation.validation(samples=1000)
+    assert (result["choice"], result["validated"]) == ("reduced", 100)
+    gate, validate = ledger.entries()
+    assert gate.decision == "degraded" and gate.intensity_g_per_kwh > 250
+    assert validate.decision == "ran_now"
+
+
+def test_the_deployment_example_waits_in_process_when_run_outside_a_deployment(example, ledger) -> None:  # type: ignore[no-untyped-def]
+    deployment = example("green_deployment")
+    assert deployment.nightly_training(epochs=1)["epochs"] == 1
+    [entry] = ledger.entries()
+    assert entry.task_id == deployment.FLOW_NAME and entry.decision == "deferred"
