@@ -9,20 +9,21 @@ so concurrent reservations can never together push ``spent`` above the limit.
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import ColumnElement, func, insert, null, or_, select, text, true
+from sqlalchemy import ColumnElement, Select, bindparam, func, insert, null, or_, select, text, true
 from sqlalchemy.orm import Session
 
 from greenflow.clock import require_aware, utcnow
 from greenflow.config import Defaults
 from greenflow.errors import BudgetExceeded, BudgetNotFound, InvalidInput
 from greenflow.ledger.entry import Entry, Identity
-from greenflow.ledger.models import BudgetRow, EntryRow, ReservationRow
+from greenflow.ledger.models import BudgetRow, EntryRow, ReservationRow, UTCDateTime
 from greenflow.ledger.periods import Period
 from greenflow.units import Quantity, Unit, format_energy, format_mass, parse_positive_quantity
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from greenflow.ledger.store import Ledger
 
 ScopeKind = Literal["all", "workflow", "tag", "team"]
+# Built once: a reservation is on every carbon-aware task's path, and building statements costs CPU.
+_LOCK_BUDGET = select(BudgetRow).where(BudgetRow.name == bindparam("name")).with_for_update()
+_INSERT_RESERVATION = insert(ReservationRow)
 SCOPE_KINDS: tuple[str, ...] = ("all", "workflow", "tag", "team")
 
 
@@ -260,9 +264,7 @@ class Budgets:
         with self.ledger.write() as session:
             _fast_commit(session)
             # The budget's row lock serialises every reservation against it (BEGIN IMMEDIATE on SQLite).
-            row = session.execute(
-                select(BudgetRow).where(BudgetRow.name == name).with_for_update()
-            ).scalar_one_or_none()
+            row = session.execute(_LOCK_BUDGET, {"name": name}).scalar_one_or_none()
             if row is None:
                 self.get(name)  # raises, naming the known budgets
             assert row is not None
@@ -293,17 +295,18 @@ class Budgets:
                 status="open",
             )
             session.execute(
-                insert(ReservationRow).values(
-                    reservation_id=reservation.reservation_id,
-                    budget=name,
-                    idempotency_key=identity.idempotency_key,
-                    identity=_identity_dict(identity),
-                    amount=amount,
-                    estimate_source=estimate_source,
-                    status="open",
-                    created_at=at,
-                    expires_at=reservation.expires_at,
-                )
+                _INSERT_RESERVATION,
+                {
+                    "reservation_id": reservation.reservation_id,
+                    "budget": name,
+                    "idempotency_key": identity.idempotency_key,
+                    "identity": _identity_dict(identity),
+                    "amount": amount,
+                    "estimate_source": estimate_source,
+                    "status": "open",
+                    "created_at": at,
+                    "expires_at": reservation.expires_at,
+                },
             )
         return reservation
 
@@ -438,32 +441,48 @@ class _Usage:
 def _usage(session: Session, budget: Budget, at: datetime, key: str | None = None) -> _Usage:
     """Everything a reservation decision needs, in one round trip."""
     start, end = budget.period.bounds(at)
-    charged = EntryRow.charged_g if budget.unit == "gCO2e" else EntryRow.charged_kwh
-    mine = (ReservationRow.budget == budget.name, ReservationRow.status == "open")
+    params: dict[str, Any] = {"start": start, "end": end, "name": budget.name, "at": at, "key": key}
+    if budget.scope.kind == "tag":
+        params["scope"] = f"%,{budget.scope.value},%"
+    elif budget.scope.kind != "all":
+        params["scope"] = budget.scope.value
+    row = session.execute(_usage_statement(budget.scope.kind, budget.unit, key is not None), params).one()
+    return _Usage(float(row[0] or 0.0), float(row[1] or 0.0), int(row[2]), int(row[3]), row[4])
+
+
+@functools.cache
+def _usage_statement(scope: str, unit: str, with_key: bool) -> Select[Any]:
+    """The usage query for a kind of budget, built once: reservations are the hot path (a few per task)."""
+    charged = EntryRow.charged_g if unit == "gCO2e" else EntryRow.charged_kwh
+    in_scope: ColumnElement[bool] = {
+        "all": true(),
+        "workflow": EntryRow.workflow_id == bindparam("scope"),
+        "team": EntryRow.team == bindparam("scope"),
+        "tag": EntryRow.tags.like(bindparam("scope")),
+    }[scope]
+    mine = (ReservationRow.budget == bindparam("name"), ReservationRow.status == "open")
     settled = select(func.coalesce(func.sum(charged), 0.0)).where(
-        EntryRow.recorded_at >= start,
-        EntryRow.recorded_at < end,
-        or_(budget.scope.condition(), EntryRow.budget == budget.name),
+        EntryRow.recorded_at >= bindparam("start", type_=UTCDateTime()),
+        EntryRow.recorded_at < bindparam("end", type_=UTCDateTime()),
+        or_(in_scope, EntryRow.budget == bindparam("name")),
     )
+    at = bindparam("at", type_=UTCDateTime())
     live = (*mine, ReservationRow.expires_at > at)
     reserved = select(func.coalesce(func.sum(ReservationRow.amount), 0.0)).where(*live)
     count = select(func.count()).select_from(ReservationRow).where(*live)
     expired = select(func.count()).select_from(ReservationRow).where(*mine, ReservationRow.expires_at <= at)
     existing = (
-        select(ReservationRow.reservation_id).where(*mine, ReservationRow.idempotency_key == key).limit(1)
-        if key is not None
+        select(ReservationRow.reservation_id).where(*mine, ReservationRow.idempotency_key == bindparam("key")).limit(1)
+        if with_key
         else select(null())
     )
-    row = session.execute(
-        select(
-            settled.scalar_subquery(),
-            reserved.scalar_subquery(),
-            count.scalar_subquery(),
-            expired.scalar_subquery(),
-            existing.scalar_subquery(),
-        )
-    ).one()
-    return _Usage(float(row[0] or 0.0), float(row[1] or 0.0), int(row[2]), int(row[3]), row[4])
+    return select(
+        settled.scalar_subquery(),
+        reserved.scalar_subquery(),
+        count.scalar_subquery(),
+        expired.scalar_subquery(),
+        existing.scalar_subquery(),
+    )
 
 
 def _budget_from_row(row: BudgetRow) -> Budget:
