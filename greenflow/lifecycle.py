@@ -176,11 +176,6 @@ class Lifecycle:
         requested = previous.requested_at if previous else require_aware(requested_at or now, "requested_at")
         latest = self._latest_start(requested)
         regions = self.spec.candidate_regions
-        if previous is not None and now >= latest:
-            # A retry, or a re-plan after waiting out an outage: the deadline wins, nothing left to choose.
-            region = previous.region or (regions[0] if regions else None)
-            reason = f"the latest start {latest.isoformat()} has passed: runs at once"
-            return self._carry(previous, self._decision(requested, now, latest, region, "run_now", reason))
         if not regions:
             return self._carry(
                 previous,
@@ -216,6 +211,20 @@ class Lifecycle:
             reason = "; ".join(notes) or "no forecast"
             decision = self._decision(requested, now, latest, regions[0], "run_now", reason)
             return self._carry(previous, replace(decision, forecast_note=reason, policy_outcome={"regions": outcomes}))
+        if now > latest:
+            # A retry, or a re-plan after waiting: the latest start has passed, the deadline wins.
+            home = candidates[0]
+            reason = f"the latest start {latest.isoformat()} has passed: runs at once"
+            decision = self._decision(requested, now, latest, home.region, "run_now", reason)
+            return self._carry(
+                previous,
+                replace(
+                    decision,
+                    forecast=home.forecast.to_dict(),
+                    forecast_note="; ".join(notes) or None,
+                    policy_outcome={"regions": outcomes},
+                ),
+            )
         chosen = plan(
             candidates,
             duration=self.spec.expected_duration,

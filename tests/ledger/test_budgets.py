@@ -159,8 +159,9 @@ def _race_worker(
 def test_32_processes_reserving_at_once_never_overspend(ledger_url: str) -> None:
     ledger = Ledger(ledger_url)
     ledger.budgets.set(Budget.parse("shared", "1kg", "month"))
-    ledger.engine.dispose()  # the children open their own connections; share no pooled socket with them
-    context = multiprocessing.get_context("fork")
+    ledger.engine.dispose()
+    # spawn, not fork: a test worker may have threads (caches, servers) whose locks a fork would copy.
+    context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(32)
     results: multiprocessing.Queue[int] = context.Queue()
     processes = [context.Process(target=_race_worker, args=(ledger_url, i, barrier, results)) for i in range(32)]

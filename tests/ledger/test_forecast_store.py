@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+import traceback
 from datetime import UTC, datetime, timedelta
 
 from greenflow.intensity.cache import ForecastCache
@@ -72,17 +73,21 @@ class _SlowCountingProvider:
 
 
 def _ask(url: str, counter, barrier, results) -> None:  # type: ignore[no-untyped-def]
-    ledger = Ledger(url, create_if_empty=False)
-    cache = ForecastCache(LedgerForecastStore(ledger), poll_interval=0.05)
-    barrier.wait()
-    cached = cache.get(_SlowCountingProvider(counter), "GB", start=NOW, hours=24)
-    results.put(cached.forecast.points[0].value)
-    ledger.close()
+    try:
+        ledger = Ledger(url, create_if_empty=False)
+        cache = ForecastCache(LedgerForecastStore(ledger), poll_interval=0.05)
+        barrier.wait()
+        cached = cache.get(_SlowCountingProvider(counter), "GB", start=NOW, hours=24)
+        results.put(cached.forecast.points[0].value)
+        ledger.close()
+    except BaseException:  # report it: a child's traceback is otherwise lost
+        results.put(traceback.format_exc())
 
 
 def test_eight_worker_processes_share_one_provider_request(ledger_url: str) -> None:
     Ledger(ledger_url).close()
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: a test worker may have threads (caches, servers) whose locks a fork would copy.
+    context = multiprocessing.get_context("spawn")
     counter = context.Value("i", 0)
     barrier, results = context.Barrier(8), context.Queue()
     processes = [context.Process(target=_ask, args=(ledger_url, counter, barrier, results)) for _ in range(8)]
