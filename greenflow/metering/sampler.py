@@ -16,6 +16,7 @@ time-weighted carbon join); their buffer is bounded by merging the oldest sample
 
 from __future__ import annotations
 
+import abc
 import bisect
 import threading
 import time
@@ -83,7 +84,7 @@ class _SampleBuffer:
         self.values.clear()
 
 
-class _Channel:
+class _Channel(abc.ABC):
     """State shared by both channel kinds."""
 
     def __init__(self, key: str, read: Callable[[], float], keep_samples: bool, max_samples: int) -> None:
@@ -99,8 +100,9 @@ class _Channel:
     def reset(self) -> None:
         self.buffer.clear()
 
+    @abc.abstractmethod
     def sample(self, t: float, force: bool) -> None:
-        raise NotImplementedError
+        """Take one reading at monotonic time ``t`` (``force``: even if not due yet)."""
 
     def _read(self) -> float | None:
         try:

@@ -50,7 +50,7 @@ class CountingProvider:
         return Forecast(region=region, provider=self.name, signal="average", generated_at=begin, points=points)
 
     def history(self, region, start, end):
-        raise NotImplementedError
+        raise AssertionError("the forecast cache must never ask for history")
 
 
 @pytest.fixture
