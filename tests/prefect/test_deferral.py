@@ -65,7 +65,7 @@ def test_a_deployment_run_gives_its_process_back_and_resumes_at_the_window(repla
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=18000),
+        provider_options=replay(speed=4000),  # midday is ~11 s away: room for a loaded CI
         expected_duration="2h",
         max_delay="14h",
         meter_factory=fake_gpu_meter,
@@ -113,7 +113,7 @@ def test_an_async_flow_of_a_deployment_defers_the_same_way(replay, fake_gpu_mete
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=18000),
+        provider_options=replay(speed=4000),
         expected_duration="2h",
         max_delay="14h",
         meter_factory=fake_gpu_meter,
@@ -143,7 +143,7 @@ def test_the_reservation_is_held_while_the_run_waits_and_settled_when_it_ran(
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=18000),
+        provider_options=replay(speed=4000),
         expected_duration="2h",
         max_delay="14h",
         budget="nightly",
@@ -181,7 +181,7 @@ def test_schedule_green_creates_the_run_at_the_window_and_the_run_keeps_that_dec
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=18000),
+        provider_options=replay(speed=4000),
         expected_duration="2h",
         max_delay="1h",
         meter_factory=fake_gpu_meter,
@@ -195,7 +195,7 @@ def test_schedule_green_creates_the_run_at_the_window_and_the_run_keeps_that_dec
         {"epochs": 4},
         region="ES",
         provider="trace",
-        provider_options=replay(speed=18000),
+        provider_options=replay(speed=4000),
         expected_duration="2h",
         max_delay="14h",
     )
