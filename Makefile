@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint typecheck postgres system-deps bench clean
+.PHONY: install demo test test-fast lint typecheck postgres redis system-deps bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ postgres:
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 		pg_isready -h 127.0.0.1 -p 5432; }
 
+# The multi-worker test's Celery broker (127.0.0.1:6379; it keeps nothing on disk).
+redis:
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { \
+		echo "starting Redis"; \
+		redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+			--dir /var/lib/redis --logfile /var/log/redis/ci.log; \
+		for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done; \
+		redis-cli -h 127.0.0.1 -p 6379 ping; }
+
 # Debian tools the tests drive: Compose validates docker-compose.yml (no Docker engine runs here);
 # Chromium renders the Airflow UI pages in the browser test.
 SYSTEM_TOOLS := docker-compose chromium
@@ -40,11 +49,11 @@ typecheck: install
 demo: install
 	$(BIN)/greenflow demo
 
-test: install system-deps postgres lint typecheck
+test: install system-deps postgres redis lint typecheck
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 # Inner loop: no end-to-end tests that start real servers.
-test-fast: install system-deps postgres
+test-fast: install system-deps postgres redis
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow"
 
 bench: install postgres
