@@ -28,6 +28,7 @@ from prefect.cache_policies import NO_CACHE
 
 from greenflow.clock import parse_duration, utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
+from greenflow.governance import GateInputs, GatePolicy
 from greenflow.ledger import BudgetStatus, Entry, Identity, Ledger
 from greenflow.lifecycle import Lifecycle
 from greenflow.prefect.connections import CredentialsOption, LedgerOption, resolve_ledger, resolve_provider
@@ -288,7 +289,7 @@ def governance_gate(
     """
     from prefect.context import FlowRunContext, TaskRunContext
 
-    _check_governance_inputs(region, provider, provider_options, expected_duration, reduce_when_spent)
+    _check_governance_inputs(region, provider, provider_options, expected_duration, reduce_above, reduce_when_spent)
     args = (budget, region, provider, provider_options, credentials, expected_duration, reduce_above)
     rest = (reduce_when_spent, on_provider_error, ledger)
     if FlowRunContext.get() is None or TaskRunContext.get() is not None:
@@ -303,12 +304,10 @@ def _check_governance_inputs(
     provider: str,
     provider_options: dict[str, Any] | None,
     expected_duration: str | timedelta,
+    reduce_above: float | None,
     reduce_when_spent: float,
 ) -> None:
-    if not 0 < reduce_when_spent <= 1:
-        raise InvalidInput(
-            f"reduce_when_spent={reduce_when_spent!r} is not a share of the budget", fix="give a number in (0, 1]"
-        )
+    GatePolicy.tiered(reduce_above=reduce_above, reduce_when_spent=reduce_when_spent)  # validates both
     _governance_spec(region, provider, provider_options, expected_duration, "run")
 
 
@@ -387,38 +386,18 @@ def _governance(
         source = f"forecast from {provider}" if intensity is not None else None
         forecast_note = decision.forecast_note or (None if intensity is not None else decision.reason)
     status = notify_budget(ledger, budget) if budget is not None else None
-    reasons: list[str] = []
-    choice: Choice = "full"
-    if status is not None and status.exhausted:
-        choice = "skipped"
-        reasons.append(f"budget {budget!r} is spent ({_spent_line(status)})")
-    else:
-        if status is not None and status.share_spent >= reduce_when_spent:
-            choice = "reduced"
-            reasons.append(f"budget {budget!r} is {status.share_spent:.0%} spent (reduce at {reduce_when_spent:.0%})")
-        if reduce_above is not None and intensity is not None and intensity > reduce_above:
-            choice = "reduced"
-            reasons.append(f"grid in {region} at {intensity:.0f} gCO2e/kWh, above {reduce_above:g}")
-        if choice == "full":
-            parts = []
-            if intensity is not None:
-                parts.append(f"grid in {region} at {intensity:.0f} gCO2e/kWh")
-            if status is not None:
-                parts.append(f"budget {budget!r} {status.share_spent:.0%} spent")
-            reasons.append(", ".join(parts) or "no budget or region to limit it")
+    policy = GatePolicy.tiered(reduce_above=reduce_above, reduce_when_spent=reduce_when_spent)
+    inputs = GateInputs(intensity_now=intensity, green_now=None, budget=None if status is None else status.to_dict())
+    chosen = policy.choose(inputs, status)
+    choice = cast(Choice, (chosen.branch or ("full",))[0])
+    reason = _governance_reason(choice, policy, inputs, status, budget, region)
     if region is not None and intensity is None:
-        reasons.append(f"no intensity for {region} ({forecast_note}): decided on the budget alone")
-    reason = "; ".join(reasons)
-    decided: Literal["ran_now", "degraded", "skipped_budget"] = {
-        "full": "ran_now",
-        "reduced": "degraded",
-        "skipped": "skipped_budget",
-    }[choice]  # type: ignore[assignment]
+        reason += f"; no intensity for {region} ({forecast_note}): decided on the budget alone"
     now = utcnow()
     ledger.append(
         Entry.for_attempt(
             identity,
-            decided,
+            chosen.outcome,
             requested_at=now,
             planned_start=now,
             region=region,
@@ -444,6 +423,9 @@ def _governance(
                     "choice": choice,
                     "reason": reason,
                     "budget_status": None if status is None else status.to_dict(),
+                    "rule": chosen.to_dict(),
+                    "inputs": inputs.to_dict(),
+                    "policy": policy.to_dict(),
                 },
                 "decision_reason": reason,
             },
@@ -451,6 +433,33 @@ def _governance(
     )
     run_logger().info("greenflow: governance gate chose %s validation: %s", choice, reason)
     return choice, reason
+
+
+def _governance_reason(
+    choice: Choice,
+    policy: GatePolicy,
+    inputs: GateInputs,
+    status: BudgetStatus | None,
+    budget: str | None,
+    region: str | None,
+) -> str:
+    """Why the policy chose ``choice``: every reduce condition that held, or the inputs of a full run."""
+    if choice == "skipped" and status is not None:
+        return f"budget {budget!r} is spent ({_spent_line(status)})"
+    if choice == "reduced":
+        held = [
+            text
+            for rule in policy.holding(inputs, status)
+            if rule.branch == ("reduced",)
+            for text in rule.explain(inputs, status)
+        ]
+        return "; ".join(held)
+    parts = []
+    if inputs.intensity_now is not None:
+        parts.append(f"grid in {region} at {inputs.intensity_now:.0f} gCO2e/kWh")
+    if status is not None:
+        parts.append(f"budget {budget!r} {status.share_spent:.0%} spent")
+    return ", ".join(parts) or "no budget or region to limit it"
 
 
 def _gate_identity(gate: str) -> Identity:

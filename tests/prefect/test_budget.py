@@ -13,6 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from greenflow.errors import BudgetExceeded, InvalidInput
+from greenflow.governance import GatePolicy
 from greenflow.ledger import Budget, Entry, Identity
 from greenflow.prefect import (
     BUDGET_EXHAUSTED_EVENT,
@@ -231,5 +232,9 @@ def test_governance_gate_chooses_by_budget_and_intensity_and_records_every_choic
     assert entries[1].intensity_g_per_kwh > 250 and "above 250" in entries[1].extra["gate"]["reason"]
     assert "85% spent" in entries[2].extra["gate"]["reason"]
     assert entries[0].intensity_g_per_kwh < 250 and entries[0].region == "ES"
+    # The policy is the core's, as data, recorded with each choice and the rule that made it.
+    policy = GatePolicy.tiered(reduce_above=250, reduce_when_spent=0.8).to_dict()
+    assert all(e.extra["gate"]["policy"] == policy for e in entries)
+    assert [e.extra["gate"]["rule"]["rule"] for e in entries] == ["otherwise", 2, 1, 0]
     names = [next(iter(_task_runs(r.state_details.flow_run_id).values())).state.name for r in runs]
     assert names == ["Completed", "Reduced", "Reduced", "Skipped"]

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from greenflow.airflow.budget_room import check_min_remaining, has_room
+from greenflow.governance import check_min_remaining, has_room
 from greenflow.airflow.carbon_aware_base import ENTRY_XCOM_KEY
 from greenflow.airflow.identity import identity_from_context
 from greenflow.airflow.ledger_access import open_ledger

@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from greenflow.airflow.budget_room import has_room
+from greenflow.governance import has_room
 from greenflow.airflow.ledger_access import aledger_url
 from greenflow.airflow.resources import ledger_at
 from greenflow.clock import parse_time, utcnow
