@@ -4,6 +4,9 @@ Run ``.venv/bin/python benchmarks/savings.py [--quick] [--ablation]``: prints ma
 them to ``benchmarks/results/savings.md``. ``--quick`` replays eight weeks of Electricity Maps submissions
 (all of GB) in well under a minute; the full run replays everything in a few minutes on two cores.
 ``--ablation`` adds the correction's variants (so its sensitivity can be seen, not chosen after the fact).
+``--spatial`` replays only "where and when" (the spatial + temporal policies over the four Electricity Maps
+zones, see :func:`replay_spatial`) and writes that section into the file, keeping the rest; a run without
+it keeps an earlier spatial section.
 
 Data (real, in ``../shared/data`` or the copies shipped in ``greenflow/data``):
 
@@ -632,6 +635,246 @@ def replay(task: tuple[str, str, str, bool, bool]) -> Outcome:
     return outcome
 
 
+# -- where and when: spatial + temporal ---------------------------------------------------------------
+
+SPATIAL_POLICIES = ("time-only", "spatial-only", "spatial + temporal", "oracle (where and when)")
+SPATIAL_BEGIN, SPATIAL_END = "<!-- spatial:begin -->", "<!-- spatial:end -->"
+
+
+@dataclass
+class SpatialOutcome:
+    """Per home zone: emissions of every job under each policy, and where the spatial policies sent them."""
+
+    home: str
+    forecast: str
+    run_now: list[float] = field(default_factory=list)
+    emitted: dict[str, list[float]] = field(default_factory=dict)
+    went: dict[str, dict[str, int]] = field(default_factory=dict)  # policy -> zone -> jobs
+    calls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def jobs(self) -> int:
+        return len(self.run_now)
+
+    def reduction(self, policy: str) -> float:
+        """Reduction of total emissions against running every job at once at home, in percent."""
+        return 100.0 * (1 - sum(self.emitted[policy]) / sum(self.run_now))
+
+    def mean_saving(self, policy: str) -> float:
+        """Mean over jobs of each job's saving against running it at once at home, in percent."""
+        pairs = zip(self.emitted[policy], self.run_now, strict=True)
+        return statistics.fmean(100.0 * (1 - mine / base) for mine, base in pairs)
+
+    def shares(self, policy: str) -> str:
+        """Where the policy's jobs ran: ``NO 97.1 %, BR 2.9 %`` (zones with any job, most first)."""
+        counts = self.went[policy]
+        ranked = sorted(((n, zone) for zone, n in counts.items() if n), reverse=True)
+        return ", ".join(f"{zone} {100.0 * n / self.jobs:.1f} %" for n, zone in ranked)
+
+
+def all_known(grids: Sequence[Grid]) -> Grid:
+    """A grid whose slot is known (0.0) only where every zone's actual is: jobs are made on it."""
+    first = grids[0]
+    if any(g.origin != first.origin or g.step != first.step or len(g.actual) != len(first.actual) for g in grids):
+        raise SystemExit("the Electricity Maps zones do not share one hourly grid")
+    actual = [None if any(g.actual[h] is None for g in grids) else 0.0 for h in range(len(first.actual))]
+    return Grid("+".join(g.zone for g in grids), first.origin, first.step, actual)
+
+
+def replay_spatial(task: tuple[str, str, bool]) -> list[SpatialOutcome]:
+    """Every EM zone as home, one forecast kind: time-only, spatial-only, spatial + temporal, oracle.
+
+    Every decision is one ``greenflow.planning.plan`` call at submission (plan-once) with the four zones
+    as ``Candidate``s, home first. With no minimum saving and no threshold the home only breaks exact
+    ties, so one call (zones in a fixed order) serves every home and is repeated with the home first
+    only when another zone ties with the pick. The same call's ``alternatives`` hold each zone's own
+    best start under the same rules: the time-only plan of a job whose home is that zone.
+    """
+    kind, root, quick = task
+    began = time.perf_counter()
+    grids = [load_em(Path(root), zone) for zone in EM_ZONES]
+    sources: list[Source] = [Perfect(g) if kind == "perfect" else Persistence(g) for g in grids]
+    planners = [Planner(source) for source in sources]
+    first, last = submission_range(grids[0], quick)
+    jobs = make_jobs(all_known(grids), first, last)
+    zones = list(EM_ZONES)
+    outcomes = {home: SpatialOutcome(home, kind) for home in zones}
+    for outcome in outcomes.values():
+        outcome.emitted = {policy: [] for policy in SPATIAL_POLICIES}
+        outcome.went = {policy: dict.fromkeys(zones, 0) for policy in SPATIAL_POLICIES}
+    prefixes = {grid.zone: _prefix(grid) for grid in grids}
+
+    def cost(zone: str, start: int, length: int) -> float:
+        prefix = prefixes[zone]
+        return prefix[start + length] - prefix[start]
+
+    calls = 0
+    answers: dict[tuple[int, int], tuple[str, int, dict[str, int], list[tuple[str, float | None]]]] = {}
+    now_answers: dict[int, tuple[str, list[tuple[str, float | None]]]] = {}
+    tick: int | None = None
+    grid = grids[0]
+    for job in jobs:
+        if job.t0 != tick:
+            tick, answers, now_answers = job.t0, {}, {}
+            candidates = [planner.candidate(job.t0) for planner in planners]
+        now = grid.moment(job.t0)
+        duration = timedelta(seconds=job.length * grid.step)
+        if (job.length, job.latest) not in answers:
+            result = plan(candidates, duration=duration, deadline=grid.moment(job.latest + job.length), now=now)
+            calls += 1
+            answers[job.length, job.latest] = (
+                result.region,
+                grid.slot(result.start),
+                {option.region: grid.slot(option.start) for option in result.alternatives},
+                [(option.region, option.expected_intensity) for option in result.alternatives],
+            )
+        if job.length not in now_answers:
+            result = plan(candidates, duration=duration, deadline=now + duration, now=now)
+            calls += 1
+            now_answers[job.length] = (result.region, [(o.region, o.now_intensity) for o in result.alternatives])
+        region, start, own, means = answers[job.length, job.latest]
+        here, now_means = now_answers[job.length]
+        # The oracle: every zone and start, scored on what happened (earliest lowest, home on exact ties).
+        best_where, best_when, best = job.t0, job.t0, math.inf
+        for zone in zones:
+            for s in range(job.t0, job.latest + 1):
+                value = cost(zone, s, job.length)
+                if value < best - 1e-9:
+                    best, best_where, best_when = value, zones.index(zone), s
+        for home in zones:
+            outcome = outcomes[home]
+            where, when = region, start
+            if _tied(means, region):
+                again = plan(
+                    _home_first(candidates, home),
+                    duration=duration,
+                    deadline=grid.moment(job.latest + job.length),
+                    now=now,
+                )
+                calls += 1
+                where, when = again.region, grid.slot(again.start)
+            nearby = here
+            if _tied(now_means, here):
+                again = plan(_home_first(candidates, home), duration=duration, deadline=now + duration, now=now)
+                calls += 1
+                nearby = again.region
+            oracle_zone = zones[best_where]
+            if oracle_zone != home and math.isclose(cost(home, best_when, job.length), best, rel_tol=0, abs_tol=1e-9):
+                oracle_zone = home
+            chosen = {
+                "time-only": (home, own[home]),
+                "spatial-only": (nearby, job.t0),
+                "spatial + temporal": (where, when),
+                "oracle (where and when)": (oracle_zone, best_when),
+            }
+            outcome.run_now.append(cost(home, job.t0, job.length))
+            for policy, (zone, begin) in chosen.items():
+                if not job.t0 <= begin <= job.latest:
+                    raise AssertionError(f"{policy}: job {job} started at {begin}, outside its feasible range")
+                outcome.emitted[policy].append(cost(zone, begin, job.length))
+                outcome.went[policy][zone] += 1
+    seconds = time.perf_counter() - began
+    for outcome in outcomes.values():
+        outcome.calls, outcome.seconds = calls, seconds
+    return [outcomes[home] for home in zones]
+
+
+def _tied(means: Sequence[tuple[str, float | None]], chosen: str) -> bool:
+    """True when another zone's mean equals the pick's (the home, listed first, could then win the tie)."""
+    mine = dict(means)[chosen]
+    if mine is None:
+        return True
+    return any(
+        zone != chosen and value is not None and abs(value - mine) <= 1e-9 * max(1.0, abs(mine))
+        for zone, value in means
+    )
+
+
+def _home_first(candidates: Sequence[Candidate], home: str) -> list[Candidate]:
+    return sorted(candidates, key=lambda candidate: candidate.region != home)
+
+
+def spatial_report(outcomes: Sequence[SpatialOutcome], quick: bool, elapsed: float) -> str:
+    """The "where and when" section (between markers, so later runs can replace it alone)."""
+    lines = [SPATIAL_BEGIN, ""]
+    add = lines.append
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    scope = "quick subset: eight weeks of 2022" if quick else "2021-01-08 to 2023-12-31"
+    add(f"## Where and when: spatial + temporal over the four Electricity Maps zones ({scope}, {stamp})")
+    add("")
+    add(
+        "As if one had the same GPUs in each of BR, ES, NO and US-CAL-CISO (same power draw, PUE and "
+        "embodied carbon everywhere; moving the data and the users' latency are ignored). Each job has a "
+        "home zone; the reduction is of total emissions against running every job at once at home, scored "
+        "on actuals. Same jobs as above (submitted every hour, durations 1/4/8 h x slack 4/12/24 h), kept "
+        "where all four zones' actuals are known. Every policy plans once at submission with "
+        "`greenflow.planning.plan` on the forecast of that moment: **time-only** is the planner with the "
+        "home zone alone (the table above's plan-once), **spatial-only** the planner over the four zones "
+        "with no slack (the greenest zone now), **spatial + temporal** the planner over the four zones "
+        "within the deadline (the greenest (zone, start)), **oracle** the best (zone, start) on actuals. "
+        "Forecasts: `perfect` is the actuals themselves (so there spatial + temporal must equal the oracle: "
+        "a check of the planner), `persistence` each zone's same hour one day earlier (the headline "
+        "forecast for these zones above). GB is left out: its trace covers six weeks of 2023 in half hours."
+    )
+    add("")
+    add("| home | forecast | jobs | " + " | ".join(SPATIAL_POLICIES) + " | spatial + temporal ran in |")
+    add("| --- | --- | ---: | " + " | ".join("---:" for _ in SPATIAL_POLICIES) + " | --- |")
+    for outcome in outcomes:
+        cells = [f"{outcome.reduction(policy):.1f} %" for policy in SPATIAL_POLICIES]
+        shares = outcome.shares("spatial + temporal")
+        add(f"| {outcome.home} | {outcome.forecast} | {outcome.jobs} | " + " | ".join(cells) + f" | {shares} |")
+    add("")
+    add("Mean per-job saving against running at once at home (each job counts once, whatever its length):")
+    add("")
+    add("| home | forecast | " + " | ".join(SPATIAL_POLICIES) + " | spatial-only ran in |")
+    add("| --- | --- | " + " | ".join("---:" for _ in SPATIAL_POLICIES) + " | --- |")
+    for outcome in outcomes:
+        cells = [f"{outcome.mean_saving(policy):.1f} %" for policy in SPATIAL_POLICIES]
+        add(f"| {outcome.home} | {outcome.forecast} | " + " | ".join(cells) + f" | {outcome.shares('spatial-only')} |")
+    add("")
+    for outcome in outcomes:
+        if outcome.forecast == "perfect":
+            mine, best = outcome.reduction("spatial + temporal"), outcome.reduction("oracle (where and when)")
+            ok = abs(mine - best) < 0.01
+            add(
+                f"- {'met' if ok else 'NOT met'}: {outcome.home} home, perfect forecast: spatial + temporal "
+                f"{mine:.2f} % = oracle {best:.2f} % (a check of the planner across zones)"
+            )
+    per_kind = {outcome.forecast: outcome.calls for outcome in outcomes}  # one replay per forecast kind
+    add("")
+    add(
+        f"The home only breaks exact ties, so the zone shares are the same for every home. {sum(per_kind.values()):,} "
+        f"planner calls over {len(per_kind)} forecast kinds; the section took {elapsed:.0f} s "
+        f"(Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end)."
+    )
+    add("")
+    add(SPATIAL_END)
+    return "\n".join(lines) + "\n"
+
+
+def merge_section(text: str, section: str) -> str:
+    """``text`` with its spatial section replaced by ``section`` (or ``section`` added before the data note)."""
+    if SPATIAL_BEGIN in text and SPATIAL_END in text:
+        head, rest = text.split(SPATIAL_BEGIN, 1)
+        return head + section.rstrip("\n") + rest.split(SPATIAL_END, 1)[1]
+    marker = "Data: Electricity Maps"
+    if marker in text:
+        head, tail = text.rsplit(marker, 1)
+        return head + section + "\n" + marker + tail
+    return text.rstrip("\n") + "\n\n" + section
+
+
+def kept_section(path: Path) -> str | None:
+    """The spatial section of an earlier report at ``path``, if any (a run without ``--spatial`` keeps it)."""
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    if SPATIAL_BEGIN not in text or SPATIAL_END not in text:
+        return None
+    return SPATIAL_BEGIN + text.split(SPATIAL_BEGIN, 1)[1].split(SPATIAL_END, 1)[0] + SPATIAL_END + "\n"
+
+
 # -- planner timing -----------------------------------------------------------------------------------
 
 
@@ -828,11 +1071,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="eight weeks of EM submissions, fewer timing runs")
     parser.add_argument("--ablation", action="store_true", help="also replay the correction variants")
     parser.add_argument("--data", help="folder holding electricitymaps/ and gb/ (default ../shared/data)")
+    parser.add_argument(
+        "--spatial",
+        action="store_true",
+        help="replay only the spatial + temporal comparison (four EM zones) and write its section into --out, "
+        "keeping the rest of the file",
+    )
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "savings.md"))
     args = parser.parse_args(argv)
     root = data_dir(args.data)
     began = time.perf_counter()
+    out = Path(args.out)
+    if args.spatial:
+        spatial_tasks = [(kind, str(root), args.quick) for kind in ("perfect", "persistence")]
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            by_kind = list(pool.map(replay_spatial, spatial_tasks))
+        spatial = sorted((o for kind in by_kind for o in kind), key=lambda o: (EM_ZONES.index(o.home), o.forecast))
+        for kind in by_kind:
+            print(f"  replayed {kind[0].forecast}: {kind[0].jobs} jobs, {kind[0].seconds:.0f} s", file=sys.stderr)
+        section = spatial_report(spatial, args.quick, time.perf_counter() - began)
+        print(section)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(merge_section(out.read_text() if out.is_file() else "", section))
+        return 0
     tasks = [
         (zone, kind, str(root), args.quick, args.ablation) for zone in EM_ZONES for kind in ("persistence", "perfect")
     ]
@@ -850,8 +1112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  replayed {outcome.zone} {outcome.forecast}: {summary}", file=sys.stderr)
     timings = time_planner(300 if args.quick else 3000)
     text = report(outcomes, timings, args, time.perf_counter() - began)
+    kept = kept_section(out)
+    if kept is not None:  # replayed separately with --spatial: keep it
+        text = merge_section(text, kept)
     print(text)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return 0

@@ -2,7 +2,13 @@
 
 ``greenflow prefect schedule train/nightly --region ES --duration 2h --deadline 12h`` plans the greenest
 start and creates the deployment's flow run at it (``run_deployment(..., scheduled_time=...)``):
-nothing runs, and no worker is held, until the window.
+nothing runs, and no worker is held, until the window. With GPUs in several regions, name each region's
+deployment instead (the first is home)::
+
+    greenflow prefect schedule --region-deployment GB=train/gb-pool --region-deployment NO=train/no-pool \
+        --duration 2h --deadline 12h
+
+and the run is created for the deployment of the greenest (region, start).
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ app = typer.Typer(help="Prefect: runs of deployments at green windows.", no_args
 @app.command("schedule")
 @handle_errors
 def schedule(
-    deployment: Annotated[str, typer.Argument(help="The deployment, as <flow name>/<deployment name>.")],
+    deployment: Annotated[
+        str | None,
+        typer.Argument(help="The deployment, as <flow name>/<deployment name> (not with --region-deployment)."),
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="A flow parameter, key=value (the value is read as JSON when it is JSON)."),
@@ -31,6 +40,14 @@ def schedule(
     region: Annotated[str | None, typer.Option("--region", help="Where the work runs (the provider's zone).")] = None,
     also_region: Annotated[
         list[str] | None, typer.Option("--also-region", help="Another region the work could run in (repeatable).")
+    ] = None,
+    region_deployment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--region-deployment",
+            help="REGION=<flow>/<deployment>: a region and the deployment on its work pool (repeatable; first is "
+            "home). The run goes to the deployment of the greenest region.",
+        ),
     ] = None,
     provider: Annotated[str, typer.Option("--provider", help=f"One of: {', '.join(PROVIDERS)}.")] = "ukgrid",
     provider_option: Annotated[
@@ -61,14 +78,22 @@ def schedule(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag for the flow run (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Plan the greenest start of a deployment's run and create the run there."""
+    """Plan the greenest start (and region) of a deployment's run and create the run there."""
     from greenflow.prefect.deferral import describe, schedule_green
 
+    regions: list[str] | dict[str, str] = also_region or []
+    if region_deployment:
+        if region is not None or also_region:
+            raise InvalidInput(
+                "--region/--also-region given with --region-deployment",
+                fix="name every region with --region-deployment REGION=<flow>/<deployment>, home first",
+            )
+        regions = _region_deployments(region_deployment)
     scheduled = schedule_green(
         deployment,
         _pairs(param or [], "--param"),
         region=region,
-        regions=also_region or [],
+        regions=regions,
         provider=provider,
         provider_options=_pairs(provider_option or [], "--provider-option"),
         expected_duration=duration,
@@ -88,6 +113,26 @@ def schedule(
         return
     console.print(f"flow run {scheduled.flow_run_name} ({scheduled.flow_run_id}) of {scheduled.deployment}")
     console.print(f"scheduled at {scheduled.scheduled_time.isoformat()}: {describe(scheduled.decision)}")
+    if len(scheduled.alternatives) > 1:
+        console.print("weighed:", markup=False)
+        for option in scheduled.alternatives:
+            console.print(f"  {option.describe()} -> {option.deployment}", markup=False, highlight=False)
+
+
+def _region_deployments(items: list[str]) -> dict[str, str]:
+    """``GB=train/gb-pool`` pairs, in the order given (the first is home)."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        key, sep, name = item.partition("=")
+        if not sep or not key.strip() or not name.strip():
+            raise InvalidInput(
+                f"--region-deployment {item!r} is not REGION=<flow>/<deployment>",
+                fix="write it like --region-deployment GB=train/gb-pool",
+            )
+        if key.strip() in mapping:
+            raise InvalidInput(f"--region-deployment: region {key.strip()} is given twice", fix="name each region once")
+        mapping[key.strip()] = name.strip()
+    return mapping
 
 
 def _pairs(items: list[str], option: str) -> dict[str, Any]:

@@ -8,7 +8,9 @@ Three ways to wait, chosen by where the work runs:
   budget reservation and original request time) rides along as a flow-run input, so the resumed run
   does not plan again and the deadline stays anchored to the first request.
 * **Before the run exists**: :func:`schedule_green` plans, then creates the flow run of a deployment
-  with ``run_deployment(..., scheduled_time=window)``: nothing runs or is held until then.
+  with ``run_deployment(..., scheduled_time=window)``: nothing runs or is held until then. Given one
+  deployment per region (``regions={"GB": "train/gb-pool", "NO": "train/no-pool"}``), it creates the
+  run of the greenest region's deployment only.
 * **A task inside a running flow, or a local run**: the process waits, bounded by the deadline, logging
   the plan and the remaining wait. A task cannot give its flow run's infrastructure back without
   re-running the flow's earlier tasks, so this is the honest option there.
@@ -27,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
-from greenflow.clock import utcnow
+from greenflow.clock import parse_time, utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
 from greenflow.ledger import Identity
 from greenflow.lifecycle import Decision, Lifecycle
@@ -234,14 +236,58 @@ def exit_without_final_state(state: State[Any]) -> NoReturn:
 
 # -- planning before the run exists ------------------------------------------------------------------
 @dataclass(frozen=True)
+class RegionAlternative:
+    """One region :func:`schedule_green` weighed: where its runs go, and what starting there offered.
+
+    ``start`` and ``expected_gco2_per_kwh`` are that region's own best window inside the deadline,
+    ``now_gco2_per_kwh`` the intensity of starting there at once (all in gCO2e/kWh: the energy of a run
+    is not known before it runs). ``None`` when that region's forecast did not cover the window; the
+    decision's ``forecast_note`` and ``policy_outcome`` say why.
+    """
+
+    region: str
+    deployment: str
+    chosen: bool
+    start: datetime | None = None
+    expected_gco2_per_kwh: float | None = None
+    now_gco2_per_kwh: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe."""
+        return {
+            "region": self.region,
+            "deployment": self.deployment,
+            "chosen": self.chosen,
+            "start": None if self.start is None else self.start.isoformat(),
+            "expected_gco2_per_kwh": self.expected_gco2_per_kwh,
+            "now_gco2_per_kwh": self.now_gco2_per_kwh,
+        }
+
+    def describe(self) -> str:
+        """``NO: 31 gCO2e/kWh from 2022-06-01 03:00:00Z (chosen)``."""
+        if self.expected_gco2_per_kwh is None or self.start is None:
+            figure = "no forecast for the window"
+        else:
+            figure = f"{self.expected_gco2_per_kwh:.0f} gCO2e/kWh from {_short(self.start)}"
+        return f"{self.region}: {figure}{' (chosen)' if self.chosen else ''}"
+
+
+@dataclass(frozen=True)
 class ScheduledRun:
-    """A flow run :func:`schedule_green` created at the green window."""
+    """A flow run :func:`schedule_green` created at the green window.
+
+    ``deployment`` is the deployment the run belongs to (the chosen region's, with a ``regions``
+    mapping), ``region`` where the planner put the work, ``alternatives`` every region it weighed, home
+    first (one entry without spatial shifting).
+    """
 
     flow_run_id: str
     flow_run_name: str
     deployment: str
     scheduled_time: datetime
     decision: Decision
+    region: str | None = None
+    alternatives: tuple[RegionAlternative, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (the CLI's ``--json`` shape)."""
@@ -249,18 +295,91 @@ class ScheduledRun:
             "flow_run_id": self.flow_run_id,
             "flow_run_name": self.flow_run_name,
             "deployment": self.deployment,
+            "region": self.region,
             "scheduled_time": self.scheduled_time.isoformat(),
+            "alternatives": [option.to_dict() for option in self.alternatives],
             "decision": self.decision.to_dict(),
             "summary": describe(self.decision),
         }
 
 
+@dataclass(frozen=True)
+class _Targets:
+    """Where :func:`schedule_green` may create the run: the candidate regions and each one's deployment."""
+
+    region: str | None
+    regions: tuple[str, ...]
+    deployments: Mapping[str, str]  # region -> deployment; "" -> the one deployment when not spatial
+    spatial: bool
+
+    @classmethod
+    def of(
+        cls, deployment_name: str | None, region: str | None, regions: Sequence[str] | Mapping[str, str]
+    ) -> _Targets:
+        """Validate :func:`schedule_green`'s two forms: one deployment (``regions`` a list) or one per region."""
+        if isinstance(regions, Mapping):
+            return cls._mapping(deployment_name, region, regions)
+        if isinstance(regions, str):
+            raise InvalidInput(
+                f"regions={regions!r} is a string, not a list of regions",
+                fix=f"write regions=[{regions!r}], or regions={{{regions!r}: '<flow>/<deployment>'}}",
+            )
+        if deployment_name is None:
+            raise InvalidInput(
+                "no deployment given",
+                fix="pass '<flow name>/<deployment name>', or regions={'GB': 'train/gb-pool', 'NO': 'train/no-pool'}",
+            )
+        _check_name(deployment_name, "deployment")
+        return cls(region, tuple(regions), {"": deployment_name}, spatial=False)
+
+    @classmethod
+    def _mapping(cls, deployment_name: str | None, region: str | None, regions: Mapping[str, str]) -> _Targets:
+        shown = dict(regions)
+        if deployment_name is not None:
+            raise InvalidInput(
+                f"deployment {deployment_name!r} given with regions={shown!r}: with a mapping each region names "
+                "its deployment",
+                fix="drop the deployment argument, or give regions as a list to plan one deployment across regions",
+            )
+        if region is not None:
+            raise InvalidInput(
+                f"region={region!r} given with regions={shown!r}: the mapping's first key is the home region",
+                fix=f"drop region=, and put {region!r} first in the mapping if it is home",
+            )
+        if not shown:
+            raise InvalidInput(
+                "regions={} names no region", fix="map each region to its deployment, e.g. {'GB': 'train/gb-pool'}"
+            )
+        for key, name in shown.items():
+            if not isinstance(key, str) or not key.strip():
+                raise InvalidInput(f"region {key!r} in regions= is not a region name", fix="use the provider's zone")
+            _check_name(name, f"deployment for region {key!r}")
+        keys = list(shown)
+        return cls(keys[0], tuple(keys[1:]), shown, spatial=True)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every deployment that may get the run, without duplicates."""
+        return tuple(dict.fromkeys(self.deployments.values()))
+
+    @property
+    def home(self) -> str:
+        """The home region's deployment (the one planning is named after)."""
+        return next(iter(self.deployments.values()))
+
+    def deployment_for(self, region: str | None) -> str:
+        """The deployment whose work pool runs in ``region``."""
+        if not self.spatial or region is None:
+            return self.home
+        return self.deployments[region]
+
+
 def schedule_green(
-    deployment_name: str,
+    deployment_name: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     *,
     region: str | None = None,
-    regions: Sequence[str] = (),
+    regions: Sequence[str] | Mapping[str, str] = (),
     provider: str = "ukgrid",
     provider_options: Mapping[str, Any] | None = None,
     expected_duration: str | timedelta | float = timedelta(hours=1),
@@ -277,27 +396,36 @@ def schedule_green(
     work_queue_name: str | None = None,
     job_variables: Mapping[str, Any] | None = None,
 ) -> ScheduledRun:
-    """Plan the greenest start of a deployment's next run and create the run at it; nothing runs until then.
+    """Plan the greenest start (and region) of a deployment's next run and create the run there.
 
-    ``deployment_name`` is ``"<flow name>/<deployment name>"``. The run is created with
-    ``run_deployment(..., scheduled_time=window, timeout=0)`` in a ``Scheduled`` state named
-    ``AwaitingGreenWindow`` when it waits. If the deployment's flow is ``@carbon_aware`` at flow level,
-    the run uses this decision (window, region, deadline) instead of planning again, and meters,
-    reserves and records under its own settings. ``budget`` refuses to schedule anything when that
-    budget is already spent (:class:`BudgetExceeded`).
+    Nothing runs, and no worker is held, until then.
+
+    Two forms:
+
+    * ``schedule_green("train/nightly", {...}, region="GB", regions=["NO"])``: one deployment, planned
+      across ``region`` + ``regions`` (the chosen region rides along in the decision).
+    * ``schedule_green(regions={"GB": "train/gb-pool", "NO": "train/no-pool"}, parameters={...})``: one
+      deployment per region, each on that region's work pool; the first key is home (savings are counted
+      against starting there at once). The run is created for the deployment of the (region, start)
+      with the lowest expected intensity; the other deployments get nothing.
+
+    Deployments are ``"<flow name>/<deployment name>"`` and are all checked before planning. The run is
+    created with ``run_deployment(..., scheduled_time=window, timeout=0)``, in a ``Scheduled`` state
+    named ``AwaitingGreenWindow`` when it waits (its message names the window and, when several regions
+    were weighed, each region's expected intensity). If the deployment's flow is ``@carbon_aware`` at
+    flow level, the run uses this decision (window, region, deadline; its ``plan`` with the
+    alternatives reaches the run's ledger entry) instead of planning again, and meters, reserves and
+    records under its own settings. ``budget`` refuses to schedule anything when that budget is
+    already spent (:class:`BudgetExceeded`).
     """
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.states import Scheduled
 
-    if not deployment_name or "/" not in deployment_name:
-        raise InvalidInput(
-            f"deployment {deployment_name!r} is not '<flow name>/<deployment name>'",
-            fix="name it as `prefect deployment ls` shows it, e.g. train/nightly",
-        )
+    targets = _Targets.of(deployment_name, region, regions)
     spec = CarbonSpec.build(
-        region=region,
-        regions=regions,
+        region=targets.region,
+        regions=targets.regions,
         provider=provider,
         provider_options=provider_options,
         expected_duration=expected_duration,
@@ -307,7 +435,7 @@ def schedule_green(
         threshold=threshold,
         on_provider_error=on_provider_error,
     )
-    _check_deployment(deployment_name)
+    _check_deployments(targets)
     book = resolve_ledger(ledger)
     if budget is not None:
         status = book.budgets.status(budget)
@@ -322,13 +450,15 @@ def schedule_green(
             )
     planner = Lifecycle(
         spec,
-        Identity("prefect", deployment_name.split("/")[0], f"planned-{utcnow().isoformat()}", "schedule_green"),
+        Identity("prefect", targets.home.split("/")[0], f"planned-{utcnow().isoformat()}", "schedule_green"),
         ledger=book,
         provider=resolve_provider(spec, credentials),
     )
     decision = planner.plan()
+    chosen = targets.deployment_for(decision.region)
+    alternatives = _options(decision, targets, spec.candidate_regions)
     flow_run: FlowRun = run_deployment(  # type: ignore[call-arg, assignment]  # _sync: a FlowRun even in async code
-        deployment_name,
+        chosen,
         parameters=dict(parameters or {}),
         scheduled_time=decision.wake_at,
         timeout=0,
@@ -344,38 +474,77 @@ def schedule_green(
     # If it ever started first, the flow would simply plan again at once.
     write_deferral(flow_run.id, Deferral(decision, 0, "schedule_green"))
     if decision.deferred or decision.action == "retry":
+        # Only a waiting run gets its message: forcing a state onto a run that is due now could race a
+        # worker that already picked it up.
+        message = f"greenflow: {describe(decision, reason=False)}"
+        if len(alternatives) > 1:
+            message += f"; weighed {', '.join(option.describe() for option in alternatives)}"
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(
                 flow_run.id,
-                Scheduled(
-                    scheduled_time=decision.wake_at,
-                    name=GREEN_WINDOW_STATE,
-                    message=f"greenflow: {describe(decision, reason=False)}",
-                ),
+                Scheduled(scheduled_time=decision.wake_at, name=GREEN_WINDOW_STATE, message=message),
                 force=True,
             )
     return ScheduledRun(
         flow_run_id=str(flow_run.id),
         flow_run_name=flow_run.name,
-        deployment=deployment_name,
+        deployment=chosen,
         scheduled_time=decision.wake_at,
         decision=decision,
+        region=decision.region,
+        alternatives=alternatives,
     )
 
 
-def _check_deployment(name: str) -> None:
-    """Fail before planning when the deployment does not exist (a typo should not cost a forecast call)."""
+def _options(decision: Decision, targets: _Targets, regions: Sequence[str]) -> tuple[RegionAlternative, ...]:
+    """Each candidate region as the planner saw it (home first); without a plan, the regions alone."""
+    planned = {str(option["region"]): option for option in (decision.plan or {}).get("alternatives", [])}
+    options = []
+    for name in regions:
+        seen = planned.get(name, {})
+        start = seen.get("start")
+        options.append(
+            RegionAlternative(
+                region=name,
+                deployment=targets.deployment_for(name),
+                chosen=name == decision.region,
+                start=None if start is None else parse_time(start, "start"),
+                expected_gco2_per_kwh=seen.get("expected_gco2_per_kwh"),
+                now_gco2_per_kwh=seen.get("now_gco2_per_kwh"),
+            )
+        )
+    return tuple(options)
+
+
+def _check_name(name: object, what: str) -> None:
+    if not isinstance(name, str) or "/" not in name or name.startswith("/") or name.endswith("/"):
+        raise InvalidInput(
+            f"{what} {name!r} is not '<flow name>/<deployment name>'",
+            fix="name it as `prefect deployment ls` shows it, e.g. train/nightly",
+        )
+
+
+def _check_deployments(targets: _Targets) -> None:
+    """Fail before planning when a deployment does not exist (a typo should not cost a forecast call)."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
+    missing = []
     with get_client(sync_client=True) as client:
-        try:
-            client.read_deployment_by_name(name)
-        except ObjectNotFound:
-            raise InvalidInput(
-                f"deployment {name!r} was not found on the Prefect server",
-                fix="check `prefect deployment ls` and PREFECT_API_URL",
-            ) from None
+        for name in targets.names:
+            try:
+                client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                regions = [
+                    region for region, deployment in targets.deployments.items() if deployment == name and region
+                ]
+                missing.append(f"{name!r}" + (f" (region {', '.join(regions)})" if regions else ""))
+    if missing:
+        raise InvalidInput(
+            f"{'deployments' if len(missing) > 1 else 'deployment'} {' and '.join(missing)} "
+            f"{'were' if len(missing) > 1 else 'was'} not found on the Prefect server: nothing scheduled",
+            fix="check `prefect deployment ls` and PREFECT_API_URL",
+        )
 
 
 def _uuid(value: str | UUID) -> UUID:
