@@ -21,7 +21,6 @@ from typing import Any, Literal
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from greenflow.governance import check_min_remaining, has_room
 from greenflow.airflow.carbon_aware_base import ENTRY_XCOM_KEY
 from greenflow.airflow.identity import identity_from_context
 from greenflow.airflow.ledger_access import open_ledger
@@ -30,6 +29,7 @@ from greenflow.airflow.settings import duration_option
 from greenflow.airflow.triggers.budget import CarbonBudgetTrigger
 from greenflow.clock import parse_duration, parse_time, utcnow
 from greenflow.errors import InvalidInput
+from greenflow.governance import check_min_remaining, has_room
 from greenflow.ledger import BudgetStatus, Entry, Ledger
 from greenflow.ledger.entry import Decision as Outcome
 

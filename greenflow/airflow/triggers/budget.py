@@ -15,10 +15,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from greenflow.governance import has_room
 from greenflow.airflow.ledger_access import aledger_url
 from greenflow.airflow.resources import ledger_at
 from greenflow.clock import parse_time, utcnow
+from greenflow.governance import has_room
 from greenflow.ledger import BudgetStatus
 
 log = logging.getLogger(__name__)
