@@ -13,12 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.definitions.mappedoperator import OperatorPartial
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from greenflow.airflow.identity import identity_from_context, identity_to_dict
 from greenflow.airflow.ledger_access import open_ledger
 from greenflow.airflow.links.ledger import GreenflowLedgerLink
 from greenflow.airflow.log_lines import describe_decision, describe_entry
+from greenflow.airflow.mapped_validation import carbon_aware_partial
 from greenflow.airflow.settings import duration_option
 from greenflow.airflow.settings import on_budget_exceeded as budget_refusal_setting
 from greenflow.airflow.spec_params import (
@@ -102,17 +104,7 @@ class CarbonAwareBaseOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        name = type(self).__name__
-        if budget is not None and not self.uses_budget:
-            raise InvalidInput(
-                f"{name} does not take a budget (it runs no work)",
-                fix="put budget= on the task doing the work, or gate on it with CarbonBudgetSensor",
-            )
-        if (estimate is not None or on_budget_exceeded is not None) and not self.reserves_budget:
-            raise InvalidInput(
-                f"{name} reserves nothing, so estimate/on_budget_exceeded do not apply",
-                fix="remove them (the tasks doing the work reserve their own estimates)",
-            )
+        self.refuse_inapplicable(budget=budget, estimate=estimate, on_budget_exceeded=on_budget_exceeded)
         self.spec_args: dict[str, Any] = {
             "region": region,
             "regions": list(regions),
@@ -141,6 +133,31 @@ class CarbonAwareBaseOperator(BaseOperator):
         # Parse time: a bad region, provider, time zone or duration fails the DAG import right here.
         spec = validate_at_parse(self.spec_args, self.provider_options, provider_conn_id)
         check_execution_timeout(spec, self.execution_timeout)
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> OperatorPartial:
+        """Airflow's ``partial()`` for mapping; ``expand()`` then validates the carbon-aware arguments.
+
+        Arguments given here are checked when the DAG is parsed, with the messages ``__init__`` gives;
+        arguments that are themselves mapped can only be checked per instance (a bad mapped value fails
+        that instance with the same message). See :mod:`greenflow.airflow.mapped_validation`.
+        """
+        return carbon_aware_partial(cls, **kwargs)
+
+    @classmethod
+    def refuse_inapplicable(cls, *, budget: Any, estimate: Any, on_budget_exceeded: Any) -> None:
+        """Refuse budget arguments the operator cannot use (a sensor or a gate runs no work)."""
+        name = cls.__name__
+        if budget is not None and not cls.uses_budget:
+            raise InvalidInput(
+                f"{name} does not take a budget (it runs no work)",
+                fix="put budget= on the task doing the work, or gate on it with CarbonBudgetSensor",
+            )
+        if (estimate is not None or on_budget_exceeded is not None) and not cls.reserves_budget:
+            raise InvalidInput(
+                f"{name} reserves nothing, so estimate/on_budget_exceeded do not apply",
+                fix="remove them (the tasks doing the work reserve their own estimates)",
+            )
 
     # -- the lifecycle, from the task context ----------------------------------------------------------
     def carbon_lifecycle(self, context: Any) -> Lifecycle:

@@ -61,19 +61,24 @@ def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def validate_at_parse(
-    spec_args: Mapping[str, Any], provider_options: Mapping[str, Any] | None, provider_conn_id: str | None
+    spec_args: Mapping[str, Any],
+    provider_options: Mapping[str, Any] | None,
+    provider_conn_id: str | None,
+    *,
+    configured_later: bool = False,
 ) -> CarbonSpec | None:
     """Build the spec once at parse time to reject bad input; ``None`` when only run time can tell.
 
     Templated provider options are left out (they render at run time). A provider whose configuration
     lives in ``provider_conn_id`` (e.g. the Carbon Aware SDK's URL) cannot be built without reading that
-    connection, which parse time must not do: every other check has run by then.
+    connection, which parse time must not do: every other check has run by then. ``configured_later``
+    says the same of a mapped task whose provider configuration is itself mapped.
     """
     options = {k: v for k, v in check_options(provider_options).items() if not _is_template(v)}
     try:
         return CarbonSpec.build(**spec_args, provider_options=options)
     except ConfigError:
-        if provider_conn_id:
+        if provider_conn_id or configured_later:
             return None
         raise
 

@@ -11,8 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
+import attr
+from airflow.sdk.bases.decorator import DecoratedOperator, _TaskDecorator
+from airflow.sdk.bases.operator import get_merged_defaults
+from airflow.sdk.definitions._internal.contextmanager import DagContext, TaskGroupContext
+from airflow.sdk.definitions._internal.expandinput import ExpandInput
 
+from greenflow.airflow.mapped_validation import check_mapped_arguments
 from greenflow.airflow.operators.carbon_aware import CarbonAwareOperator
 
 
@@ -45,15 +50,46 @@ class CarbonAwareDecoratedOperator(DecoratedOperator, CarbonAwareOperator):
         return self._handle_output(super().execute_complete(context, event))
 
 
+class CarbonAwareTaskDecorator(_TaskDecorator[..., Any, CarbonAwareDecoratedOperator]):
+    """What ``@task.carbon_aware(...)`` returns: validates the carbon-aware arguments on ``expand()`` too.
+
+    Calling the task builds the operator, whose ``__init__`` validates. ``.expand()``/``.partial()``
+    build a mapped operator without ``__init__``, so :meth:`_expand` runs the same checks when the DAG
+    is parsed. TaskFlow maps only the function's arguments: every carbon-aware argument (from the
+    decorator, ``.override()`` or the DAG's ``default_args``) is fixed and checked in full.
+    """
+
+    def _expand(self, expand_input: ExpandInput, *, strict: bool) -> Any:
+        dag = self.kwargs.get("dag") or DagContext.get_current()
+        task_group = self.kwargs.get("task_group") or TaskGroupContext.get_current(dag)
+        defaults, _ = get_merged_defaults(dag, task_group, None, self.kwargs.get("default_args"))
+        check_mapped_arguments(self.operator_class, self.kwargs, frozenset(), defaults)
+        return super()._expand(expand_input, strict=strict)
+
+
 def carbon_aware_task(
     python_callable: Callable[..., Any] | None = None,
     multiple_outputs: bool | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Wrap a function into a :class:`CarbonAwareOperator` task; takes the same carbon-aware arguments."""
-    return task_decorator_factory(
-        python_callable=python_callable,
-        multiple_outputs=multiple_outputs,
-        decorated_operator_class=CarbonAwareDecoratedOperator,
-        **kwargs,
-    )
+    """Wrap a function into a :class:`CarbonAwareOperator` task; takes the same carbon-aware arguments.
+
+    Like Airflow's ``task_decorator_factory``, with :class:`CarbonAwareTaskDecorator` so that mapped
+    tasks (``.expand()``) are validated when the DAG is parsed.
+    """
+    outputs: Any = attr.NOTHING if multiple_outputs is None else multiple_outputs
+
+    def decorate(function: Callable[..., Any]) -> CarbonAwareTaskDecorator:
+        return CarbonAwareTaskDecorator(
+            function=function,
+            multiple_outputs=outputs,
+            operator_class=CarbonAwareDecoratedOperator,
+            kwargs=kwargs,
+            decorator_name="task.carbon_aware",
+        )
+
+    if python_callable is None:
+        return decorate
+    if not callable(python_callable):
+        raise TypeError("No positional arguments allowed while using @task.carbon_aware, use named arguments instead")
+    return decorate(python_callable)

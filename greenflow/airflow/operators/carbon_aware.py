@@ -25,6 +25,11 @@ class CarbonAwareOperator(CarbonAwareBaseOperator, PythonOperator):
     Takes PythonOperator's arguments (``python_callable``, ``op_args``, ``op_kwargs``, ``templates_dict``)
     and the carbon-aware ones of :class:`~greenflow.airflow.carbon_aware_base.CarbonAwareBaseOperator`.
     Async callables are not supported (the meter wraps a synchronous call).
+
+    Dynamic task mapping works as for PythonOperator (``CarbonAwareOperator.partial(task_id=..., region=...)
+    .expand(op_args=[...])``), one ledger entry per map index. The arguments given to ``partial()`` are
+    validated when the DAG is parsed; arguments that are themselves mapped are checked per instance (a bad
+    value fails that instance with the same message).
     """
 
     template_fields = (*PythonOperator.template_fields, "provider_options")

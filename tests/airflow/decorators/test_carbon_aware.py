@@ -49,3 +49,41 @@ def test_decorator_arguments_are_validated_when_the_dag_is_built(midnight: datet
 
     with pytest.raises(InvalidInput, match="Narnia"), DAG("bad", schedule=None, start_date=midnight):
         infer()
+
+
+def _message(build: Any) -> tuple[str, str | None]:
+    with pytest.raises(InvalidInput) as error:
+        build()
+    return error.value.message, error.value.fix
+
+
+def test_mapped_decorated_tasks_are_validated_when_the_dag_is_built(midnight: datetime) -> None:
+    @task.carbon_aware(region="Narnia", provider="ukgrid")
+    def infer(shard: int, model: str) -> None:
+        return None
+
+    with DAG("bad", schedule=None, start_date=midnight):
+        called = _message(lambda: infer(1, "m"))
+        assert "Narnia" in called[0]
+        assert _message(lambda: infer.expand(shard=[1, 2], model=["m"])) == called
+        assert _message(lambda: infer.partial(model="m").expand(shard=[1, 2])) == called
+        assert _message(lambda: infer.partial(model="m").expand_kwargs([{"shard": 1}])) == called
+        # .override() replaces the decorator's arguments: a good region maps, a bad duration is refused.
+        infer.override(region="GB").partial(model="m").expand(shard=[1, 2])
+        with pytest.raises(InvalidInput, match="expected_duration='-1h' is negative"):
+            infer.override(region="GB", expected_duration="-1h").expand(shard=[1], model=["m"])
+
+
+def test_the_dags_default_args_apply_to_mapped_decorated_tasks(midnight: datetime) -> None:
+    @task.carbon_aware(region="GB")
+    def infer(shard: int) -> None:
+        return None
+
+    # The 30-minute deadline is shorter than the default one-hour expected_duration: every instance would fail.
+    with (
+        DAG("bad", schedule=None, start_date=midnight, default_args={"deadline": "30m"}),
+        pytest.raises(InvalidInput, match="shorter than expected_duration"),
+    ):
+        infer.expand(shard=[1, 2])
+    with DAG("good", schedule=None, start_date=midnight, default_args={"deadline": "30m"}):
+        infer.override(expected_duration="10m").expand(shard=[1, 2])
