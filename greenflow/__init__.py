@@ -5,11 +5,18 @@ orchestrator: intensity providers, the window planner, meters, the ledger and bu
 task lifecycle both adapters call.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("greenflow")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from typing import Any
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Computed on first use: importlib.metadata costs ~30 ms, paid by every `greenflow run` otherwise.
+    if name != "__version__":
+        raise AttributeError(f"module 'greenflow' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("greenflow")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+unknown"

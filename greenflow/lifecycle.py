@@ -510,7 +510,8 @@ class Lifecycle:
         if decision.region is None:
             return None, None
         try:
-            actual = self.provider.history(decision.region, start, end + timedelta(minutes=1))
+            # Through the cache: a thousand runs ending together cost one request per hour-aligned window.
+            actual = self.cache.history(self.provider, decision.region, start, end + timedelta(minutes=1))
             if actual.mean_intensity(start, max(end, start + timedelta(seconds=1)))[0] is not None:
                 return actual, f"actuals from {self.provider.name}"
         except Exception as error:
@@ -549,7 +550,7 @@ class Lifecycle:
         if home is None:
             return None, None
         try:
-            series = self.provider.history(home, begin, begin + duration + timedelta(minutes=1))
+            series = self.cache.history(self.provider, home, begin, begin + duration + timedelta(minutes=1))
             mean = series.mean_intensity(begin, begin + duration)[0]
         except Exception:
             mean = None

@@ -21,6 +21,8 @@ def _isolated_default_ledger(tmp_path_factory: pytest.TempPathFactory, monkeypat
     """No test may touch the user's real ledger: the default URL points into a temp dir."""
     path = tmp_path_factory.mktemp("default-ledger") / "ledger.db"
     monkeypatch.setenv("GREENFLOW_LEDGER_URL", f"sqlite:///{path}")
+    # `greenflow run` spools measurements before writing them: never into the user's data directory.
+    monkeypatch.setenv("GREENFLOW_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
 
 
 @pytest.fixture

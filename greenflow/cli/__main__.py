@@ -1,5 +1,5 @@
-"""``python -m greenflow.cli`` runs the ``greenflow`` command."""
+"""``python -m greenflow.cli`` runs the ``greenflow`` command (through the launcher's fast ``run`` path)."""
 
-from greenflow.cli.main import app
+from greenflow.cli.launcher import entry_point
 
-app()
+entry_point()

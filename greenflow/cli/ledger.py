@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from greenflow.cli.context import open_ledger
+from greenflow.cli.context import open_ledger, state
 from greenflow.cli.output import console, err_console, handle_errors, print_json, print_table
 from greenflow.clock import format_duration, parse_duration, parse_time, utcnow
 from greenflow.errors import InvalidInput
@@ -182,3 +182,34 @@ def _print_report(report: VerificationReport) -> None:
         ["kind", "seq", "entry id", "detail"],
         [[p.kind, p.seq, p.entry_id, p.detail] for p in report.problems],
     )
+
+
+@app.command("flush")
+@handle_errors
+def flush(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Write the runs `greenflow run` spooled and not yet recorded (waits for writers still at work)."""
+    from greenflow import spool
+
+    directory = spool.spool_dir(state.ledger_url)
+    report = spool.flush(open_ledger(), directory)
+    failed = [d for d in report.deliveries if d.status in ("failed", "busy")]
+    if as_json:
+        print_json(
+            {
+                "spool": str(directory),
+                "written": report.count("written"),
+                "already_written": report.count("gone"),
+                "kept": [{"file": d.path.name, "reason": d.reason} for d in failed],
+            }
+        )
+    else:
+        console.print(
+            f"{report.count('written')} spooled run(s) written, {report.count('gone')} already written by "
+            f"another writer, {len(failed)} kept in {directory}",
+            markup=False,
+            highlight=False,
+        )
+        for delivery in failed:
+            err_console.print(f"kept {delivery.path.name}: {delivery.reason}", markup=False, highlight=False)
+    if failed:
+        raise typer.Exit(1)

@@ -16,8 +16,9 @@ app = typer.Typer(
 )
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     ledger: str | None = typer.Option(
         None, "--ledger", help="Ledger database URL (default: $GREENFLOW_LEDGER_URL, else a SQLite file)."
     ),
@@ -27,6 +28,9 @@ def _root(
     if version:
         typer.echo(__version__)
         raise typer.Exit()
+    if ctx.invoked_subcommand is None:  # `greenflow --ledger URL` alone: nothing to do, say what there is
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
 
 
 def _register() -> None:

@@ -5,6 +5,9 @@ forwarded to that group, and a command stopped that way is recorded as ``interru
 used so far. The child's exit code is passed through (128 + signal number when it was killed). With
 ``--budget`` the estimate is reserved first: if it does not fit, the command is not started and
 greenflow exits 3. With ``--max-delay``/``--deadline`` greenflow waits for the green window first.
+
+Command lines with nothing to plan or reserve never reach this module: :mod:`greenflow.cli.launcher`
+runs them without importing Typer or the ledger first (see there for when their entry is written).
 """
 
 from __future__ import annotations
@@ -16,16 +19,16 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import typer
 
+from greenflow.cli.attempt import attempt_from, provider_options
 from greenflow.cli.context import open_ledger
+from greenflow.cli.launcher import WRITE_MODE_ENV, write_mode
 from greenflow.cli.output import err_console, handle_errors
 from greenflow.clock import utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
@@ -61,51 +64,8 @@ def identity_from(
     env: Mapping[str, str], *, workflow: str | None, run_id: str | None, task: str | None, attempt: int | None
 ) -> _Who:
     """Who this attempt is: flags first, then the Airflow or Prefect context the command runs in."""
-    if env.get("AIRFLOW_CTX_DAG_ID"):
-        orchestrator, source = "airflow", "Airflow task context (AIRFLOW_CTX_*)"
-        workflow = workflow or env["AIRFLOW_CTX_DAG_ID"]
-        run_id = run_id or env.get("AIRFLOW_CTX_DAG_RUN_ID")
-        task = task or env.get("AIRFLOW_CTX_TASK_ID")
-        attempt = attempt or _int(env.get("AIRFLOW_CTX_TRY_NUMBER"))
-    elif env.get("PREFECT__FLOW_RUN_ID"):
-        orchestrator, source = "prefect", "Prefect flow run (PREFECT__FLOW_RUN_ID)"
-        run_id = run_id or env["PREFECT__FLOW_RUN_ID"]
-    else:
-        orchestrator, source = "cli", "command line"
-    workflow = workflow or "adhoc"
-    run_id = run_id or f"run-{utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-    return _Who(
-        Identity(orchestrator, workflow, run_id, task or "command", attempt or 1),  # type: ignore[arg-type]
-        source,
-    )
-
-
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text else None
-    except ValueError:
-        return None
-
-
-def _options(pairs: list[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidInput(
-                f"--provider-option {pair!r} is not KEY=VALUE", fix="e.g. --provider-option now=2022-06-01T00:00Z"
-            )
-        options[key.strip()] = _typed(value)
-    return options
-
-
-def _typed(value: str) -> Any:
-    """Numbers and booleans as such (``speed=3600``), anything else as text."""
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return value
-    return parsed if isinstance(parsed, (int, float, bool)) else value
+    who = attempt_from(env, workflow=workflow, run_id=run_id, task=task, attempt=attempt)
+    return _Who(Identity(**who.identity_fields()), who.source)
 
 
 def _read_decision(source: str) -> Decision:
@@ -149,16 +109,24 @@ def run(
     decision_source: str | None = typer.Option(
         None, "--decision", help="An orchestrator's plan (Decision JSON: a file, - or env:VAR): no planning, no wait."
     ),
+    ledger_write: str | None = typer.Option(
+        None,
+        "--ledger-write",
+        help="auto, background or wait: when a run with nothing to plan or reserve writes its entry "
+        f"(default ${WRITE_MODE_ENV}, else auto). Runs that plan or reserve always write before exiting.",
+    ),
 ) -> None:
     """Run CMD under the meter and write one ledger entry for it."""
     if not command:
         raise InvalidInput("no command given", fix="write it after --, e.g. greenflow run -- python train.py")
+    # This path opened the ledger before the start anyway, so it always writes before exiting.
+    write_mode(ledger_write, os.environ, os.getpid())
     who = identity_from(os.environ, workflow=workflow, run_id=run_id, task=task, attempt=attempt)
     spec = CarbonSpec.build(
         region=region[0] if region else None,
         regions=region[1:],
         provider=provider,
-        provider_options=_options(provider_option),
+        provider_options=provider_options(provider_option),
         expected_duration=expected_duration,
         deadline=deadline,
         max_delay=None if deadline else max_delay,

@@ -8,11 +8,17 @@ Two layers, keyed by (provider, region, signal) with the provider's ``refresh_in
   machines share a fetch. A lease names the one process that fetches; the others poll the store.
 
 Failed fetches are not cached; the last good forecast is kept (even past its TTL) for the outage policy.
+
+Actual intensity (:meth:`ForecastCache.history`, what the lifecycle charges a finished run with) goes
+through the same two layers, keyed by (provider, region, signal, hour-aligned window): a thousand tasks
+finishing together cost one request per window. Settled history barely changes, so a window that ended
+well before it was fetched is kept for a day; one touching the last hours, whose actuals may still be
+filled in, only for a few minutes.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import threading
 import time
 import uuid
@@ -24,9 +30,11 @@ from typing import Literal, Protocol
 
 from greenflow.clock import require_aware, utcnow
 from greenflow.intensity.forecast import Forecast
-from greenflow.intensity.providers.base import IntensityProvider, check_hours
+from greenflow.intensity.providers.base import IntensityProvider, check_hours, history_window
 
 Source = Literal["memory", "shared", "provider"]
+# Actuals of a window that ended this long before they were fetched are taken as settled.
+HISTORY_SETTLED_AFTER = timedelta(hours=2)
 
 
 class SharedForecastStore(Protocol):
@@ -84,7 +92,8 @@ class ForecastCache:
 
     ``fetch_hours`` is the horizon asked of providers (at least what the caller wants), so callers with
     different horizons share one fetch. ``lease_time`` bounds how long other processes wait for the lease
-    holder before fetching themselves.
+    holder before fetching themselves. ``recent_history_ttl`` and ``settled_history_ttl`` are how long
+    :meth:`history` keeps a window whose actuals may still change, and one that is settled.
     """
 
     def __init__(
@@ -96,6 +105,8 @@ class ForecastCache:
         fetch_hours: float = 48,
         lease_time: timedelta = timedelta(seconds=60),
         poll_interval: float = 0.25,
+        recent_history_ttl: timedelta = timedelta(minutes=5),
+        settled_history_ttl: timedelta = timedelta(hours=24),
     ) -> None:
         self.shared = shared
         self.owner = owner or f"greenflow-{uuid.uuid4().hex[:12]}"
@@ -103,7 +114,10 @@ class ForecastCache:
         self._fetch_hours = check_hours(fetch_hours, "cache")
         self._lease_time = lease_time
         self._poll = poll_interval
+        self._recent_history_ttl = recent_history_ttl
+        self._settled_history_ttl = settled_history_ttl
         self._entries: dict[str, _Entry] = {}
+        self._history: dict[str, _HistoryEntry] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.fetches: Counter[str] = Counter()
@@ -133,7 +147,40 @@ class ForecastCache:
         self, provider: IntensityProvider, region: str, *, start: datetime | None = None, hours: float = 48
     ) -> CachedForecast:
         """:meth:`get` from an event loop (an Airflow trigger): runs in a thread, never blocks the loop."""
+        import asyncio  # here: a module-level import costs every `greenflow run` ~15 ms
+
         return await asyncio.to_thread(self.get, provider, region, start=start, hours=hours)
+
+    def history(self, provider: IntensityProvider, region: str, start: datetime, end: datetime) -> Forecast:
+        """Actual intensity over [start, end) from ``provider.history``, fetched once per hour-aligned window.
+
+        The request is widened to whole hours, so runs that end together share a window; a cached window
+        that covers the request serves it too. Raises what the provider raises, caching nothing.
+        """
+        region = provider.validate_region(region)
+        start, end = history_window(start, end)
+        base = cache_key(provider, region)
+        if provider.refresh_interval <= timedelta(0):
+            # Providers without a cadence (replayed traces) are asked every time, as for forecasts.
+            with self._guard:
+                self.fetches[f"history|{base}"] += 1
+            return provider.history(region, start, end)
+        begin, finish = _floor_hour(start), _ceil_hour(end)
+        key = f"history|{base}|{begin:%Y%m%dT%H%MZ}|{finish:%Y%m%dT%H%MZ}"
+        cached = self._fresh_history(base, start, end)
+        if cached is None:
+            with self._key_lock(key):
+                # Another thread may have fetched while this one waited for the lock.
+                cached = self._fresh_history(base, start, end)
+                if cached is None:
+                    fetch = functools.partial(self._fetch_history, provider, region, key, base, begin, finish)
+                    if self.shared is None:
+                        cached = fetch()
+                    else:
+                        cached = self._through_shared(
+                            key, functools.partial(self._load_history, key, base, begin, finish), fetch
+                        )
+        return cached.forecast.between(start, end)
 
     def last_good(self, provider: IntensityProvider, region: str) -> CachedForecast | None:
         """The newest forecast ever fetched for the key, however old (the outage policy judges its age)."""
@@ -181,9 +228,19 @@ class ForecastCache:
     def _shared_get(
         self, provider: IntensityProvider, region: str, key: str, ttl: timedelta, hours: float
     ) -> CachedForecast:
+        return self._through_shared(
+            key,
+            functools.partial(self._load_fresh, key, ttl, hours),
+            functools.partial(self._fetch_and_keep, provider, region, key, hours),
+        )
+
+    def _through_shared(
+        self, key: str, load: Callable[[], CachedForecast | None], fetch: Callable[[], CachedForecast]
+    ) -> CachedForecast:
+        """The shared store's fresh copy, else one process fetches under the lease while the others wait."""
         assert self.shared is not None
         shared = self.shared
-        stored = self._load_fresh(key, ttl, hours)
+        stored = load()
         if stored is not None:
             return stored
         give_up = time.monotonic() + self._lease_time.total_seconds()
@@ -191,22 +248,22 @@ class ForecastCache:
             if shared.try_lease(key, self.owner, self._clock() + self._lease_time):
                 try:
                     # The previous holder may have saved between our load and our lease.
-                    stored = self._load_fresh(key, ttl, hours)
+                    stored = load()
                     if stored is not None:
                         return stored
-                    cached = self._fetch_and_keep(provider, region, key, hours)
+                    cached = fetch()
                     shared.save(key, cached.forecast, cached.fetched_at)
                     return cached
                 finally:
                     shared.release_lease(key, self.owner)
             # Someone else is fetching: wait for their result rather than calling the API too.
             time.sleep(self._poll)
-            stored = self._load_fresh(key, ttl, hours)
+            stored = load()
             if stored is not None:
                 return stored
             if time.monotonic() >= give_up:
                 # The holder is stuck or gone and its lease has not expired yet: fetch anyway.
-                cached = self._fetch_and_keep(provider, region, key, hours)
+                cached = fetch()
                 shared.save(key, cached.forecast, cached.fetched_at)
                 return cached
 
@@ -246,6 +303,77 @@ class ForecastCache:
         begin = self._clock() if start is None else require_aware(start, "start")
         window = cached.forecast.between(begin, begin + timedelta(hours=hours))
         return CachedForecast(cached.key, window, cached.fetched_at, cached.source)
+
+    def _history_ttl(self, fetched_at: datetime, finish: datetime) -> timedelta:
+        settled = fetched_at - finish >= HISTORY_SETTLED_AFTER
+        return self._settled_history_ttl if settled else self._recent_history_ttl
+
+    def _fresh_history(self, base: str, start: datetime, end: datetime) -> CachedForecast | None:
+        now = self._clock()
+        with self._guard:
+            entries = list(self._history.values())
+        for entry in entries:
+            if (
+                entry.base == base
+                and entry.begin <= start
+                and entry.finish >= end
+                and now - entry.cached.fetched_at < self._history_ttl(entry.cached.fetched_at, entry.finish)
+            ):
+                return replace(entry.cached, source="memory")
+        return None
+
+    def _fetch_history(
+        self, provider: IntensityProvider, region: str, key: str, base: str, begin: datetime, finish: datetime
+    ) -> CachedForecast:
+        with self._guard:
+            self.fetches[key] += 1
+        # The whole window, even when it ends in the next hour (as the lifecycle's own request already
+        # did): runs ending minutes apart then share it, and providers answer with what they have.
+        actual = provider.history(region, begin, finish)
+        cached = CachedForecast(key, actual, self._clock(), "provider")
+        self._keep_history(_HistoryEntry(base, begin, finish, cached))
+        return cached
+
+    def _load_history(self, key: str, base: str, begin: datetime, finish: datetime) -> CachedForecast | None:
+        assert self.shared is not None
+        stored = self.shared.load(key)
+        if stored is None:
+            return None
+        fetched_at = require_aware(stored[1], "fetched_at")
+        if self._clock() - fetched_at >= self._history_ttl(fetched_at, finish):
+            return None
+        cached = CachedForecast(key, stored[0], fetched_at, "shared")
+        self._keep_history(_HistoryEntry(base, begin, finish, cached))
+        return cached
+
+    def _keep_history(self, entry: _HistoryEntry) -> None:
+        with self._guard:
+            now = self._clock()
+            # Drop expired windows so a long-lived worker does not accumulate every window it ever saw.
+            for stale in [
+                k
+                for k, e in self._history.items()
+                if now - e.cached.fetched_at >= self._history_ttl(e.cached.fetched_at, e.finish)
+            ]:
+                del self._history[stale]
+            self._history[entry.cached.key] = entry
+
+
+@dataclass(frozen=True)
+class _HistoryEntry:
+    base: str
+    begin: datetime
+    finish: datetime
+    cached: CachedForecast
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = _floor_hour(moment)
+    return floor if floor == moment else floor + timedelta(hours=1)
 
 
 class InMemorySharedStore:

@@ -14,6 +14,15 @@ from greenflow.cli.main import app
 Invoke = Callable[..., Result]
 
 
+@pytest.fixture(autouse=True)
+def _isolated_spool(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`greenflow run` spools into a temp dir here (and so do the processes the tests start)."""
+    monkeypatch.setenv("GREENFLOW_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+    monkeypatch.delenv("GREENFLOW_LEDGER_WRITE", raising=False)
+    for name in ("KUBERNETES_SERVICE_HOST", "SLURM_JOB_ID"):  # `auto` would pick `wait` there
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def cli(ledger_url: str) -> Iterator[Invoke]:
     """``cli("budget", "list")`` runs ``greenflow --ledger URL budget list``."""

@@ -1,4 +1,9 @@
-"""`greenflow run -- CMD`: exit codes, identity, budget refusal, signals, deferral (real processes)."""
+"""`greenflow run -- CMD`: exit codes, identity, budget refusal, signals, deferral (real processes).
+
+Runs with nothing to plan or reserve may write their entry just after greenflow exits (see
+greenflow.cli.launcher): tests read those through :func:`_entries`, which flushes the spool first, as
+`greenflow ledger flush` does.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from greenflow.ledger import Budget, Ledger
+from greenflow import spool
+from greenflow.ledger import Budget, Entry, Ledger
 
 GREENFLOW = [sys.executable, "-m", "greenflow.cli"]
 
@@ -24,13 +30,21 @@ def _run(url: str, *args: str, env: dict[str, str] | None = None, **kwargs: obje
     )  # type: ignore[call-overload]
 
 
+def _entries(url: str) -> list[Entry]:
+    """The ledger's entries once every spooled run is written (waits for a detached writer at work)."""
+    ledger = Ledger(url)
+    report = spool.flush(ledger, spool.spool_dir(url))
+    assert report.count("failed") == report.count("busy") == 0, report
+    return ledger.entries()
+
+
 def test_exit_code_passes_through_and_each_run_is_one_entry(sqlite_url: str) -> None:
     ok = _run(sqlite_url, "--task", "ok", "--", sys.executable, "-c", "print('trained')")
     assert ok.returncode == 0
     assert "trained" in ok.stdout
     failed = _run(sqlite_url, "--task", "bad", "--", sys.executable, "-c", "import sys; sys.exit(4)")
     assert failed.returncode == 4
-    entries = {e.task_id: e for e in Ledger(sqlite_url).entries()}
+    entries = {e.task_id: e for e in _entries(sqlite_url)}
     assert entries["ok"].decision == "ran_now"
     assert entries["bad"].decision == "failed"
     assert entries["bad"].error == "CommandFailed: command exited with code 4"
@@ -46,7 +60,7 @@ def test_identity_comes_from_the_airflow_task_context(sqlite_url: str) -> None:
         "AIRFLOW_CTX_TRY_NUMBER": "2",
     }
     assert _run(sqlite_url, "--", "true", env=env).returncode == 0
-    [entry] = Ledger(sqlite_url).entries()
+    [entry] = _entries(sqlite_url)
     assert (entry.orchestrator, entry.workflow_id, entry.run_id, entry.task_id, entry.attempt) == (
         "airflow",
         "train_llm",
@@ -84,7 +98,7 @@ def test_sigterm_is_forwarded_and_recorded_as_interrupted_with_the_energy_used(s
     process.send_signal(signal.SIGTERM)
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, err
-    [entry] = Ledger(sqlite_url).entries()
+    [entry] = _entries(sqlite_url)
     assert entry.decision == "interrupted"
     assert entry.energy_cpu_kwh is not None and entry.energy_cpu_kwh > 0
 
@@ -180,3 +194,73 @@ def test_an_orchestrators_plan_is_kept_instead_of_planning_again(sqlite_url: str
     assert entry.planned_start == decision.start_at
     assert entry.reservation_id == decision.reservation_id
     assert ledger.budgets.status("gpu").reserved == 0.0  # the orchestrator's reservation was settled
+
+
+def _wait_for_entries(url: str, count: int, timeout: float = 90.0) -> list[Entry]:
+    """Entries as they appear without anyone flushing (a detached writer's work)."""
+    give_up = time.monotonic() + timeout
+    while True:
+        entries = Ledger(url).entries()
+        if len(entries) >= count or time.monotonic() > give_up:
+            return entries
+        time.sleep(0.2)
+
+
+def test_a_trivial_command_returns_at_once_and_a_detached_writer_records_it(sqlite_url: str) -> None:
+    result = _run(sqlite_url, "--task", "quick", "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert "ledger entry being written" in result.stderr
+    [entry] = _wait_for_entries(sqlite_url, 1)  # nobody flushes: the writer greenflow started does it
+    assert (entry.task_id, entry.decision) == ("quick", "ran_now")
+    assert entry.method_cpu == "estimate"
+    assert spool.pending(spool.spool_dir(sqlite_url)) == []
+
+
+def test_ledger_write_wait_records_the_entry_before_exiting(sqlite_url: str) -> None:
+    result = _run(sqlite_url, "--ledger-write", "wait", "--task", "synced", "--", "true")
+    assert result.returncode == 0, result.stderr
+    [entry] = Ledger(sqlite_url).entries()  # read at once, no flush
+    assert entry.task_id == "synced"
+    assert f"entry {entry.entry_id}" in result.stderr
+
+
+def test_auto_waits_for_the_ledger_where_the_end_of_the_command_may_take_everything_down(sqlite_url: str) -> None:
+    result = _run(sqlite_url, "--task", "pod", "--", "true", env={"KUBERNETES_SERVICE_HOST": "10.0.0.1"})
+    assert result.returncode == 0, result.stderr
+    assert [e.task_id for e in Ledger(sqlite_url).entries()] == ["pod"]
+
+
+def test_a_command_that_runs_a_while_has_its_entry_written_before_greenflow_exits(sqlite_url: str) -> None:
+    # The ledger opens alongside the command; 3 s leaves seconds of slack for a loaded machine.
+    result = _run(sqlite_url, "--task", "longer", "--", "sleep", "3")
+    assert result.returncode == 0, result.stderr
+    [entry] = Ledger(sqlite_url).entries()
+    assert f"entry {entry.entry_id}" in result.stderr
+    assert entry.ended_at is not None and entry.actual_start is not None
+    assert (entry.ended_at - entry.actual_start).total_seconds() >= 3
+
+
+def test_the_same_attempt_run_twice_is_recorded_once(sqlite_url: str) -> None:
+    for _ in range(2):
+        assert _run(sqlite_url, "--run-id", "r1", "--task", "t", "--attempt", "1", "--", "true").returncode == 0
+    assert len(_entries(sqlite_url)) == 1
+    assert _run(sqlite_url, "--run-id", "r1", "--task", "t", "--attempt", "2", "--", "true").returncode == 0
+    assert sorted(e.attempt for e in _entries(sqlite_url)) == [1, 2]
+
+
+def test_a_command_that_cannot_start_exits_2_and_is_recorded_as_failed(sqlite_url: str, tmp_path: Path) -> None:
+    result = _run(sqlite_url, "--task", "missing", "--", str(tmp_path / "no-such-program"))
+    assert result.returncode == 2
+    assert "cannot start" in result.stderr and "no-such-program" in result.stderr
+    [entry] = _entries(sqlite_url)
+    assert entry.decision == "failed"
+    assert entry.error is not None and "cannot start" in entry.error
+
+
+def test_a_bad_ledger_write_mode_stops_before_the_command_starts(sqlite_url: str, tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    result = _run(sqlite_url, "--ledger-write", "sometimes", "--", "touch", str(marker))
+    assert result.returncode == 2
+    assert "--ledger-write='sometimes' is not one of auto, background, wait" in result.stderr
+    assert not marker.exists()
+    assert _entries(sqlite_url) == []

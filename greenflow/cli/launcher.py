@@ -1,0 +1,422 @@
+"""The ``greenflow`` entry point: ``greenflow run -- CMD`` starts CMD before the heavy imports.
+
+Typer, Rich and SQLAlchemy cost ~0.4 s to import, more than ``greenflow run`` may add to a trivial
+command (300 ms). So ``run`` is parsed here first. When it has nothing to plan or reserve (no
+``--region``, ``--budget`` or ``--decision``), it validates its arguments (the same
+:meth:`CarbonSpec.build` the full command uses), meters the command and *spools* the measurement
+(:mod:`greenflow.spool`) before exiting with the command's code. The ledger entry is then written:
+
+* in this process, before exiting, when the ledger is ready: it is opened in a background thread once
+  the command has run for :data:`WARM_UP_AFTER_S`, so any real command pays only the write itself;
+* by a detached writer process when the command was too short for that (``greenflow ledger flush``
+  waits for it; a writer that dies leaves the spool file for the next flush: nothing is lost);
+* always in this process with ``--ledger-write wait``, which ``auto`` (the default) picks where the
+  command's end may tear everything down: PID 1 of a container, Kubernetes, a Slurm job.
+
+Every other command line (plans, budgets, ``--decision``, help, anything this parser does not know)
+goes to the Typer app unchanged, so its behaviour and error messages stay the reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+from greenflow.cli.attempt import Attempt, attempt_from, provider_options
+from greenflow.clock import utcnow
+from greenflow.errors import GreenflowError, InvalidInput
+from greenflow.units import format_energy
+
+if TYPE_CHECKING:
+    from greenflow.ledger import Entry, Ledger
+    from greenflow.metering.measurement import Measurement
+    from greenflow.spec import CarbonSpec
+    from greenflow.spool import Delivery
+
+WriteMode = Literal["auto", "background", "wait"]
+WRITE_MODES: tuple[WriteMode, ...] = ("auto", "background", "wait")
+WRITE_MODE_ENV = "GREENFLOW_LEDGER_WRITE"
+# A command still running after this long gets the ledger opened alongside it, so that its entry is
+# written before greenflow exits; shorter ones hand the write to a detached writer instead.
+WARM_UP_AFTER_S = 0.2
+
+# `greenflow run` options: flag -> (keyword, kind). Must list every option of greenflow.cli.run.run
+# (a test compares the two); anything else sends the command line to Typer.
+_Kind = Literal["str", "int", "float", "list", "flag"]
+_RUN_OPTIONS: dict[str, tuple[str, _Kind]] = {
+    "--workflow": ("workflow", "str"),
+    "--run-id": ("run_id", "str"),
+    "--task": ("task", "str"),
+    "--attempt": ("attempt", "int"),
+    "--region": ("region", "list"),
+    "--provider": ("provider", "str"),
+    "--provider-option": ("provider_option", "list"),
+    "--budget": ("budget", "str"),
+    "--estimate": ("estimate", "str"),
+    "--expected-duration": ("expected_duration", "str"),
+    "--max-delay": ("max_delay", "str"),
+    "--deadline": ("deadline", "str"),
+    "--min-savings": ("min_savings", "float"),
+    "--on-provider-error": ("on_provider_error", "str"),
+    "--pue": ("pue", "float"),
+    "--tag": ("tag", "list"),
+    "--team": ("team", "str"),
+    "--quiet": ("quiet", "flag"),
+    "-q": ("quiet", "flag"),
+    "--decision": ("decision_source", "str"),
+    "--ledger-write": ("ledger_write", "str"),
+}
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A ``greenflow [--ledger URL] run [options] -- CMD`` command line, parsed."""
+
+    command: tuple[str, ...]
+    ledger: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The value of option ``name`` (its keyword), or ``default``."""
+        return self.options.get(name, default)
+
+    @property
+    def plans_or_reserves(self) -> bool:
+        """Whether the run needs the ledger or a provider before it starts (the full command's path)."""
+        replay = str(self.get("provider", "")).strip().lower() == "trace"  # a replay's clock drives the entry
+        return bool(self.get("region") or self.get("budget") or self.get("decision_source") or replay)
+
+
+def parse_run(args: Sequence[str]) -> RunRequest | None:
+    """The ``run`` command line in ``args``, or ``None`` for anything to leave to Typer."""
+    ledger: str | None = None
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        if args[i] == "--ledger" and i + 1 < len(args):
+            ledger, i = args[i + 1], i + 2
+        elif args[i].startswith("--ledger="):
+            ledger, i = args[i].partition("=")[2], i + 1
+        else:
+            return None
+    if i >= len(args) or args[i] != "run":
+        return None
+    rest = list(args[i + 1 :])
+    options: dict[str, Any] = {}
+    command: list[str] = []
+    j = 0
+    while j < len(rest):
+        token = rest[j]
+        if token == "--":
+            command = rest[j + 1 :]
+            break
+        if not token.startswith("-") or token == "-":
+            command = rest[j:]  # options end at the command, as with Typer's allow_interspersed_args=False
+            break
+        name, has_inline, inline = token.partition("=") if token.startswith("--") else (token, "", "")
+        if name not in _RUN_OPTIONS:
+            return None
+        key, kind = _RUN_OPTIONS[name]
+        if kind == "flag":
+            if has_inline:
+                return None
+            options[key] = True
+            j += 1
+            continue
+        if has_inline:
+            text, j = inline, j + 1
+        elif j + 1 < len(rest) and not rest[j + 1].startswith("--"):
+            text, j = rest[j + 1], j + 2
+        else:
+            return None
+        value = _convert(text, kind)
+        if value is None:
+            return None  # Typer words the error
+        if kind == "list":
+            options.setdefault(key, []).append(value)
+        else:
+            options[key] = value
+    if not command:
+        return None
+    return RunRequest(tuple(command), ledger, options)
+
+
+def _convert(text: str, kind: _Kind) -> Any:
+    try:
+        if kind == "int":
+            number = int(text)
+            return number if number >= 1 else None  # --attempt has min=1
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        return None
+    return text
+
+
+def write_mode(value: str | None, env: Mapping[str, str], pid: int) -> Literal["background", "wait"]:
+    """How the entry of a fast-path run is written: ``--ledger-write``, else ``$GREENFLOW_LEDGER_WRITE``, else auto.
+
+    ``auto`` waits where the end of the command may take every process with it: greenflow as PID 1
+    (a container's entrypoint), inside Kubernetes or a Slurm job; elsewhere it writes in the background.
+    """
+    chosen = (value or env.get(WRITE_MODE_ENV) or "auto").strip().lower()
+    if chosen not in WRITE_MODES:
+        raise InvalidInput(
+            f"--ledger-write={chosen!r} is not one of {', '.join(WRITE_MODES)}",
+            fix="use auto, background (exit at once, entry written just after) or wait (entry written before exit)",
+        )
+    if chosen == "auto":
+        torn_down = pid == 1 or bool(env.get("KUBERNETES_SERVICE_HOST")) or bool(env.get("SLURM_JOB_ID"))
+        return "wait" if torn_down else "background"
+    return "wait" if chosen == "wait" else "background"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``greenflow`` with ``argv`` (default: the process's arguments); returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    request = parse_run(args)
+    if request is None or request.plans_or_reserves:
+        return _typer(args)
+    return _fast_run(request, args)
+
+
+def entry_point() -> NoReturn:
+    """Console-script entry: :func:`main`, then exit without tearing down the interpreter's modules.
+
+    The ledger may still be half-imported in a background thread when a short command ends; skipping
+    the interpreter's teardown keeps that from costing the user time (everything is flushed first).
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _typer(args: list[str]) -> int:
+    from greenflow.cli.main import app
+
+    try:
+        app(args)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    return 0
+
+
+def _fast_run(request: RunRequest, args: list[str]) -> int:
+    from greenflow.spec import CarbonSpec
+
+    try:
+        spec = CarbonSpec.build(
+            provider=request.get("provider", "ukgrid"),
+            provider_options=provider_options(request.get("provider_option", [])),
+            expected_duration=request.get("expected_duration", "1h"),
+            deadline=request.get("deadline"),
+            max_delay=None if request.get("deadline") else request.get("max_delay", "0s"),
+            min_savings=request.get("min_savings", 0.0),
+            estimate=request.get("estimate"),
+            on_provider_error=request.get("on_provider_error", "run"),
+            pue=request.get("pue"),
+            tags=request.get("tag", []),
+            team=request.get("team"),
+        )
+        mode = write_mode(request.get("ledger_write"), os.environ, os.getpid())
+    except GreenflowError as error:
+        return _fail(error)
+    if isinstance(spec.deadline, datetime):
+        return _typer(args)  # a fixed deadline can be already too late: the planner words that error
+    who = attempt_from(
+        os.environ,
+        workflow=request.get("workflow"),
+        run_id=request.get("run_id"),
+        task=request.get("task"),
+        attempt=request.get("attempt"),
+    )
+    warm_up = LedgerWarmUp(request.ledger)
+    requested = utcnow()
+    ran = _metered(spec, who, list(request.command), warm_up, 0.0 if mode == "wait" else WARM_UP_AFTER_S)
+
+    from greenflow.spool import SpooledRun, spool, spool_dir, start_writer
+
+    directory = spool_dir(request.ledger)
+    path = spool(
+        SpooledRun(
+            identity=who.identity_fields(),
+            spec=spec.to_kwargs(),
+            requested_at=requested,
+            started=ran.started,
+            measurement=ran.measurement.to_dict(),
+            outcome=ran.outcome,
+            error=ran.error,
+        ),
+        directory,
+    )
+    quiet = bool(request.get("quiet"))
+    if mode == "wait" or warm_up.ready():
+        delivery = warm_up.deliver(path)
+        if delivery.status == "failed":
+            _say(
+                f"greenflow: the ledger entry could not be written now ({delivery.reason}); the measurement is "
+                f"kept in {path}: run `greenflow ledger flush` to write it"
+            )
+        elif not quiet and delivery.entry is not None:
+            _summary(delivery.entry)
+        if any(p != path for p in _pending(directory)):
+            start_writer(directory, request.ledger)  # leftovers of earlier runs, off our critical path
+    else:
+        start_writer(directory, request.ledger, path)
+        if not quiet:
+            _say(
+                f"greenflow: {ran.outcome or 'ran_now'} {who.workflow_id}/{who.task_id}#{who.attempt} "
+                f"energy {format_energy(ran.measurement.total_kwh)}; ledger entry being written "
+                "(`greenflow ledger flush` waits for it)"
+            )
+    if ran.start_error is not None:
+        return _fail(ran.start_error)
+    return ran.code
+
+
+@dataclass(frozen=True)
+class _Ran:
+    measurement: Measurement
+    started: datetime
+    code: int
+    outcome: Literal["failed", "interrupted"] | None
+    error: str | None
+    start_error: InvalidInput | None = None
+
+
+def _metered(spec: CarbonSpec, who: Attempt, command: list[str], warm_up: LedgerWarmUp, warm_after: float) -> _Ran:
+    """Run ``command`` in its own process group under the meter, forwarding SIGINT/SIGTERM to it."""
+    from greenflow.metering.meter import Meter
+
+    received: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):  # the child may have just exited
+                os.killpg(child.pid, signum)
+
+    # Handlers go in before the child starts, so a signal that arrives in between is not lost.
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    meter = Meter(sample_interval=spec.sample_interval)
+    window = f"{who.task_id}#{who.attempt}"
+    timer: threading.Timer | None = None
+    started = utcnow()
+    meter.begin_window(window)
+    try:
+        try:
+            child = subprocess.Popen(command, start_new_session=True)
+        except OSError as error:
+            failure = InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command")
+            measurement = meter.end_window(window)
+            return _Ran(measurement, started, 2, "failed", f"InvalidInput: {failure}", failure)
+        if received:
+            os.killpg(child.pid, received[0])
+        timer = warm_up.start_after(warm_after)
+        code = child.wait()
+        measurement = meter.end_window(window)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        meter.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        stopped = 128 + received[0]
+        return _Ran(measurement, started, stopped, "interrupted", f"CommandStopped: {stopped}")
+    if code != 0:
+        failed = 128 - code if code < 0 else code
+        return _Ran(measurement, started, failed, "failed", f"CommandFailed: command exited with code {failed}")
+    return _Ran(measurement, started, 0, None, None)
+
+
+class LedgerWarmUp:
+    """Opens the ledger (importing SQLAlchemy) in a background thread while the command runs."""
+
+    def __init__(self, url: str | None) -> None:
+        self._url = url
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._ledger: Ledger | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        """Begin opening the ledger (once)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._open, name="greenflow-ledger-warm-up", daemon=True)
+                self._thread.start()
+
+    def start_after(self, seconds: float) -> threading.Timer | None:
+        """:meth:`start` in ``seconds`` (at once for 0); cancel the timer if the command ends first."""
+        if seconds <= 0:
+            self.start()
+            return None
+        timer = threading.Timer(seconds, self.start)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def ready(self) -> bool:
+        """Whether opening has finished (well or not)."""
+        return self._done.is_set()
+
+    def deliver(self, path: Path) -> Delivery:
+        """Write the spooled run at ``path`` from this process (waiting for the ledger to open)."""
+        from greenflow.spool import Delivery, deliver
+
+        self.start()
+        self._done.wait()
+        if self._ledger is None:
+            error = self._error
+            return Delivery(path, "failed", reason=f"{type(error).__name__}: {error}" if error else "no ledger")
+        return deliver(path, self._ledger)
+
+    def _open(self) -> None:
+        try:
+            import greenflow.lifecycle  # noqa: F401 - imported here, off the main thread's critical path
+            from greenflow.ledger import Ledger
+
+            self._ledger = Ledger(self._url)
+        except BaseException as error:  # reported by deliver(); the run stays spooled
+            self._error = error
+        finally:
+            self._done.set()
+
+
+def _pending(directory: Path) -> list[Path]:
+    from greenflow.spool import pending
+
+    return pending(directory)
+
+
+def _summary(entry: Entry) -> None:
+    from greenflow.units import format_mass
+
+    _say(
+        f"greenflow: {entry.decision} {entry.workflow_id}/{entry.task_id}#{entry.attempt} "
+        f"energy {format_energy(entry.energy_kwh)}, emissions {format_mass(entry.operational_g)}, "
+        f"entry {entry.entry_id}"
+    )
+
+
+def _fail(error: GreenflowError) -> int:
+    _say(f"error: {error.one_line()}")
+    return error.exit_code
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,84 @@
+"""The launcher's command-line parsing and choices, and what its fast path must not import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import typer
+
+from greenflow.cli.launcher import _RUN_OPTIONS, parse_run, write_mode
+from greenflow.cli.main import app
+from greenflow.errors import InvalidInput
+
+
+def test_the_launcher_knows_every_option_of_greenflow_run() -> None:
+    command = typer.main.get_command(app)
+    run = command.commands["run"]  # type: ignore[attr-defined]
+    typer_options = {opt for param in run.params for opt in param.opts if opt.startswith("-")}
+    assert typer_options == set(_RUN_OPTIONS)
+
+
+def test_a_plain_run_is_parsed_for_the_fast_path() -> None:
+    request = parse_run(
+        ["--ledger", "sqlite:///x.db", "run", "-q", "--tag", "a", "--tag=b", "--pue", "1.2", "--", "ls"]
+    )
+    assert request is not None
+    assert request.command == ("ls",)
+    assert request.ledger == "sqlite:///x.db"
+    assert request.get("quiet") is True and request.get("tag") == ["a", "b"] and request.get("pue") == 1.2
+    assert not request.plans_or_reserves
+
+
+def test_options_end_at_the_command_as_with_typer() -> None:
+    request = parse_run(["run", "--task", "t", "python", "train.py", "--task", "inner"])
+    assert request is not None
+    assert request.command == ("python", "train.py", "--task", "inner")
+    assert request.get("task") == "t"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--help"],
+        ["run", "--nope", "--", "true"],
+        ["run", "--attempt", "0", "--", "true"],
+        ["run", "--pue", "high", "--", "true"],
+        ["run", "--"],
+        ["--version"],
+        ["budget", "list"],
+        ["run", "--task", "--", "true"],
+    ],
+)
+def test_anything_unusual_is_left_to_typer(args: list[str]) -> None:
+    assert parse_run(args) is None
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--region", "national"), ("--budget", "gpu"), ("--decision", "env:X"), ("--provider", "trace")],
+)
+def test_runs_that_plan_or_reserve_take_the_full_path(flag: str, value: str) -> None:
+    request = parse_run(["run", flag, value, "--", "true"])
+    assert request is not None and request.plans_or_reserves
+
+
+def test_write_mode_waits_where_the_command_ending_may_take_everything_down() -> None:
+    assert write_mode(None, {}, pid=4242) == "background"
+    assert write_mode(None, {}, pid=1) == "wait"
+    assert write_mode(None, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, pid=4242) == "wait"
+    assert write_mode(None, {"SLURM_JOB_ID": "77"}, pid=4242) == "wait"
+    assert write_mode("background", {"SLURM_JOB_ID": "77"}, pid=1) == "background"
+    assert write_mode(None, {"GREENFLOW_LEDGER_WRITE": "wait"}, pid=4242) == "wait"
+    with pytest.raises(InvalidInput, match="'later' is not one of"):
+        write_mode("later", {}, pid=4242)
+
+
+def test_the_fast_path_imports_neither_sqlalchemy_nor_typer_nor_rich() -> None:
+    code = (
+        "import sys, greenflow.cli.launcher, greenflow.spool, greenflow.spec, greenflow.metering.meter\n"
+        "print(sorted(m for m in ('sqlalchemy', 'typer', 'rich', 'click') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
