@@ -37,8 +37,11 @@ def _writer(url: str, index: int, ops: int, rate: float, barrier, queue) -> None
     barrier.wait()
     start = time.perf_counter()
     for i in range(ops):
-        ledger.append(Entry.for_attempt(Identity("cli", "bench", f"w{index}", f"append{i}"), "ran_now",
-                                        energy_kwh=0.1, charged_g=1.0))
+        ledger.append(
+            Entry.for_attempt(
+                Identity("cli", "bench", f"w{index}", f"append{i}"), "ran_now", energy_kwh=0.1, charged_g=1.0
+            )
+        )
     append_seconds = time.perf_counter() - start
     barrier.wait()
     reserve, settle = [], []
@@ -52,8 +55,9 @@ def _writer(url: str, index: int, ops: int, rate: float, barrier, queue) -> None
         t0 = time.perf_counter()
         reservation = ledger.budgets.reserve("bench", identity, 1.0, estimate_source="bench")
         t1 = time.perf_counter()
-        ledger.append(Entry.for_attempt(identity, "ran_now", energy_kwh=0.1, charged_g=1.0),
-                      settle=reservation.reservation_id)
+        ledger.append(
+            Entry.for_attempt(identity, "ran_now", energy_kwh=0.1, charged_g=1.0), settle=reservation.reservation_id
+        )
         t2 = time.perf_counter()
         reserve.append(t1 - t0)
         settle.append(t2 - t1)
@@ -136,8 +140,10 @@ def main() -> None:
             for backend in args.backends.split(","):
                 for writers in (int(w) for w in args.writers.split(",")):
                     r = run(backend, writers, args.ops, rate, Path(workdir))
-                    line = (f"| {backend} | {writers} | {load} | {r['append_per_s']:.0f} | {r['reserve_p50']:.1f} | "
-                            f"{r['reserve_p99']:.1f} | {r['settle_p50']:.1f} | {r['settle_p99']:.1f} |")
+                    line = (
+                        f"| {backend} | {writers} | {load} | {r['append_per_s']:.0f} | {r['reserve_p50']:.1f} | "
+                        f"{r['reserve_p99']:.1f} | {r['settle_p50']:.1f} | {r['settle_p99']:.1f} |"
+                    )
                     print(line, flush=True)
                     lines.append(line)
     RESULTS.parent.mkdir(exist_ok=True)
