@@ -46,8 +46,35 @@ lint: install
 typecheck: install
 	$(BIN)/mypy greenflow
 
+# The whole story offline in about a minute: the example DAG (Airflow dag.test) and flow (Prefect) defer to
+# the green window of a replayed real grid trace, a shared budget skips an evaluation; leaves .demo/ledger.db.
 demo: install
 	$(BIN)/greenflow demo
+
+# The UIs on this machine (each runs in the foreground until Ctrl-C), reading the demo's ledger.
+.PHONY: airflow-ui prefect-ui
+DEMO_LEDGER_URL := sqlite:///$(CURDIR)/.demo/ledger.db
+AIRFLOW_UI_HOME := $(CURDIR)/.airflow
+PREFECT_UI_HOME := $(CURDIR)/.prefect
+
+# `.demo` is marked as the demo's so a later `make demo` may rebuild it.
+airflow-ui: install
+	@mkdir -p .demo $(AIRFLOW_UI_HOME) && touch .demo/.greenflow-demo
+	@test -f .demo/ledger.db || echo "no demo ledger yet: run 'make demo' to fill the Carbon Ledger page"
+	@echo "Airflow (standalone) at http://127.0.0.1:8080 in 60-90 s; user admin, password in"
+	@echo "  $(AIRFLOW_UI_HOME)/simple_auth_manager_passwords.json.generated (written at the first start)"
+	@echo "Carbon Ledger page (left navigation) reads $(DEMO_LEDGER_URL); Ctrl-C stops Airflow"
+	PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME=$(AIRFLOW_UI_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+		AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__API__HOST=127.0.0.1 \
+		AIRFLOW__GREENFLOW__LEDGER_URL=$(DEMO_LEDGER_URL) GREENFLOW_LEDGER_URL=$(DEMO_LEDGER_URL) \
+		$(BIN)/airflow standalone
+
+prefect-ui: install
+	@mkdir -p $(PREFECT_UI_HOME)
+	@echo "Prefect server at http://127.0.0.1:4200 in about 25 s; Ctrl-C stops it. Run the example flow against it:"
+	@echo "  PREFECT_API_URL=http://127.0.0.1:4200/api GREENFLOW_LEDGER_URL=$(DEMO_LEDGER_URL) $(BIN)/python flows/training.py"
+	PREFECT_HOME=$(PREFECT_UI_HOME) PREFECT_UI_API_URL=http://127.0.0.1:4200/api PREFECT_SERVER_ANALYTICS_ENABLED=false \
+		$(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
 test: install system-deps postgres redis lint typecheck
 	$(BIN)/pytest -n 2 --dist loadgroup

@@ -15,6 +15,7 @@ budget then keeps the estimate, labelled as such.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 
@@ -25,9 +26,10 @@ from greenflow.airflow.sensors.budget import CarbonBudgetSensor
 
 DAG_ID = "greenflow_example_training"
 BUDGET = "example-training-daily"
+# GREENFLOW_REPLAY_SPEED slows the replay where the first task may take seconds to start (a loaded machine).
 REPLAY = {
     "now": "2022-06-01T00:00Z",
-    "speed": 3600,
+    "speed": float(os.environ.get("GREENFLOW_REPLAY_SPEED", "3600")),
     "replay_started_at": "{{ dag_run.start_date.isoformat() }}",
 }
 

@@ -113,11 +113,3 @@ def test_db_upgrade_creates_the_schema(sqlite_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert "upgraded from empty to revision" in result.stdout
     assert "up to date" in CliRunner().invoke(app, ["--ledger", sqlite_url, "db", "upgrade"]).stdout
-
-
-def test_demo_runs_and_ends_with_a_verified_ledger() -> None:
-    result = CliRunner().invoke(app, ["demo"])
-    assert result.exit_code == 0, result.output
-    assert "evaluate: refused" in result.stdout
-    assert "ledger verified: 4 entries" in result.stdout
-    assert "ledger damaged: 1 problem" in result.stdout

@@ -1,0 +1,177 @@
+"""The demo's parts as subprocesses: their environment, their start, and stopping them.
+
+Each part runs ``python -m greenflow.demo.<name>_part`` in its own session (so stopping it also stops
+what it started: Prefect's temporary server), with stdout and stderr captured to its log file.
+The environment is built from scratch for the orchestrator: any ``AIRFLOW_*``/``PREFECT_*`` settings of
+the user's shell are dropped, so the demo never writes to a real Airflow database or Prefect server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from greenflow.demo.layout import DemoLayout, Examples
+
+# The example DAG replays its trace at this speed (its REPLAY option); the Prefect part is told the same.
+# GREENFLOW_REPLAY_SPEED slows it down where starting a task takes seconds (the window must not pass first).
+REPLAY_SPEED = float(os.environ.get("GREENFLOW_REPLAY_SPEED", "3600"))
+# The CPU estimate's TDP (watts) for the part that estimates energy on a host without GPU or RAPL.
+CPU_TDP_W = "65"
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """What one part runs and with which environment."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    note: str  # how this part meters energy, for the user
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (checked without importing it)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def _base_env(layout: DemoLayout) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW_", "AIRFLOW__", "PREFECT_", "GREENFLOW_")) and k != "CUDA_VISIBLE_DEVICES"
+    }
+    # The orchestrators spawn their own CLIs (``airflow``, Prefect's server): the venv's bin comes first.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    env["GREENFLOW_LEDGER_URL"] = layout.ledger_url
+    return env
+
+
+def airflow_plan(layout: DemoLayout, examples: Examples, budget_limit: str, *, estimate_cpu: bool) -> PartPlan:
+    """``dag.test()`` of the example DAG in a throw-away ``AIRFLOW_HOME`` with a SQLite metadata database."""
+    home = layout.airflow_home
+    env = _base_env(layout) | {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__GREENFLOW__LEDGER_URL": layout.ledger_url,
+        "GREENFLOW_REPLAY_SPEED": f"{REPLAY_SPEED:g}",
+    }
+    if estimate_cpu:
+        env["GREENFLOW_CPU_TDP_W"] = CPU_TDP_W
+        note = (
+            f"meters what this host has (GPU via NVML, CPU via RAPL); where RAPL is missing the CPU energy is an "
+            f"ESTIMATE from GREENFLOW_CPU_TDP_W={CPU_TDP_W} W x the process's CPU share"
+        )
+    else:
+        note = "meters what this host has (GPU via NVML, CPU via RAPL); no CPU estimate configured"
+    link = home / "dags" / examples.dag_file.name
+    try:
+        link.symlink_to(examples.dag_file)
+    except OSError:  # no symlinks here (some file systems): a copy parses the same
+        link.write_bytes(examples.dag_file.read_bytes())
+    argv = (
+        sys.executable,
+        "-m",
+        "greenflow.demo.airflow_part",
+        "--budget-limit",
+        budget_limit,
+        "--result",
+        str(layout.result("airflow")),
+    )
+    return PartPlan("airflow", argv, env, note)
+
+
+def prefect_plan(layout: DemoLayout, examples: Examples, budget_limit: str) -> PartPlan:
+    """The example flow on Prefect's temporary server, with metering switched off on purpose.
+
+    No GPU is selected, RAPL points nowhere and no TDP is set: the entries then show what greenflow
+    does when it cannot measure (energy ``None`` with the reason) and the budget keeps the declared
+    estimate, which is what exhausts it. The same on every machine, so the story does not change.
+    """
+    env = _base_env(layout) | {
+        "PREFECT_HOME": str(layout.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "GREENFLOW_REPLAY_SPEED": f"{REPLAY_SPEED:g}",
+        "CUDA_VISIBLE_DEVICES": "",
+        "GREENFLOW_RAPL_ROOT": str(layout.root / "no-rapl"),
+    }
+    note = (
+        "metering off on purpose (no GPU selected, no RAPL, no TDP): energy is recorded as not measured, "
+        "with the reason, and the budget keeps the declared estimate"
+    )
+    argv = (
+        sys.executable,
+        "-m",
+        "greenflow.demo.prefect_part",
+        "--flow-file",
+        str(examples.flow_file),
+        "--budget-limit",
+        budget_limit,
+        "--go",
+        str(layout.prefect_go),
+        "--result",
+        str(layout.result("prefect")),
+    )
+    return PartPlan("prefect", argv, env, note)
+
+
+@dataclass
+class RunningPart:
+    """A started part (mutable: it ends)."""
+
+    plan: PartPlan
+    process: subprocess.Popen[bytes]
+    log: Path
+    started: float
+
+    @classmethod
+    def start(cls, plan: PartPlan, log: Path, cwd: Path) -> RunningPart:
+        """Start ``plan`` with its output appended to ``log``."""
+        with log.open("ab") as stream:
+            process = subprocess.Popen(
+                list(plan.argv),
+                env=dict(plan.env),
+                cwd=cwd,
+                stdout=stream,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return cls(plan, process, log, time.monotonic())
+
+    @property
+    def returncode(self) -> int | None:
+        """``None`` while it runs."""
+        return self.process.poll()
+
+    def stop(self) -> None:
+        """Stop the part and everything in its session (SIGTERM, then SIGKILL after 10 s)."""
+        if self.process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def tail(self, lines: int = 25) -> list[str]:
+        """The last ``lines`` lines of the part's log."""
+        try:
+            return self.log.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return []

@@ -1,0 +1,212 @@
+"""What the demo prints at the end: the ledger, the budget, what deferring saved, the verification, next steps.
+
+Every figure comes from the ledger entries the runs wrote; estimates are labelled as such, and a value
+that was not measured is shown as not measured (with the entry's reason), never as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.markup import escape
+
+from greenflow.cli import budget as budget_cli
+from greenflow.cli import ledger as ledger_cli
+from greenflow.cli.context import state
+from greenflow.cli.output import console, print_table
+from greenflow.demo.layout import DemoLayout
+from greenflow.demo.parts import CPU_TDP_W
+from greenflow.ledger import Entry, Ledger
+from greenflow.units import format_mass
+
+_RAN = ("deferred", "ran_now")
+
+
+def print_report(layout: DemoLayout, parts: Sequence[str], seconds: float) -> bool:
+    """Print the report for the demo ledger; ``True`` when its chain verifies."""
+    state.ledger_url = layout.ledger_url
+    ledger = Ledger(layout.ledger_url)
+    try:
+        entries = ledger.entries()
+        console.print()
+        console.rule("The ledger")
+        ledger_cli.show(
+            workflow=None, run=None, task=None, decision=None, since=None, until=None, limit=50, as_json=False
+        )
+        _replay_note(entries)
+
+        console.print()
+        console.rule("The budget")
+        budget_cli.budget_status(name=None, as_json=False)
+        _refusals(entries)
+
+        console.print()
+        console.rule("What deferring saved")
+        _savings(entries)
+
+        console.print()
+        console.rule("Verification")
+        verification = ledger.verify()
+        ledger_cli._print_report(verification)
+    finally:
+        ledger.close()
+    console.print()
+    console.rule("Next")
+    _next_steps(layout, parts)
+    console.print(f"\ndemo finished in {seconds:.0f} s (wall clock)")
+    return verification.ok
+
+
+def _replay_note(entries: Sequence[Entry]) -> None:
+    replays = [e for e in entries if isinstance(e.extra.get("replay"), dict)]
+    if not replays:
+        console.print("no entry is a replay: its times are real")
+        return
+    speeds = sorted({float(e.extra["replay"].get("speed") or 0) for e in replays})
+    speed_text = ", ".join(f"{s:g}x (one trace hour = {3600 / s:g} real s)" for s in speeds if s)
+    console.print(
+        f"{len(replays)} of {len(entries)} entries are replays (recorded in each entry as "
+        f"extra.replay, speed {speed_text}): their requested/planned/start times are the trace's "
+        "June 2022 clock, not real time; `recorded` is real time. The other entries are budget gates, "
+        "which run on real time."
+    )
+
+
+def _refusals(entries: Sequence[Entry]) -> None:
+    refused = [e for e in entries if e.decision == "skipped_budget"]
+    if not refused:
+        console.print("the budget refused nothing this time")
+    for entry in refused:
+        console.print(
+            f"[yellow]refused[/] {escape(entry.orchestrator)} {escape(entry.workflow_id)}.{escape(entry.task_id)}: "
+            f"{escape(entry.error or 'budget spent')}; the work behind it did not run"
+        )
+    kept = [e for e in entries if e.decision in _RAN and e.energy_kwh is None and e.charged_g is not None]
+    for entry in kept:
+        console.print(
+            f"{escape(entry.task_id)} ({entry.orchestrator}) measured nothing, so the budget keeps its "
+            f"{escape(entry.estimate_source or 'estimate')}: {format_mass(entry.charged_g)} charged (an ESTIMATE)"
+        )
+
+
+def _savings(entries: Sequence[Entry]) -> None:
+    ran = [e for e in entries if e.decision in _RAN and e.region is not None]
+    if not ran:
+        console.print("no carbon-aware task ran")
+        return
+    print_table(
+        None,
+        [
+            "orchestrator",
+            "task",
+            "decision",
+            "asked (trace)",
+            "started (trace)",
+            "gCO2e/kWh if at once",
+            "gCO2e/kWh in its window",
+            "per kWh",
+            "energy",
+            "emissions",
+            "saved",
+        ],
+        [_saving_row(e) for e in ran],
+    )
+    console.print(
+        "gCO2e/kWh: the trace's intensity over the run (had it started when asked vs when it did); "
+        "'forecast' marks the plan's figures where no energy was measured to account against."
+    )
+    estimated = [e for e in ran if "estimate" in (e.method_gpu, e.method_cpu, e.method_dram)]
+    if estimated:
+        console.print(
+            f"[bold]ESTIMATE[/]: energy of {', '.join(sorted({e.task_id for e in estimated}))} "
+            f"({estimated[0].orchestrator}) is a CPU estimate, not a measurement: GREENFLOW_CPU_TDP_W="
+            f"{CPU_TDP_W} W x the process's share of the host's CPUs x the run's duration (no GPU and no RAPL "
+            "here). The stand-in tasks sleep or spin for under a second, hence tiny figures."
+        )
+    for entry in [e for e in ran if e.energy_kwh is None]:
+        reasons = "; ".join(
+            f"{name}: {reason}" for name, reason in entry.measurement_notes.items() if isinstance(reason, str)
+        )
+        console.print(
+            f"not measured: {escape(entry.task_id)} ({entry.orchestrator}): {escape(reasons or 'no reason given')}"
+        )
+    measured = [e for e in ran if e.saved_g is not None]
+    if measured:
+        total = sum(e.saved_g or 0.0 for e in measured)
+        console.print(
+            f"saved in total: {_mass(total)} over {len(measured)} run(s) with energy figures "
+            "(counterfactual = the same energy at the intensity of the requested start, location-based)"
+        )
+
+
+def _saving_row(entry: Entry) -> list[Any]:
+    raw = entry.extra.get("plan")
+    plan: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    at_once: float | None = entry.counterfactual_intensity_g_per_kwh
+    in_window: float | None = entry.intensity_g_per_kwh
+    source = ""
+    if at_once is None or in_window is None:
+        at_once, in_window, source = plan.get("now_gco2_per_kwh"), plan.get("expected_gco2_per_kwh"), " (forecast)"
+    per_kwh = None
+    if at_once is not None and in_window is not None and at_once > 0:
+        per_kwh = f"{in_window - at_once:+.0f} g ({(in_window - at_once) / at_once:+.0%})"
+    return [
+        entry.orchestrator,
+        entry.task_id,
+        entry.decision,
+        _trace(entry.requested_at),
+        _trace(entry.actual_start),
+        None if at_once is None else f"{at_once:.0f}{source}",
+        None if in_window is None else f"{in_window:.0f}{source}",
+        per_kwh,
+        _energy(entry),
+        None if entry.operational_g is None else _mass(entry.operational_g),
+        None if entry.saved_g is None else _mass(entry.saved_g),
+    ]
+
+
+def _energy(entry: Entry) -> str:
+    if entry.energy_kwh is None:
+        return "not measured"
+    methods = {m for m in (entry.method_gpu, entry.method_cpu, entry.method_dram) if m}
+    label = " (CPU ESTIMATE)" if methods == {"estimate"} else f" ({'+'.join(sorted(methods))})"
+    wh = entry.energy_kwh * 1000
+    text = f"{wh:.3g} Wh" if wh >= 1 or wh == 0 else f"{wh * 1000:.3g} mWh"
+    return text + label
+
+
+def _mass(grams: float) -> str:
+    if grams == 0 or abs(grams) >= 1:
+        return format_mass(grams)
+    if abs(grams) >= 1e-3:
+        return f"{grams * 1e3:.3g} mg"
+    return f"{grams * 1e6:.3g} µg"
+
+
+def _trace(moment: datetime | None) -> str | None:
+    return None if moment is None else f"{moment:%m-%d %H:%M}"
+
+
+def _next_steps(layout: DemoLayout, parts: Sequence[str]) -> None:
+    ledger = f"greenflow --ledger {layout.ledger_url}"
+    console.print(f"the ledger stays in {layout.ledger_path}; look at it again with:")
+    console.print(f"  {ledger} ledger show", highlight=False)
+    console.print(f"  {ledger} ledger verify", highlight=False)
+    console.print(f"  {ledger} budget status", highlight=False)
+    console.print(f"  {ledger} ledger export --format csv -o demo-ledger.csv", highlight=False)
+    console.print("open the UIs (each runs until Ctrl-C):")
+    if "airflow" in parts:
+        console.print(
+            "  make airflow-ui    Airflow at http://127.0.0.1:8080 with the example DAGs; its Carbon Ledger page "
+            "reads this ledger (login in .airflow/simple_auth_manager_passwords.json.generated)"
+        )
+    if "prefect" in parts:
+        console.print(
+            "  make prefect-ui    Prefect at http://127.0.0.1:4200; then run "
+            f"`PREFECT_API_URL=http://127.0.0.1:4200/api GREENFLOW_LEDGER_URL={layout.ledger_url} "
+            ".venv/bin/python flows/training.py` to see a flow run and its ledger artifacts",
+            highlight=False,
+        )
+    console.print(f"full Airflow and Prefect logs of this demo: {layout.logs}/")
