@@ -437,8 +437,11 @@ class Lifecycle:
         units = functional_units if functional_units is not None else self.spec.functional_units
         operational = account.operational_g if account else None
         charged_g = None if operational is None else operational + (self.spec.embodied_g or 0.0)
-        if charged_g is None and measurement.total_kwh is None and decision.estimate_g is not None:
-            charged_g = decision.estimate_g  # nothing measured: the budget keeps the estimate, labelled
+        facility_kwh = (account.facility_energy_kwh if account else None) or _facility(measurement, self.spec.pue)
+        charge_note = None
+        if charged_g is None and decision.estimate_g is not None:
+            # Unknown emissions must not cost the budget nothing: the estimate stands in, labelled.
+            charged_g, charge_note = _estimated_charge(decision, facility_kwh, self.spec.embodied_g)
         decided: Outcome = outcome or ("deferred" if decision.deferred else "ran_now")
         entry = Entry.for_attempt(
             self.identity,
@@ -454,7 +457,8 @@ class Lifecycle:
             method_dram=measurement.dram.method,
             energy_kwh=measurement.total_kwh,
             active_energy_kwh=measurement.active_kwh,
-            measurement_notes=_measurement_notes(measurement, account),
+            measurement_notes=_measurement_notes(measurement, account)
+            | ({"charge": charge_note} if charge_note else {}),
             devices=_devices(measurement),
             host=measurement.host,
             pue=self.spec.pue,
@@ -469,7 +473,7 @@ class Lifecycle:
             counterfactual_g=counterfactual[1],
             saved_g=None if counterfactual[1] is None or operational is None else counterfactual[1] - operational,
             charged_g=charged_g,
-            charged_kwh=(account.facility_energy_kwh if account else None) or _facility(measurement, self.spec.pue),
+            charged_kwh=facility_kwh,
             error=error,
         )
         return self.ledger.append(entry, settle=decision.reservation_id)
@@ -672,6 +676,26 @@ def _devices(measurement: Measurement) -> list[Any]:
         for device in component.devices:
             devices.append({"component": name, **dataclasses.asdict(device)})
     return devices
+
+
+def _estimated_charge(decision: Decision, facility_kwh: float | None, embodied_g: float | None) -> tuple[float, str]:
+    """What a budget is charged when the run's emissions are unknown, and the label saying so.
+
+    Energy measured but no intensity known (provider down, no actuals, no forecast): the measured energy
+    at the intensity the estimate assumed. Nothing measured: the reserved estimate itself.
+    """
+    assert decision.estimate_g is not None
+    if facility_kwh is not None and decision.estimate_kwh:
+        intensity = decision.estimate_g / decision.estimate_kwh
+        charged = facility_kwh * intensity + (embodied_g or 0.0)
+        return charged, (
+            f"estimate: no grid intensity known for the run; charged the measured {facility_kwh:.6g} kWh at the "
+            f"estimate's {intensity:.0f} gCO2e/kWh ({decision.estimate_source})"
+        )
+    return (
+        decision.estimate_g,
+        f"estimate: nothing measured; charged the reserved estimate ({decision.estimate_source})",
+    )
 
 
 def _measurement_notes(measurement: Measurement, account: CarbonAccount | None) -> dict[str, Any]:

@@ -255,3 +255,31 @@ def test_replanning_after_the_latest_start_runs_at_once(ledger, meter_factory) -
     assert replanned.action == "run_now"
     assert replanned.start_at == decision.latest_start + timedelta(minutes=5)
     assert "has passed" in replanned.reason
+
+
+def test_measured_energy_with_no_known_intensity_still_costs_the_budget(ledger, meter_factory) -> None:
+    ledger.budgets.set(Budget.parse("gpu", "1kg", "month"))
+    lifecycle = Lifecycle(
+        CarbonSpec.build(
+            region="national",
+            provider="ukgrid",
+            max_delay="0h",
+            on_provider_error="run",
+            max_staleness="0s",
+            budget="gpu",
+            estimate="20g",
+        ),
+        Identity("cli", "w", "r", "t"),
+        ledger=ledger,
+        cache=ForecastCache(),
+        provider=_down_provider(),
+        meter_factory=meter_factory,
+    )
+    decision = lifecycle.reserve(lifecycle.plan())
+    entry = lifecycle.run(decision, _work, 0.05).entry
+    assert entry.energy_gpu_kwh is not None and entry.operational_g is None  # measured, but no intensity
+    intensity = decision.estimate_g / decision.estimate_kwh
+    assert entry.charged_g == pytest.approx(entry.charged_kwh * intensity)
+    assert entry.charged_g > 0
+    assert "no grid intensity known" in entry.measurement_notes["charge"]
+    assert ledger.budgets.status("gpu", at=datetime.now(UTC)).settled == pytest.approx(entry.charged_g)
