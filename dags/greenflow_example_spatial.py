@@ -9,8 +9,9 @@ worker slot held), resumes at the chosen start, branches to that region's task a
 Its ledger entry holds the choice and every region's expected intensity and emissions.
 
 Each region's task is bound to that region's workers with ``queue=`` (a Celery queue per region; a pool
-works too). Its ``max_delay="0s"`` says "the route already chose when": started by the route at the green
-window, it runs at once instead of planning a second wait of its own.
+works too) and declares that region. Started by the route at the green window, it runs at once: it finds the
+route's ``greenflow_route`` XCom, takes the route's decision instead of planning a second wait, and its
+ledger entry links to the route's (``extra["route"]``, with the route's request time and start).
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ with DAG(
             provider="trace",
             provider_options=REPLAY,
             expected_duration="2h",
-            max_delay="0s",
             tags=["gpu", "training"],
             team="vision",
         )

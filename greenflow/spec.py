@@ -7,15 +7,16 @@ and the fix, instead of failing a task hours later.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from greenflow.clock import parse_duration, parse_time
 from greenflow.errors import ConfigError, InvalidInput
 from greenflow.intensity.policy import ON_PROVIDER_ERROR, OnProviderError, OutagePolicy
 from greenflow.intensity.providers.base import PROVIDERS, IntensityProvider, get_provider
+from greenflow.options import CARBON_DEFAULTS, CarbonOptions, check_option_names
 from greenflow.units import Quantity, parse_quantity
 
 DEFAULT_MAX_DELAY = timedelta(hours=12)
@@ -102,57 +103,42 @@ class CarbonSpec:
             provider.validate_region(region)  # no network: names and ids only
 
     @classmethod
-    def build(
-        cls,
-        *,
-        region: str | None = None,
-        regions: Sequence[str] = (),
-        provider: str = "ukgrid",
-        provider_options: Mapping[str, Any] | None = None,
-        expected_duration: str | timedelta | float = timedelta(hours=1),
-        deadline: str | datetime | timedelta | None = None,
-        max_delay: str | timedelta | float | None = None,
-        min_savings: float = 0.0,
-        threshold: float | None = None,
-        budget: str | None = None,
-        estimate: str | Quantity | None = None,
-        on_provider_error: str = "wait",
-        max_staleness: str | timedelta = timedelta(hours=6),
-        pue: float | None = None,
-        embodied: str | float | None = None,
-        functional_unit: str | None = None,
-        functional_units: float | None = None,
-        tags: Sequence[str] = (),
-        team: str | None = None,
-        sample_interval: float = 0.1,
-    ) -> CarbonSpec:
-        """Build from the forms users write (``"2h"``, ``"2024-05-01T06:00Z"``, ``"20g"``, ``"0.5kWh"``)."""
+    def build(cls, **options: Unpack[CarbonOptions]) -> CarbonSpec:
+        """Build from the forms users write (``"2h"``, ``"2024-05-01T06:00Z"``, ``"20g"``, ``"0.5kWh"``).
+
+        Takes the carbon options of :class:`~greenflow.options.CarbonOptions` (each documented there,
+        defaults in :data:`~greenflow.options.CARBON_DEFAULTS`); a name that is not an option is refused.
+        """
+        check_option_names(options)
+        given: dict[str, Any] = {**CARBON_DEFAULTS, **options}
+        on_provider_error = given["on_provider_error"]
         if on_provider_error not in ON_PROVIDER_ERROR:
             raise InvalidInput(
                 f"on_provider_error={on_provider_error!r} is not one of {', '.join(ON_PROVIDER_ERROR)}",
                 fix="use run (start now, recorded), wait (retry until the deadline, then run) or fail",
             )
+        max_delay, estimate, embodied = given["max_delay"], given["estimate"], given["embodied"]
         return cls(
-            region=region,
-            regions=tuple(regions),
-            provider=provider,
-            provider_options=dict(provider_options or {}),
-            expected_duration=parse_duration(expected_duration, "expected_duration"),
-            deadline=_deadline(deadline),
+            region=given["region"],
+            regions=tuple(given["regions"]),
+            provider=given["provider"],
+            provider_options=dict(given["provider_options"] or {}),
+            expected_duration=parse_duration(given["expected_duration"], "expected_duration"),
+            deadline=_deadline(given["deadline"]),
             max_delay=None if max_delay is None else parse_duration(max_delay, "max_delay"),
-            min_savings_pct=float(min_savings),
-            threshold=threshold,
-            budget=budget,
+            min_savings_pct=float(given["min_savings"]),
+            threshold=given["threshold"],
+            budget=given["budget"],
             estimate=None if estimate is None else _estimate(estimate),
             on_provider_error=on_provider_error,
-            max_staleness=parse_duration(max_staleness, "max_staleness"),
-            pue=pue,
+            max_staleness=parse_duration(given["max_staleness"], "max_staleness"),
+            pue=given["pue"],
             embodied_g=None if embodied is None else _grams(embodied, "embodied"),
-            functional_unit=functional_unit,
-            functional_units=functional_units,
-            tags=tuple(tags),
-            team=team,
-            sample_interval=sample_interval,
+            functional_unit=given["functional_unit"],
+            functional_units=given["functional_units"],
+            tags=tuple(given["tags"]),
+            team=given["team"],
+            sample_interval=given["sample_interval"],
         )
 
     @property

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from greenflow.airflow.get_provider_info import CONFIG, CONNECTION_TYPES
+from greenflow.options import CARBON_OPTION_NAMES
 from greenflow.spec import CarbonSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,9 +51,15 @@ def _env_vars_in_package() -> list[str]:
     return sorted(found)
 
 
-@pytest.mark.parametrize("option", list(inspect.signature(CarbonSpec.build).parameters))
+def test_the_carbon_options_are_what_carbonspec_build_takes() -> None:
+    # Guards the parametrisation below: CarbonSpec.build takes exactly CarbonOptions (``**options``).
+    assert list(inspect.signature(CarbonSpec.build).parameters) == ["options"]
+    assert "expected_duration" in CARBON_OPTION_NAMES and CarbonSpec.build(region="GB").region == "GB"
+
+
+@pytest.mark.parametrize("option", sorted(CARBON_OPTION_NAMES))
 def test_every_carbon_option_is_documented(option: str) -> None:
-    assert _documented(option), f"CarbonSpec.build option {option!r} is missing from {REFERENCE.name}"
+    assert _documented(option), f"carbon option {option!r} (CarbonOptions) is missing from {REFERENCE.name}"
 
 
 def test_the_package_reads_environment_variables() -> None:

@@ -21,6 +21,7 @@ from greenflow.airflow.ledger_access import open_ledger
 from greenflow.airflow.links.ledger import GreenflowLedgerLink
 from greenflow.airflow.log_lines import describe_decision, describe_entry
 from greenflow.airflow.mapped_validation import carbon_aware_partial
+from greenflow.airflow.routed import RoutedLifecycle, route_for
 from greenflow.airflow.settings import duration_option
 from greenflow.airflow.settings import on_budget_exceeded as budget_refusal_setting
 from greenflow.airflow.spec_params import (
@@ -34,6 +35,7 @@ from greenflow.clock import utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
 from greenflow.ledger import Entry
 from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.options import CarbonOptions
 from greenflow.units import Quantity
 
 ENTRY_XCOM_KEY = "greenflow_entry_id"
@@ -72,9 +74,15 @@ class CarbonAwareBaseOperator(BaseOperator):
     # Which arguments make sense for the subclass: a sensor or a gate runs no work and reserves nothing.
     reserves_budget: ClassVar[bool] = True
     uses_budget: ClassVar[bool] = True
+    # A task a GreenGateOperator routed to runs at the route's start instead of planning again (routed.py).
+    follows_routes: ClassVar[bool] = False
 
     operator_extra_links = (GreenflowLedgerLink(),)
 
+    # The carbon options stay explicit parameters here, not ``**options: Unpack[CarbonOptions]`` as in the
+    # core and the Prefect decorator: Airflow's BaseOperatorMeta fills ``default_args`` only into the
+    # parameters named in ``__init__``'s signature, so DAG-level carbon defaults would silently vanish.
+    # tests/airflow/operators/test_carbon_options.py keeps names and defaults equal to CarbonOptions'.
     def __init__(
         self,
         *,
@@ -105,7 +113,8 @@ class CarbonAwareBaseOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.refuse_inapplicable(budget=budget, estimate=estimate, on_budget_exceeded=on_budget_exceeded)
-        self.spec_args: dict[str, Any] = {
+        # Typed as the core's options: mypy checks this signature's types against CarbonSpec.build's.
+        spec_args: CarbonOptions = {
             "region": region,
             "regions": list(regions),
             "provider": provider,
@@ -126,6 +135,7 @@ class CarbonAwareBaseOperator(BaseOperator):
             "team": team,
             "sample_interval": sample_interval,
         }
+        self.spec_args: dict[str, Any] = dict(spec_args)
         self.provider_options = dict(provider_options or {})
         self.provider_conn_id = provider_conn_id
         self.ledger_conn_id = ledger_conn_id
@@ -161,11 +171,21 @@ class CarbonAwareBaseOperator(BaseOperator):
 
     # -- the lifecycle, from the task context ----------------------------------------------------------
     def carbon_lifecycle(self, context: Any) -> Lifecycle:
-        """The core lifecycle for this attempt (rendered options, connection credentials, the ledger)."""
+        """The core lifecycle for this attempt (rendered options, connection credentials, the ledger).
+
+        For an operator that ``follows_routes``, started by a region route (XCom ``greenflow_route`` of a
+        direct upstream task naming it), the lifecycle's plan is the route's: run at once, recorded as routed.
+        """
         spec, provider = runtime_spec(self.spec_args, self.provider_options, self.provider_conn_id)
-        return Lifecycle(
-            spec, identity_from_context(context), ledger=open_ledger(self.ledger_conn_id), provider=provider
-        )
+        identity, ledger = identity_from_context(context), open_ledger(self.ledger_conn_id)
+        if self.follows_routes:
+            try:
+                route = route_for(self.task_id, self.upstream_task_ids, context["ti"], ledger, spec)
+            except InvalidInput as error:  # a DAG mistake: retrying cannot help
+                raise AirflowFailException(f"greenflow: {error.one_line()}") from error
+            if route is not None:
+                return RoutedLifecycle(route, spec, identity, ledger=ledger, provider=provider)
+        return Lifecycle(spec, identity, ledger=ledger, provider=provider)
 
     def plan(self, lifecycle: Lifecycle) -> Decision:
         """Plan the attempt and log the decision."""

@@ -23,14 +23,15 @@ import functools
 import inspect
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+from datetime import timedelta
+from typing import Any, Literal, ParamSpec, TypeVar, Unpack, cast, overload
 
 from greenflow.errors import BudgetExceeded, InvalidInput
 from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.metering.meter import Meter
+from greenflow.options import CARBON_OPTION_NAMES, CarbonOptions
 from greenflow.prefect.connections import (
     CredentialsOption,
     LedgerOption,
@@ -82,31 +83,12 @@ def carbon_aware(
     fn: None = None,
     /,
     *,
-    region: str | None = None,
-    regions: Sequence[str] = (),
-    provider: str = "ukgrid",
-    provider_options: Mapping[str, Any] | None = None,
-    expected_duration: str | timedelta | float = timedelta(hours=1),
-    deadline: str | datetime | timedelta | None = None,
-    max_delay: str | timedelta | float | None = None,
-    min_savings: float = 0.0,
-    threshold: float | None = None,
-    budget: str | None = None,
-    estimate: str | None = None,
-    on_provider_error: str = "wait",
-    max_staleness: str | timedelta = timedelta(hours=6),
-    pue: float | None = None,
-    embodied: str | float | None = None,
-    functional_unit: str | None = None,
-    functional_units: float | None = None,
-    tags: Sequence[str] = (),
-    team: str | None = None,
-    sample_interval: float = 0.1,
     on_budget_exceeded: OnBudgetExceeded = "fail",
     credentials: CredentialsOption = None,
     ledger: LedgerOption = None,
     meter_factory: Callable[[], Meter] | None = None,
     artifacts: bool = True,
+    **options: Unpack[CarbonOptions],
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -114,38 +96,23 @@ def carbon_aware(
     fn: Callable[P, R] | None = None,
     /,
     *,
-    region: str | None = None,
-    regions: Sequence[str] = (),
-    provider: str = "ukgrid",
-    provider_options: Mapping[str, Any] | None = None,
-    expected_duration: str | timedelta | float = timedelta(hours=1),
-    deadline: str | datetime | timedelta | None = None,
-    max_delay: str | timedelta | float | None = None,
-    min_savings: float = 0.0,
-    threshold: float | None = None,
-    budget: str | None = None,
-    estimate: str | None = None,
-    on_provider_error: str = "wait",
-    max_staleness: str | timedelta = timedelta(hours=6),
-    pue: float | None = None,
-    embodied: str | float | None = None,
-    functional_unit: str | None = None,
-    functional_units: float | None = None,
-    tags: Sequence[str] = (),
-    team: str | None = None,
-    sample_interval: float = 0.1,
     on_budget_exceeded: OnBudgetExceeded = "fail",
     credentials: CredentialsOption = None,
     ledger: LedgerOption = None,
     meter_factory: Callable[[], Meter] | None = None,
     artifacts: bool = True,
+    **options: Unpack[CarbonOptions],
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Make a function carbon-aware: plan, reserve, wait, meter and record every attempt.
 
-    The carbon options are :meth:`CarbonSpec.build`'s, validated here, when the decorator is applied (a
-    bad region, provider or duration fails the import, naming the value and the fix). ``deadline`` is
-    the latest finish, ``max_delay`` bounds the start; the work always starts by the latest start that
-    meets the deadline. Adapter options:
+    ``**options`` are the carbon options of :class:`~greenflow.options.CarbonOptions` (``region``,
+    ``regions``, ``provider``, ``provider_options``, ``expected_duration``, ``deadline``, ``max_delay``,
+    ``min_savings``, ``threshold``, ``budget``, ``estimate``, ``on_provider_error``, ``max_staleness``,
+    ``pue``, ``embodied``, ``functional_unit``, ``functional_units``, ``tags``, ``team``,
+    ``sample_interval``; each documented there, with its default), validated here, when the decorator is
+    applied: a bad region, provider or duration, or a name that is not an option, fails the import,
+    naming the value and the fix. ``deadline`` is the latest finish, ``max_delay`` bounds the start; the
+    work always starts by the latest start that meets the deadline. Adapter options:
 
     * ``on_budget_exceeded``: ``"fail"`` raises :class:`BudgetExceeded` when the budget cannot cover
       the attempt, ``"skip"`` returns ``None`` without running it; both record ``skipped_budget``.
@@ -162,28 +129,7 @@ def carbon_aware(
     if on_budget_exceeded not in ("fail", "skip"):
         raise InvalidInput(f"on_budget_exceeded={on_budget_exceeded!r} is not 'fail' or 'skip'", fix="use fail or skip")
     check_ledger_option(ledger)
-    spec = CarbonSpec.build(
-        region=region,
-        regions=regions,
-        provider=provider,
-        provider_options=provider_options,
-        expected_duration=expected_duration,
-        deadline=deadline,
-        max_delay=max_delay,
-        min_savings=min_savings,
-        threshold=threshold,
-        budget=budget,
-        estimate=estimate,
-        on_provider_error=on_provider_error,
-        max_staleness=max_staleness,
-        pue=pue,
-        embodied=embodied,
-        functional_unit=functional_unit,
-        functional_units=functional_units,
-        tags=tags,
-        team=team,
-        sample_interval=sample_interval,
-    )
+    spec = CarbonSpec.build(**options)
     config = CarbonAware(spec, on_budget_exceeded, credentials, ledger, meter_factory, artifacts)
 
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
@@ -204,7 +150,8 @@ def gpu_task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """
     from prefect import task
 
-    carbon_names = set(inspect.signature(carbon_aware).parameters) - {"fn"}
+    adapter_names = set(inspect.signature(carbon_aware).parameters) - {"fn", "options"}
+    carbon_names = CARBON_OPTION_NAMES | adapter_names
     carbon = {k: v for k, v in options.items() if k in carbon_names}
     task_options = {k: v for k, v in options.items() if k not in carbon_names or k == "tags"}
 

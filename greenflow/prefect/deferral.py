@@ -26,13 +26,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Unpack
 from uuid import UUID
 
 from greenflow.clock import parse_time, utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
 from greenflow.ledger import Identity
 from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.options import PLANNING_OPTION_NAMES, PlanningOptions, check_option_names
 from greenflow.prefect.connections import CredentialsOption, LedgerOption, resolve_ledger, resolve_provider
 from greenflow.spec import CarbonSpec
 
@@ -380,21 +381,14 @@ def schedule_green(
     *,
     region: str | None = None,
     regions: Sequence[str] | Mapping[str, str] = (),
-    provider: str = "ukgrid",
-    provider_options: Mapping[str, Any] | None = None,
-    expected_duration: str | timedelta | float = timedelta(hours=1),
-    deadline: str | datetime | timedelta | None = None,
-    max_delay: str | timedelta | float | None = None,
-    min_savings: float = 0.0,
-    threshold: float | None = None,
     budget: str | None = None,
-    on_provider_error: str = "wait",
     credentials: CredentialsOption = None,
     ledger: LedgerOption = None,
     flow_run_name: str | None = None,
     tags: Sequence[str] = (),
     work_queue_name: str | None = None,
     job_variables: Mapping[str, Any] | None = None,
+    **options: Unpack[PlanningOptions],
 ) -> ScheduledRun:
     """Plan the greenest start (and region) of a deployment's next run and create the run there.
 
@@ -417,24 +411,19 @@ def schedule_green(
     alternatives reaches the run's ledger entry) instead of planning again, and meters, reserves and
     records under its own settings. ``budget`` refuses to schedule anything when that budget is
     already spent (:class:`BudgetExceeded`).
+
+    ``**options`` are the planning options of :class:`~greenflow.options.PlanningOptions` (``provider``,
+    ``provider_options``, ``expected_duration``, ``deadline``, ``max_delay``, ``min_savings``,
+    ``threshold``, ``on_provider_error``, ``max_staleness``; each documented there, with its default),
+    checked before anything is asked of Prefect. ``tags`` are the flow run's tags in Prefect.
     """
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.states import Scheduled
 
+    check_option_names(options, PLANNING_OPTION_NAMES)  # e.g. an estimate: the run's own decorator has it
     targets = _Targets.of(deployment_name, region, regions)
-    spec = CarbonSpec.build(
-        region=targets.region,
-        regions=targets.regions,
-        provider=provider,
-        provider_options=provider_options,
-        expected_duration=expected_duration,
-        deadline=deadline,
-        max_delay=max_delay,
-        min_savings=min_savings,
-        threshold=threshold,
-        on_provider_error=on_provider_error,
-    )
+    spec = CarbonSpec.build(region=targets.region, regions=targets.regions, **options)
     _check_deployments(targets)
     book = resolve_ledger(ledger)
     if budget is not None:

@@ -44,6 +44,7 @@ def _only(ledger: Ledger, task_id: str) -> Entry:
 
 
 def test_the_route_defers_then_trains_only_in_the_greener_region(dagbag: Any, gf_ledger: Ledger) -> None:
+    started = datetime.now(UTC)
     run, states, dag = _run(dagbag)
     assert run.state == "success"
     route_task = dag.get_task("choose_region")
@@ -98,9 +99,28 @@ def test_the_route_defers_then_trains_only_in_the_greener_region(dagbag: Any, gf
     assert _xcom(run, "choose_region", ENTRY_XCOM_KEY) == entry.entry_id
     assert _xcom(run, "report")["result"]["region"] == chosen_region
 
-    # The routed task ran in the chosen region right away, without a second wait of its own.
+    # The routed task ran in the chosen region at once under the route's decision, linked to the route's
+    # entry: the wait it records is the route's (hence "deferred"), not one it planned and took itself.
     trained = _only(gf_ledger, chosen_task)
-    assert trained.region == chosen_region and trained.decision == "ran_now" and trained.deferred_seconds == 0
-    assert trained.requested_at >= entry.planned_start
+    assert trained.region == chosen_region and trained.decision == "deferred"
+    assert trained.extra["route"]["entry_id"] == entry.entry_id
+    assert trained.extra["route"]["gate_task_id"] == "choose_region" and trained.extra["route"]["home"] == home
+    assert trained.requested_at == entry.requested_at and trained.planned_start == entry.planned_start
+    assert trained.deferred_seconds == entry.deferred_seconds
+    assert "runs at once, the route did the waiting" in trained.extra["decision_reason"]
+    assert _window_triggers(since=started) == 1  # the route's wait only: the routed task never deferred
     assert [e.task_id for e in gf_ledger.entries()] == ["choose_region", chosen_task]
     assert gf_ledger.verify().ok
+
+
+def _window_triggers(*, since: datetime) -> int:
+    """How many carbon-window deferrals the metadata DB holds from ``since`` on (dag.test() keeps the rows)."""
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        query = select(func.count()).where(
+            Trigger.classpath.like("%CarbonWindowTrigger"), Trigger.created_date >= since
+        )
+        return int(session.scalar(query) or 0)

@@ -1,10 +1,11 @@
 """CarbonAwareOperator: run a Python callable in its green window, metered, with a ledger entry.
 
-At start the task plans; if the plan says wait it reserves its budget and **defers** (no worker slot
-held) to :class:`~greenflow.airflow.triggers.window.CarbonWindowTrigger`, resumes in the green window,
-runs the callable under the meter, records the attempt and settles the reservation. The callable's result
-is the task's return value; the ledger entry id is pushed to XCom as ``greenflow_entry_id``. A callable that
-raises still has its energy recorded, as ``failed``.
+At start the task plans (started by a region route, it takes the route's decision instead); if the plan
+says wait it reserves its budget and **defers** (no worker slot held) to
+:class:`~greenflow.airflow.triggers.window.CarbonWindowTrigger`, resumes in the green window, runs the
+callable under the meter, records the attempt and settles the reservation. The callable's result is the
+task's return value; the ledger entry id is pushed to XCom as ``greenflow_entry_id``. A callable that raises
+still has its energy recorded, as ``failed``.
 """
 
 from __future__ import annotations
@@ -30,10 +31,16 @@ class CarbonAwareOperator(CarbonAwareBaseOperator, PythonOperator):
     .expand(op_args=[...])``), one ledger entry per map index. The arguments given to ``partial()`` are
     validated when the DAG is parsed; arguments that are themselves mapped are checked per instance (a bad
     value fails that instance with the same message).
+
+    A task that a :class:`~greenflow.airflow.operators.gate.GreenGateOperator` routes to (its
+    ``regions={region: task_id}``) runs at once when the route starts it: the route already chose the
+    region and waited for the start. Its entry records the route (``extra["route"]``, the route's request
+    time and start) and the route's region must be the task's ``region`` (see :mod:`greenflow.airflow.routed`).
     """
 
     template_fields = (*PythonOperator.template_fields, "provider_options")
     custom_operator_name = "CarbonAwareOperator"
+    follows_routes = True
 
     def __init__(self, *, python_callable: Callable[..., Any], **kwargs: Any) -> None:
         from airflow.sdk.bases.decorator import is_async_callable

@@ -1,0 +1,42 @@
+"""The Airflow operators' explicit carbon parameters stay the core's options, with the core's defaults.
+
+They are not ``**options: Unpack[CarbonOptions]`` (Airflow fills ``default_args`` only into parameters
+named in ``__init__``), so this is what keeps the two lists from drifting apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from airflow.sdk import DAG
+
+from greenflow.airflow.carbon_aware_base import CarbonAwareBaseOperator
+from greenflow.airflow.operators.carbon_aware import CarbonAwareOperator
+from greenflow.options import CARBON_DEFAULTS, CARBON_OPTION_NAMES
+
+_PARAMETERS = inspect.signature(CarbonAwareBaseOperator.__init__).parameters
+
+
+@pytest.mark.parametrize("option", sorted(CARBON_OPTION_NAMES))
+def test_every_carbon_option_is_a_parameter_with_the_cores_default(option: str) -> None:
+    assert option in _PARAMETERS, f"CarbonAwareBaseOperator.__init__ lacks the carbon option {option!r}"
+    default = _PARAMETERS[option].default
+    assert default == CARBON_DEFAULTS[option], (
+        f"{option}: the operator's default {default!r} differs from the core's {CARBON_DEFAULTS[option]!r}"
+    )
+
+
+def _noop() -> None:
+    return None
+
+
+def test_the_dags_default_args_reach_the_carbon_options() -> None:
+    # The reason the parameters are explicit: a DAG-level region and provider apply to each task.
+    defaults: dict[str, Any] = {"region": "ES", "provider": "trace", "expected_duration": "2h"}
+    with DAG("defaults", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=UTC), default_args=defaults):
+        task = CarbonAwareOperator(task_id="train", python_callable=_noop)
+    assert task.spec_args["region"] == "ES" and task.spec_args["provider"] == "trace"
+    assert task.spec_args["expected_duration"] == "2h"
