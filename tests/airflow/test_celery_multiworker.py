@@ -143,7 +143,9 @@ def test_route_sends_the_work_to_the_greener_regions_worker(cluster: Any, ledger
     assert set(alternatives) == {"GB", "NO"}, alternatives
     assert alternatives["NO"]["expected_g"] < alternatives["GB"]["expected_g"], alternatives
     trained = entries["train_no"]
-    assert (trained.region, trained.decision, trained.budget) == ("NO", "ran_now", "celery-route"), trained
+    # The routed task runs at the route's start without waiting again: it is "deferred" exactly when the route waited.
+    assert (trained.region, trained.decision, trained.budget) == ("NO", routed.decision, "celery-route"), trained
+    assert trained.extra["route"]["entry_id"] == routed.entry_id
     assert ledger.verify().ok
 
 

@@ -121,7 +121,8 @@ def test_unmocked_real_nvml_reports_no_gpu_and_the_meter_falls_back(no_rapl: str
     if real_gpus[0]:
         pytest.skip("this machine has a GPU; the gpu-marked tests cover it")
     with Meter(environ={}, rapl_root=no_rapl, cpu_tdp_watts=120.0) as meter, meter.window("cpu only") as w:
-        sum(i * i for i in range(200_000))
+        # Long enough (~0.1 s of CPU) to register in the process's CPU time, which ticks every 10 ms.
+        sum(i * i for i in range(2_000_000))
     m = w.measurement
     assert m is not None
     assert m.gpu.kwh is None
