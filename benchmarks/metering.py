@@ -190,7 +190,7 @@ def run_overhead(runs: int) -> str:
                 ),
             ),
             (
-                "for comparison: the console script installed today (`greenflow.cli.main:app`, no launcher)",
+                "for comparison: the Typer app without the launcher (`greenflow.cli.main:app`, the script before this change)",
                 wall_times([installed, "run", "-q", "--", "true"], runs, env, spool),
             ),
         ]
