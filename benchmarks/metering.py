@@ -190,7 +190,7 @@ def run_overhead(runs: int) -> str:
                 ),
             ),
             (
-                "for comparison: the Typer app without the launcher (`greenflow.cli.main:app`, the script before this change)",
+                "for comparison: the Typer app without the launcher (`greenflow.cli.main:app`)",
                 wall_times([installed, "run", "-q", "--", "true"], runs, env, spool),
             ),
         ]

@@ -4,6 +4,7 @@ Run ``.venv/bin/python benchmarks/savings.py [--quick] [--ablation]``: prints ma
 them to ``benchmarks/results/savings.md``. ``--quick`` replays eight weeks of Electricity Maps submissions
 (all of GB) in well under a minute; the full run replays everything in a few minutes on two cores.
 ``--ablation`` adds the correction's variants (so its sensitivity can be seen, not chosen after the fact).
+``--zones GB`` replays only the named zones (GB: the published forecasts) into ``savings-subset.md``.
 ``--spatial`` replays only "where and when" (the spatial + temporal policies over the four Electricity Maps
 zones, see :func:`replay_spatial`) and writes that section into the file, keeping the rest; a run without
 it keeps an earlier spatial section.
@@ -33,8 +34,9 @@ Policies (each decides only with what was known at the time):
   differs over its remaining window (every hour for persistence, at each new snapshot for the published
   GB forecast; a perfect forecast never changes), the job starting when the plan says "now".
 * ``greenflow re-plan + correction``: the same on a forecast first corrected with forecasts and actuals
-  known before the decision (see :class:`Corrected`); the correction changes with every new actual, so
-  these jobs re-plan at every tick (hourly; half-hourly in GB).
+  known before the decision by greenflow's own correction, the code ``forecast_correction=True`` runs
+  (``greenflow.intensity.correction``, see :class:`Corrected`); the correction changes with every new
+  actual, so these jobs re-plan at every tick (hourly; half-hourly in GB).
 * ``oracle``: the best start with perfect knowledge of the actuals.
 
 Every planner decision is ``greenflow.planning.plan`` on a ``Candidate`` built from the forecast of that
@@ -63,6 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from greenflow.clock import parse_time  # noqa: E402 - needs the repo on sys.path when run as a script
+from greenflow.intensity.correction import BiasMode, ErrorRecord, lookback  # noqa: E402
 from greenflow.intensity.forecast import Forecast, ForecastPoint  # noqa: E402
 from greenflow.planning import Candidate, plan  # noqa: E402
 
@@ -231,107 +234,40 @@ class Published(Source):
 
 
 class Corrected(Source):
-    """A forecast corrected with what greenflow itself would have stored before the decision.
+    """A forecast corrected by greenflow's own correction (``greenflow.intensity.correction``).
 
-    Only slots that ended by the decision tick are used: their actuals, and the value the base forecast
-    had issued for them before they began (``error = actual - issued``).
+    The same code a task runs with ``forecast_correction=True``: at each tick the record is handed the
+    slots that ended since the last tick, with the value the base forecast had issued for each before it
+    began and its actual (``error = actual - issued``), and the correction known at the tick is applied
+    to the base forecast's values. See :class:`~greenflow.intensity.correction.ErrorRecord` for the math
+    (a per-slot-of-day bias from the last ``days`` days, plus the latest residual carried forward with
+    least-squares slopes per lead).
 
-    1. **Bias by slot of day**: the mean error at the same slot of day over the previous ``days`` days
-       is added to each forecast slot.
-    2. **The latest error, carried forward**: errors persist (a forecast issued hours ago, or yesterday's
-       values, have not seen today's weather), so the error left after step 1 in the last finished slot,
-       ``r``, is added ``phi[k] * r`` to the slot ``k`` steps after it, where ``phi[k]`` is the least-squares
-       slope of the error ``k`` slots later on the error now, measured over the previous ``days`` days.
-
-    Nothing is fitted to the outcome being scored: ``days`` is fixed at 7 and ``phi`` comes from past
-    errors only (each measured as of its own slot, so no later data leaks in).
+    Nothing is fitted to the outcome being scored: ``days`` is fixed at 7 and the slopes come from past
+    errors only (each residual measured as of its own slot, so no later data leaks in).
     """
 
-    def __init__(self, base: Source, days: int = 7, bias: str = "always") -> None:
+    def __init__(self, base: Source, days: int = 7, bias: BiasMode = "always") -> None:
         super().__init__(base.grid)
-        self.bias_mode = bias
         self.base = base
         self.repeats = False
         self.name = f"{base.name}+correction"
-        self.days = days
-        self.window = days * self.grid.per_day
-        actual, day = self.grid.actual, self.grid.per_day
-        # error[h], and residual[h] = error[h] - the bias for h's slot of day as known when h began.
-        self.errors: list[float | None] = []
-        self.residuals: list[float | None] = []
-        history: list[list[float]] = [[] for _ in range(day)]
-        for h in range(len(actual)):
-            issued, known = base.issued_value(h), actual[h]
-            error = None if issued is None or known is None else known - issued
-            past = history[h % day]
-            self.residuals.append(None if error is None else error - (sum(past) / len(past) if past else 0.0))
-            self.errors.append(error)
-            if error is not None:
-                past.append(error)
-                if len(past) > days:
-                    past.pop(0)
-        # Rolling least-squares sums for each lag, advanced tick by tick.
-        self.lags = self.horizon + 1
-        self._at = 0
-        self._cross = [0.0] * (self.lags + 1)
-        self._square = [0.0] * (self.lags + 1)
-
-    def _pairs(self, h: int, sign: float) -> None:
-        """Add (or remove) the pairs (residual[h - k], residual[h]) for every lag k."""
-        residuals = self.residuals
-        now = residuals[h]
-        if now is None:
-            return
-        for k in range(1, min(self.lags, h) + 1):
-            before = residuals[h - k]
-            if before is not None:
-                self._cross[k] += sign * now * before
-                self._square[k] += sign * before * before
-
-    def _advance(self, t: int) -> None:
-        if t < self._at:  # replays run forward; start over if asked to go back
-            self._at, self._cross, self._square = 0, [0.0] * (self.lags + 1), [0.0] * (self.lags + 1)
-        while self._at < t:
-            self._pairs(self._at, 1.0)  # slot _at has now ended
-            if self._at - self.window >= 0:
-                self._pairs(self._at - self.window, -1.0)
-            self._at += 1
+        step = timedelta(seconds=self.grid.step)
+        self.record = ErrorRecord(step, max_lag=self.horizon + 1, days=days, bias=bias)
+        self._fed = 0  # slots [0, _fed) have been handed to the record
 
     def values(self, t: int) -> list[float | None]:
         raw = self.base.values(t)
-        self._advance(t)
-        day, errors = self.grid.per_day, self.errors
-        sums, counts = [0.0] * day, [0] * day
-        for h in range(max(0, t - self.window), t):
-            error = errors[h]
-            if error is not None:
-                sums[h % day] += error
-                counts[h % day] += 1
-        bias = [sums[c] / counts[c] if counts[c] else 0.0 for c in range(day)]
-        if self.bias_mode == "never":
-            bias = [0.0] * day
-        elif self.bias_mode == "significant":
-            squares = [0.0] * day
-            for h in range(max(0, t - self.window), t):
-                error = errors[h]
-                if error is not None:
-                    squares[h % day] += (error - bias[h % day]) ** 2
-            for c in range(day):
-                n = counts[c]
-                if n < 3 or abs(bias[c]) < 2 * math.sqrt(squares[c] / (n - 1) / n):
-                    bias[c] = 0.0
-        latest = self.residuals[t - 1] if t > 0 else None
-        out: list[float | None] = []
-        for lead, value in enumerate(raw):
-            if value is None:
-                out.append(None)
-                continue
-            carried = 0.0
-            if latest is not None and self._square[lead + 1] > 0:
-                slope = max(-1.0, min(1.0, self._cross[lead + 1] / self._square[lead + 1]))
-                carried = slope * latest
-            out.append(max(0.0, value + bias[(t + lead) % day] + carried))
-        return out
+        grid, actual = self.grid, self.grid.actual
+        for h in range(self._fed, t):  # the slots that ended by tick t, oldest first
+            self.record.add(grid.moment(h), self.base.issued_value(h), actual[h])
+        self._fed = max(self._fed, t)
+        correction = self.record.correction(grid.moment(t))
+        if correction is None:
+            return raw
+        return [
+            None if value is None else correction.adjust(grid.moment(t + lead), value) for lead, value in enumerate(raw)
+        ]
 
 
 # -- policies -------------------------------------------------------------------------------------
@@ -560,6 +496,8 @@ class Outcome:
     sums: dict[str, dict[tuple[int, int], float]] = field(default_factory=dict)
     calls: int = 0
     seconds: float = 0.0
+    # GB published: (decision times compared, values compared, values that differ, largest difference)
+    product: tuple[int, int, int, float] | None = None
 
     def total(self, policy: str) -> float:
         return sum(self.sums[policy].values())
@@ -631,8 +569,49 @@ def replay(task: tuple[str, str, str, bool, bool]) -> Outcome:
         for job, value in zip(jobs, emissions(grid, jobs, chosen), strict=True):
             sums[job.combo] = sums.get(job.combo, 0.0) + value
         outcome.sums[policy] = sums
+    if published is not None and kind == "published":
+        outcome.product = product_check(grid, published)
     outcome.seconds = time.perf_counter() - began
     return outcome
+
+
+def product_check(
+    grid: Grid, published: Published, every: timedelta = timedelta(hours=5)
+) -> tuple[int, int, int, float]:
+    """Compare the replay's corrected GB forecast with what a task running greenflow would plan on.
+
+    At a decision time every ``every`` (off the hour, so over the day), the product's path is taken as
+    ``Lifecycle`` takes it with ``forecast_correction=True``: the shipped GB trace's forecast, its
+    ``issued_history`` and ``history`` over the correction's look-back, and ``correct()``. The only
+    difference allowed is the look-back: the product reads ``lookback()`` of history, the replay all of it.
+    """
+    from greenflow.intensity.correction import correct, lookback
+    from greenflow.intensity.providers.trace import TraceProvider
+
+    source = Corrected(published)
+    moments = values = differ = 0
+    worst = 0.0
+    t = grid.slot(parse_time("2023-03-15T00:00Z"))
+    step = int(every.total_seconds()) // grid.step
+    while t < len(grid.actual):
+        now = grid.moment(t)
+        replayed = source.values(t)
+        provider = TraceProvider(region="GB", now=now)
+        if published.snapshot_index(t) is not None:
+            forecast = provider.forecast("GB", start=now, hours=HORIZON_H)
+            since = now - lookback(7, timedelta(hours=HORIZON_H))
+            issued, actual = provider.issued_history("GB", since, now), provider.history("GB", since, now)
+            moments += 1
+            for point in correct(forecast, issued, actual, now=now).forecast.points:
+                lead = grid.slot(point.start) - t
+                mine = replayed[lead] if 0 <= lead < len(replayed) else None
+                if point.value is not None and mine is not None:
+                    values += 1
+                    gap = abs(point.value - mine)
+                    differ += gap > 1e-6
+                    worst = max(worst, gap)
+        t += step
+    return moments, values, differ, worst
 
 
 # -- where and when: spatial + temporal ---------------------------------------------------------------
@@ -970,6 +949,8 @@ def report(
     add = lines.append
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     scope = ("quick subset" if args.quick else "full run") + (", with ablation" if args.ablation else "")
+    if args.zones:
+        scope += f", zones {args.zones}"
     add(f"# Carbon savings of greenflow's planner ({scope}, {stamp})")
     add("")
     add(
@@ -1054,6 +1035,17 @@ def goals(outcomes: list[Outcome]) -> Iterator[str]:
                 f"the oracle's reduction (goal >= 75 %; plan-once {outcome.share('plan-once') or 0:.1f} %)"
             )
     for outcome in outcomes:
+        if outcome.product is not None:
+            moments, values, differ, worst = outcome.product
+            yield (
+                f"{'met' if values and worst < 5.0 else 'NOT met'}: the correction scored here is the one tasks run: "
+                f"at {moments} decision times on the shipped GB trace, `Lifecycle`'s path (trace forecast, "
+                f"`issued_history`, `history`, `correct()`) gives the replay's corrected values for "
+                f"{values - differ:,} of {values:,} slots; the largest difference is {worst:.2f} gCO2e/kWh "
+                f"(the product reads {lookback(7, timedelta(hours=HORIZON_H)).days} days of history, "
+                "the replay all of it)"
+            )
+    for outcome in outcomes:
         if outcome.forecast == "perfect":
             continue
         mine = outcome.reduction("greenflow re-plan + correction") or 0.0
@@ -1077,9 +1069,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="replay only the spatial + temporal comparison (four EM zones) and write its section into --out, "
         "keeping the rest of the file",
     )
+    parser.add_argument(
+        "--zones",
+        help="comma-separated zones to replay (e.g. GB for the published GB forecasts alone); the subset's "
+        "report goes to benchmarks/results/savings-subset.md unless --out is given",
+    )
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "savings.md"))
+    parser.add_argument("--out", help="report file (default benchmarks/results/savings.md)")
     args = parser.parse_args(argv)
+    zones = (*EM_ZONES, "GB") if not args.zones else tuple(z.strip() for z in args.zones.split(",") if z.strip())
+    unknown = sorted(set(zones) - {*EM_ZONES, "GB"})
+    if unknown:
+        parser.error(f"--zones: unknown zone(s) {', '.join(unknown)}; use some of {', '.join((*EM_ZONES, 'GB'))}")
+    if args.zones and args.spatial:
+        parser.error("--zones does not apply to --spatial (which replays the four EM zones together)")
+    results = REPO / "benchmarks" / "results"
+    # A subset must not overwrite the full report it would only partly reproduce.
+    args.out = args.out or str(results / ("savings-subset.md" if args.zones else "savings.md"))
     root = data_dir(args.data)
     began = time.perf_counter()
     out = Path(args.out)
@@ -1096,9 +1102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.write_text(merge_section(out.read_text() if out.is_file() else "", section))
         return 0
     tasks = [
-        (zone, kind, str(root), args.quick, args.ablation) for zone in EM_ZONES for kind in ("persistence", "perfect")
+        (zone, kind, str(root), args.quick, args.ablation)
+        for zone in EM_ZONES
+        if zone in zones
+        for kind in ("persistence", "perfect")
     ]
-    tasks += [("GB", kind, str(root), args.quick, args.ablation) for kind in ("published", "persistence", "perfect")]
+    if "GB" in zones:
+        tasks += [
+            ("GB", kind, str(root), args.quick, args.ablation) for kind in ("published", "persistence", "perfect")
+        ]
     order = {
         (zone, kind): index
         for index, (zone, kind, *_) in enumerate(
@@ -1113,7 +1125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings = time_planner(300 if args.quick else 3000)
     text = report(outcomes, timings, args, time.perf_counter() - began)
     kept = kept_section(out)
-    if kept is not None:  # replayed separately with --spatial: keep it
+    if kept is not None and not args.zones:  # replayed separately with --spatial: keep it
         text = merge_section(text, kept)
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -33,11 +33,12 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from greenflow.clock import parse_time, require_aware, utcnow
 from greenflow.config import Defaults
-from greenflow.errors import BudgetExceeded, InvalidInput, ProviderError
+from greenflow.errors import BudgetExceeded, GreenflowError, InvalidInput, ProviderError
 from greenflow.intensity.cache import ForecastCache
+from greenflow.intensity.correction import DEFAULT_DAYS, CorrectionResult, correct, lookback, not_applied
 from greenflow.intensity.forecast import Forecast
 from greenflow.intensity.policy import RetryUntil, UseForecast
-from greenflow.intensity.providers.base import IntensityProvider
+from greenflow.intensity.providers.base import IntensityProvider, IssuedHistoryProvider
 from greenflow.ledger import Entry, Identity, Ledger
 from greenflow.ledger.budgets import Reservation
 from greenflow.metering.carbon import CarbonAccount, emissions
@@ -62,7 +63,10 @@ class Decision:
     """When and where an attempt starts, and everything the ledger must say about why.
 
     ``start_at`` is in the task's clock (a replayed trace's time in a replay); ``wake_at`` is the real
-    wall-clock time to resume at. They differ only in a replay (``replay_speed`` set).
+    wall-clock time to resume at. They differ only in a replay (``replay_speed`` set). ``forecast`` is
+    the forecast as the provider gave it (the evidence its hash covers); with ``forecast_correction`` on,
+    the plan was made on the corrected one, and ``correction`` holds per region whether it was applied,
+    why, and its parameters (from which the corrected values can be recomputed).
     """
 
     requested_at: datetime
@@ -75,6 +79,7 @@ class Decision:
     plan: dict[str, Any] | None = None
     forecast: dict[str, Any] | None = None
     forecast_note: str | None = None
+    correction: dict[str, Any] | None = None
     policy_outcome: dict[str, Any] = field(default_factory=dict)
     replay_speed: float | None = None
     budget: str | None = None
@@ -184,6 +189,8 @@ class Lifecycle:
                 ),
             )
         candidates: list[Candidate] = []
+        raw: dict[str, Forecast] = {}  # as the provider gave them: the evidence the ledger keeps
+        corrections: dict[str, Any] = {}
         notes: list[str] = []
         outcomes: list[dict[str, Any]] = []
         horizon = (latest - now + self.spec.expected_duration + _HORIZON_MARGIN).total_seconds() / 3600
@@ -197,7 +204,13 @@ class Lifecycle:
                 raise
             outcomes.append({"region": region, **outcome.to_dict()})
             if isinstance(outcome, UseForecast):
-                candidates.append(Candidate(region, outcome.forecast))
+                forecast = raw[region] = outcome.forecast
+                if self.spec.forecast_correction is not None:
+                    corrected = self._correct(region, forecast, now)
+                    corrections[region] = corrected.to_dict()
+                    notes.append(f"{region}: {corrected.reason}")
+                    forecast = corrected.forecast
+                candidates.append(Candidate(region, forecast))
                 if outcome.stale:
                     notes.append(outcome.reason)
             elif isinstance(outcome, RetryUntil) and not candidates and region == regions[-1]:
@@ -211,6 +224,14 @@ class Lifecycle:
             reason = "; ".join(notes) or "no forecast"
             decision = self._decision(requested, now, latest, regions[0], "run_now", reason)
             return self._carry(previous, replace(decision, forecast_note=reason, policy_outcome={"regions": outcomes}))
+        correction = (
+            None
+            if self.spec.forecast_correction is None
+            else {
+                "mode": self.spec.forecast_correction,
+                "regions": corrections,
+            }
+        )
         if now > latest:
             # A retry, or a re-plan after waiting: the latest start has passed, the deadline wins.
             home = candidates[0]
@@ -220,8 +241,9 @@ class Lifecycle:
                 previous,
                 replace(
                     decision,
-                    forecast=home.forecast.to_dict(),
+                    forecast=raw[home.region].to_dict(),
                     forecast_note="; ".join(notes) or None,
+                    correction=correction,
                     policy_outcome={"regions": outcomes},
                 ),
             )
@@ -234,7 +256,7 @@ class Lifecycle:
             threshold=self.spec.threshold,
             now=now,
         )
-        forecast = next(c.forecast for c in candidates if c.region == chosen.region)
+        forecast = raw[chosen.region]
         decision = self._decision(
             requested,
             now,
@@ -251,9 +273,31 @@ class Lifecycle:
                 plan=chosen.to_dict(),
                 forecast=forecast.to_dict(),
                 forecast_note="; ".join(notes) or None,
+                correction=correction,
                 policy_outcome={"regions": outcomes},
             ),
         )
+
+    def _correct(self, region: str, forecast: Forecast, now: datetime) -> CorrectionResult:
+        """``forecast`` corrected with the provider's past (issued forecast, actual) pairs, or why not.
+
+        Both series come through the cache, so the tasks planning in the same hour fetch them once. A
+        correction only improves a plan: no failure here is a reason not to plan.
+        """
+        if not isinstance(self.provider, IssuedHistoryProvider):
+            return not_applied(
+                forecast,
+                f"provider {self.provider.name!r} does not publish the forecasts it issued for past slots",
+            )
+        start = now - lookback(DEFAULT_DAYS, max((forecast.end or now) - now, timedelta(0)))
+        try:
+            issued = self.cache.issued_history(self.provider, region, start, now)
+            actual = self.cache.history(self.provider, region, start, now)
+        except Exception as error:
+            detail = error.one_line() if isinstance(error, GreenflowError) else f"{type(error).__name__}: {error}"
+            log.info("greenflow: no past forecasts and actuals for %s: %s", region, detail)
+            return not_applied(forecast, f"no past forecasts and actuals for {region}: {detail}")
+        return correct(forecast, issued, actual, now=now)
 
     def _latest_start(self, requested: datetime) -> datetime:
         spec = self.spec
@@ -482,6 +526,8 @@ class Lifecycle:
         """The ledger fields that describe a decision (for adapters recording a sensor's or a gate's choice)."""
         forecast = decision.forecast_obj
         extra: dict[str, Any] = {"decision_reason": decision.reason, "plan": decision.plan}
+        if decision.correction is not None:
+            extra["forecast_correction"] = decision.correction
         if self.replaying:
             extra["replay"] = {"speed": decision.replay_speed, "note": "times are a replayed trace's, not real"}
         return {

@@ -46,6 +46,13 @@ class PlanningOptions(TypedDict, total=False):
     then run) or ``fail``. Default ``"wait"``."""
     max_staleness: str | timedelta
     """How old a last good forecast may be during a provider outage. Default 6 hours."""
+    forecast_correction: bool | str
+    """Correct each forecast with its own recent errors before planning: ``True`` or ``"bias+carry"`` (a
+    per-slot-of-day bias from the last 7 days of (forecast, actual) pairs, plus the latest error carried
+    forward). Needs a provider that serves the forecasts it issued for past slots (``ukgrid`` national, a
+    trace of forecast snapshots); where there are no such pairs the forecast is used as it is and the
+    decision says why. The ledger keeps the raw forecast and the correction's parameters. Default
+    ``False``."""
 
 
 class CarbonOptions(PlanningOptions, total=False):
@@ -89,6 +96,7 @@ CARBON_DEFAULTS: Final[Mapping[str, Any]] = {
     "estimate": None,
     "on_provider_error": "wait",
     "max_staleness": timedelta(hours=6),
+    "forecast_correction": False,
     "pue": None,
     "embodied": None,
     "functional_unit": None,

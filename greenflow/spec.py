@@ -14,6 +14,7 @@ from typing import Any, Unpack
 
 from greenflow.clock import parse_duration, parse_time
 from greenflow.errors import ConfigError, InvalidInput
+from greenflow.intensity.correction import CORRECTION_MODES, CorrectionMode
 from greenflow.intensity.policy import ON_PROVIDER_ERROR, OnProviderError, OutagePolicy
 from greenflow.intensity.providers.base import PROVIDERS, IntensityProvider, get_provider
 from greenflow.options import CARBON_DEFAULTS, CarbonOptions, check_option_names
@@ -31,7 +32,8 @@ class CarbonSpec:
     ``deadline`` is the latest *finish*: an aware datetime, or a duration after the request (``"12h"``).
     ``max_delay`` bounds the *start* instead; with neither, the start may move up to 12 hours.
     ``regions`` lists more places the task could run (spatial shifting): the first of ``region`` +
-    ``regions`` is the task's home, against which savings are counted.
+    ``regions`` is the task's home, against which savings are counted. ``forecast_correction`` is the
+    correction mode (``"bias+carry"``) or ``None`` when forecasts are planned on as the provider gave them.
     """
 
     region: str | None = None
@@ -47,6 +49,7 @@ class CarbonSpec:
     estimate: Quantity | None = None
     on_provider_error: OnProviderError = "wait"
     max_staleness: timedelta = timedelta(hours=6)
+    forecast_correction: CorrectionMode | None = None
     pue: float | None = None
     embodied_g: float | None = None
     functional_unit: str | None = None
@@ -92,6 +95,11 @@ class CarbonSpec:
             raise InvalidInput(
                 f"sample_interval={self.sample_interval} is out of range", fix="give seconds between 0.01 and 60"
             )
+        if self.forecast_correction is not None and self.forecast_correction not in CORRECTION_MODES:
+            raise InvalidInput(
+                f"forecast_correction={self.forecast_correction!r} is not a correction mode",
+                fix=f"use one of {', '.join(CORRECTION_MODES)}, or None for none",
+            )
         OutagePolicy(self.on_provider_error, self.max_staleness)  # validates both
         try:
             provider = self.make_provider()
@@ -132,6 +140,7 @@ class CarbonSpec:
             estimate=None if estimate is None else _estimate(estimate),
             on_provider_error=on_provider_error,
             max_staleness=parse_duration(given["max_staleness"], "max_staleness"),
+            forecast_correction=_correction_mode(given["forecast_correction"]),
             pue=given["pue"],
             embodied_g=None if embodied is None else _grams(embodied, "embodied"),
             functional_unit=given["functional_unit"],
@@ -170,6 +179,7 @@ class CarbonSpec:
             "threshold_g_per_kwh": self.threshold,
             "on_provider_error": self.on_provider_error,
             "max_staleness_s": self.max_staleness.total_seconds(),
+            "forecast_correction": self.forecast_correction,
             "budget": self.budget,
             "estimate": None if self.estimate is None else str(self.estimate),
             "pue": self.pue,
@@ -193,6 +203,7 @@ class CarbonSpec:
             "estimate": None if self.estimate is None else _quantity_text(self.estimate),
             "on_provider_error": self.on_provider_error,
             "max_staleness": f"{self.max_staleness.total_seconds()}s",
+            "forecast_correction": self.forecast_correction or False,
             "pue": self.pue,
             "embodied": self.embodied_g,
             "functional_unit": self.functional_unit,
@@ -215,6 +226,27 @@ def _deadline(value: str | datetime | timedelta | None) -> datetime | timedelta 
     if "T" in text or (text[:4].isdigit() and "-" in text):
         return parse_time(text, "deadline")
     return parse_duration(text, "deadline")
+
+
+def _correction_mode(value: bool | str | None) -> CorrectionMode | None:
+    """``False``/``None``/``"off"`` -> ``None``; ``True`` or a mode's name -> that mode."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return CORRECTION_MODES[0]
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("off", "false", "no", "none", ""):
+            return None
+        if text in ("on", "true", "yes"):
+            return CORRECTION_MODES[0]
+        for mode in CORRECTION_MODES:
+            if text == mode:
+                return mode
+    raise InvalidInput(
+        f"forecast_correction={value!r} is not on or off",
+        fix=f"use False (plan on the forecast as given), True or {CORRECTION_MODES[0]!r}",
+    )
 
 
 def _estimate(value: str | Quantity) -> Quantity:

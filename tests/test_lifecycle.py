@@ -283,3 +283,89 @@ def test_measured_energy_with_no_known_intensity_still_costs_the_budget(ledger, 
     assert entry.charged_g > 0
     assert "no grid intensity known" in entry.measurement_notes["charge"]
     assert ledger.budgets.status("gpu", at=datetime.now(UTC)).settled == pytest.approx(entry.charged_g)
+
+
+def _biased_trace(tmp_path: Path) -> tuple[Path, Path]:
+    """Ten days of hourly actuals and daily forecast snapshots that always forecast 05:00 60 g too green.
+
+    Really: 90 g at 02:00, 120 g at 05:00, 200 g otherwise. Forecast: the same but 60 g at 05:00, so on
+    the raw forecast 05:00 looks greenest, while 02:00 is.
+    """
+    day0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+    def real(moment: datetime) -> float:
+        return {2: 90.0, 5: 120.0}.get(moment.hour, 200.0)
+
+    actuals, forecasts = ["timestamp,value"], ["issued_at,slot_start,value"]
+    for hour in range(10 * 24):
+        moment = day0 + timedelta(hours=hour)
+        actuals.append(f"{moment:%Y-%m-%dT%H:%MZ},{real(moment)}")
+    for day in range(10):
+        issued = day0 + timedelta(days=day)
+        for hour in range(48):
+            moment = issued + timedelta(hours=hour)
+            value = 60.0 if moment.hour == 5 else real(moment)
+            forecasts.append(f"{issued:%Y-%m-%dT%H:%MZ},{moment:%Y-%m-%dT%H:%MZ},{value}")
+    (tmp_path / "actuals.csv").write_text("\n".join(actuals) + "\n")
+    (tmp_path / "forecasts.csv").write_text("\n".join(forecasts) + "\n")
+    return tmp_path / "forecasts.csv", tmp_path / "actuals.csv"
+
+
+def test_a_corrected_forecast_changes_the_plan_and_the_entry_keeps_raw_and_parameters(
+    ledger, meter_factory, tmp_path
+) -> None:
+    from greenflow.intensity.correction import Correction
+    from greenflow.intensity.forecast import Forecast
+
+    forecasts, actuals = _biased_trace(tmp_path)
+    now = datetime(2024, 3, 9, tzinfo=UTC)
+    options = {"path": str(forecasts), "actuals": str(actuals), "now": now.isoformat()}
+
+    def lifecycle(task: str, correction: bool) -> Lifecycle:
+        return _lifecycle(
+            ledger,
+            meter_factory,
+            task=task,
+            provider=TraceProvider(path=forecasts, actuals=actuals, region="X", now=now),
+            region="X",
+            provider_options=options,
+            expected_duration="1h",
+            max_delay="10h",
+            forecast_correction=correction,
+        )
+
+    raw_plan = lifecycle("raw", False).plan()
+    assert raw_plan.start_at == now + timedelta(hours=5) and raw_plan.correction is None
+
+    corrected = lifecycle("corrected", True)
+    decision = corrected.plan()
+    assert decision.start_at == now + timedelta(hours=2)  # the forecast's known bias removed: 02:00 wins
+    assert decision.plan is not None and decision.plan["expected_gco2_per_kwh"] == pytest.approx(90.0)
+    entry = corrected.run(decision, _work, 0.05).entry
+
+    raw = Forecast.from_dict(entry.forecast)
+    assert {p.start.hour: p.value for p in raw.points}[5] == 60.0  # the evidence is the provider's forecast
+    assert entry.forecast_hash == raw.content_hash()
+    assert "X: corrected (bias+carry)" in (entry.forecast_note or "")
+    record = entry.extra["forecast_correction"]
+    assert record["mode"] == "bias+carry" and record["regions"]["X"]["applied"]
+    parameters = record["regions"]["X"]["parameters"]
+    assert parameters["bias_by_slot_of_day"][5] == pytest.approx(60.0)
+    assert parameters["pairs"] == 7 * 24
+    # An auditor recomputes what the plan used from the raw forecast and the stored parameters.
+    again = Correction.from_dict(parameters).apply(raw)
+    assert {p.start.hour: p.value for p in again.points}[5] == pytest.approx(120.0)
+    assert entry.policy["forecast_correction"] == "bias+carry"
+    assert ledger.verify().ok
+
+
+def test_a_correction_that_cannot_be_made_is_said_and_the_plan_still_made(ledger, meter_factory) -> None:
+    # The Spanish trace serves its actuals as the forecast: there is no forecast error to learn from.
+    lifecycle = _lifecycle(ledger, meter_factory, forecast_correction=True)
+    decision = lifecycle.plan()
+    assert decision.action == "defer"
+    assert decision.correction is not None and not decision.correction["regions"]["ES"]["applied"]
+    assert "ES: forecast correction not applied: no past forecasts and actuals for ES" in (decision.forecast_note or "")
+    assert "serves its actuals as the forecast" in (decision.forecast_note or "")
+    plain = _lifecycle(ledger, meter_factory, task="plain").plan()
+    assert decision.start_at == plain.start_at

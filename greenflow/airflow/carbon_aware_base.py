@@ -63,6 +63,8 @@ class CarbonAwareBaseOperator(BaseOperator):
     :param on_budget_exceeded: ``skip`` or ``fail`` when the budget cannot cover the estimate.
     :param on_provider_error: ``run``, ``wait`` or ``fail`` when no forecast can be had.
     :param max_staleness: how old a last good forecast may be during an outage.
+    :param forecast_correction: ``True`` (or ``"bias+carry"``) corrects each forecast with its own recent
+        errors before planning; off by default (see the core option).
     :param pue: the facility's power usage effectiveness (kept apart from device energy).
     :param embodied: embodied emissions charged to the attempt (``"120g"``).
     :param functional_unit: what R counts in SCI (``"1k images"``); ``functional_units``: how many.
@@ -101,6 +103,7 @@ class CarbonAwareBaseOperator(BaseOperator):
         on_budget_exceeded: str | None = None,
         on_provider_error: str = "wait",
         max_staleness: str | timedelta = timedelta(hours=6),
+        forecast_correction: bool | str = False,
         pue: float | None = None,
         embodied: str | float | None = None,
         functional_unit: str | None = None,
@@ -127,6 +130,7 @@ class CarbonAwareBaseOperator(BaseOperator):
             "estimate": estimate,
             "on_provider_error": on_provider_error,
             "max_staleness": max_staleness,
+            "forecast_correction": forecast_correction,
             "pue": pue,
             "embodied": embodied,
             "functional_unit": functional_unit,

@@ -33,6 +33,7 @@ SPEC_ARGS: tuple[str, ...] = (
     "estimate",
     "on_provider_error",
     "max_staleness",
+    "forecast_correction",
     "pue",
     "embodied",
     "functional_unit",

@@ -102,6 +102,12 @@ def run(
     deadline: str | None = typer.Option(None, "--deadline", help="Latest finish (time or duration)."),
     min_savings: float = typer.Option(0.0, "--min-savings", help="Minimum saving (percent) worth waiting for."),
     on_provider_error: str = typer.Option("run", "--on-provider-error", help="run, wait or fail."),
+    forecast_correction: bool = typer.Option(
+        False,
+        "--forecast-correction",
+        help="Correct the forecast with its recent errors before planning (bias by slot of day + the latest "
+        "error carried forward); the entry records whether it was applied and why.",
+    ),
     pue: float | None = typer.Option(None, "--pue", help="Data-centre PUE (>= 1)."),
     tag: list[str] = typer.Option([], "--tag", help="Tag the entry (budgets can be scoped to a tag)."),
     team: str | None = typer.Option(None, "--team", help="Team label."),
@@ -134,6 +140,7 @@ def run(
         budget=budget,
         estimate=estimate,
         on_provider_error=on_provider_error,
+        forecast_correction=forecast_correction,
         pue=pue,
         tags=tag,
         team=team,

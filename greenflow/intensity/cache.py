@@ -11,9 +11,10 @@ Failed fetches are not cached; the last good forecast is kept (even past its TTL
 
 Actual intensity (:meth:`ForecastCache.history`, what the lifecycle charges a finished run with) goes
 through the same two layers, keyed by (provider, region, signal, hour-aligned window): a thousand tasks
-finishing together cost one request per window. Settled history barely changes, so a window that ended
-well before it was fetched is kept for a day; one touching the last hours, whose actuals may still be
-filled in, only for a few minutes.
+finishing together cost one request per window. So do the forecasts a provider issued for past slots
+(:meth:`ForecastCache.issued_history`, what a forecast correction learns from), under their own keys.
+Settled history barely changes, so a window that ended well before it was fetched is kept for a day;
+one touching the last hours, whose actuals may still be filled in, only for a few minutes.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from greenflow.clock import require_aware, utcnow
+from greenflow.errors import InvalidInput
 from greenflow.intensity.forecast import Forecast
-from greenflow.intensity.providers.base import IntensityProvider, check_hours, history_window
+from greenflow.intensity.providers.base import IntensityProvider, IssuedHistoryProvider, check_hours, history_window
 
 Source = Literal["memory", "shared", "provider"]
 # Actuals of a window that ended this long before they were fetched are taken as settled.
@@ -157,23 +159,49 @@ class ForecastCache:
         The request is widened to whole hours, so runs that end together share a window; a cached window
         that covers the request serves it too. Raises what the provider raises, caching nothing.
         """
+        return self._past("history", provider.history, provider, region, start, end)
+
+    def issued_history(self, provider: IntensityProvider, region: str, start: datetime, end: datetime) -> Forecast:
+        """The forecasts ``provider`` issued for the past slots in [start, end), cached as :meth:`history` is.
+
+        What a forecast correction compares the actuals with: the tasks planning in the same hour share
+        one fetch (per process, and through the shared store across processes). Raises
+        :class:`~greenflow.errors.InvalidInput` for a provider that does not serve them.
+        """
+        if not isinstance(provider, IssuedHistoryProvider):
+            raise InvalidInput(
+                f"provider {provider.name!r} does not publish the forecasts it issued for past slots",
+                fix="use a provider that does (ukgrid national, a trace of forecast snapshots) or turn "
+                "forecast_correction off",
+            )
+        return self._past("issued", provider.issued_history, provider, region, start, end)
+
+    def _past(
+        self,
+        kind: str,
+        fetch_past: Callable[[str, datetime, datetime], Forecast],
+        provider: IntensityProvider,
+        region: str,
+        start: datetime,
+        end: datetime,
+    ) -> Forecast:
         region = provider.validate_region(region)
         start, end = history_window(start, end)
-        base = cache_key(provider, region)
+        base = f"{kind}|{cache_key(provider, region)}"
         if provider.refresh_interval <= timedelta(0):
             # Providers without a cadence (replayed traces) are asked every time, as for forecasts.
             with self._guard:
-                self.fetches[f"history|{base}"] += 1
-            return provider.history(region, start, end)
+                self.fetches[base] += 1
+            return fetch_past(region, start, end)
         begin, finish = _floor_hour(start), _ceil_hour(end)
-        key = f"history|{base}|{begin:%Y%m%dT%H%MZ}|{finish:%Y%m%dT%H%MZ}"
+        key = f"{base}|{begin:%Y%m%dT%H%MZ}|{finish:%Y%m%dT%H%MZ}"
         cached = self._fresh_history(base, start, end)
         if cached is None:
             with self._key_lock(key):
                 # Another thread may have fetched while this one waited for the lock.
                 cached = self._fresh_history(base, start, end)
                 if cached is None:
-                    fetch = functools.partial(self._fetch_history, provider, region, key, base, begin, finish)
+                    fetch = functools.partial(self._fetch_history, fetch_past, region, key, base, begin, finish)
                     if self.shared is None:
                         cached = fetch()
                     else:
@@ -323,13 +351,19 @@ class ForecastCache:
         return None
 
     def _fetch_history(
-        self, provider: IntensityProvider, region: str, key: str, base: str, begin: datetime, finish: datetime
+        self,
+        fetch_past: Callable[[str, datetime, datetime], Forecast],
+        region: str,
+        key: str,
+        base: str,
+        begin: datetime,
+        finish: datetime,
     ) -> CachedForecast:
         with self._guard:
             self.fetches[key] += 1
         # The whole window, even when it ends in the next hour (as the lifecycle's own request already
         # did): runs ending minutes apart then share it, and providers answer with what they have.
-        actual = provider.history(region, begin, finish)
+        actual = fetch_past(region, begin, finish)
         cached = CachedForecast(key, actual, self._clock(), "provider")
         self._keep_history(_HistoryEntry(base, begin, finish, cached))
         return cached

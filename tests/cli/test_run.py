@@ -128,6 +128,23 @@ def test_waits_for_the_green_window_when_allowed_to(sqlite_url: str) -> None:
     assert entry.deferred_seconds and entry.deferred_seconds > 6 * 3600
 
 
+def test_forecast_correction_is_applied_and_recorded(sqlite_url: str) -> None:
+    args = ["--region", "GB", "--provider", "trace", "--provider-option", "now=2023-03-28T14:00Z"]
+    args += ["--expected-duration", "2h", "--max-delay", "20h", "-q"]
+    plain = _run(sqlite_url, "--task", "plain", *args, "--", "true")
+    corrected = _run(sqlite_url, "--task", "corrected", *args, "--forecast-correction", "--", "true")
+    assert plain.returncode == 0 and corrected.returncode == 0, corrected.stderr
+    entries = {e.task_id: e for e in Ledger(sqlite_url).entries()}
+    assert "forecast_correction" not in entries["plain"].extra
+    entry = entries["corrected"]
+    assert "GB: corrected (bias+carry)" in (entry.forecast_note or "")
+    assert entry.extra["forecast_correction"]["regions"]["GB"]["applied"]
+    assert entry.policy["forecast_correction"] == "bias+carry"
+    # The same raw forecast as evidence; the corrected one moved the plan (the GB forecast's errors).
+    assert entry.forecast_hash == entries["plain"].forecast_hash
+    assert entry.planned_start != entries["plain"].planned_start
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -56,6 +56,19 @@ class IntensityProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class IssuedHistoryProvider(Protocol):
+    """A provider that also serves the forecasts it issued for past slots (not every API keeps them).
+
+    With these next to :meth:`IntensityProvider.history`'s actuals, a forecast correction
+    (:mod:`greenflow.intensity.correction`) learns the forecast's recent errors.
+    """
+
+    def issued_history(self, region: str, start: datetime, end: datetime) -> Forecast:
+        """For each past slot in [start, end), the value the provider had forecast for it before it began."""
+        ...
+
+
 class ProviderUnavailable(ProviderError):
     """The provider could not be reached or kept failing (network, timeouts, 429, 5xx) within the budget.
 

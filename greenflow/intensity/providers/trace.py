@@ -471,6 +471,49 @@ class TraceProvider:
             meta=meta,
         )
 
+    def issued_history(self, region: str, start: datetime, end: datetime) -> Forecast:
+        """What the trace had forecast for each slot in [start, end) when the slot began.
+
+        For a snapshot trace, each slot's value in the latest snapshot issued at or before the slot's
+        start: what a replay at that moment was served, errors included. A series trace serves its own
+        values as the forecast, so unless its actuals are a separate file its forecasts have no errors
+        to learn, and it is refused.
+        """
+        label = self.validate_region(region)
+        start, end = history_window(start, end)
+        trace, attribution = self._forecast_trace(label)
+        meta: dict[str, Any] = {"trace": trace.path.name, "column": trace.column, "kind": "issued forecast"}
+        if attribution:
+            meta["attribution"] = attribution
+        if trace.snapshots is not None:
+            snapshots = trace.snapshots
+            points: list[ForecastPoint] = []
+            for index, series in enumerate(snapshots.series):
+                # Snapshot ``index`` is the latest one for the slots starting in [its issue, the next issue).
+                begin = max(snapshots.issued[index], start.timestamp())
+                until = snapshots.issued[index + 1] if index + 1 < len(snapshots.issued) else end.timestamp()
+                until = min(until, end.timestamp())
+                if begin < until:
+                    points.extend(p for p in series.slice(begin, until) if begin <= p.start.timestamp() < until)
+        else:
+            assert trace.series is not None  # a trace is either series or snapshots
+            if self._actuals_trace(label)[0].path == trace.path:
+                raise InvalidInput(
+                    f"trace {trace.path.name!r} serves its actuals as the forecast: it has no forecast errors to learn",
+                    fix="replay a trace of forecast snapshots (an issued_at column, e.g. region GB) or give "
+                    "the actuals as a separate file (actuals=PATH)",
+                )
+            points = list(trace.series.slice(start.timestamp(), end.timestamp()))
+        return Forecast(
+            region=label,
+            provider=self.name,
+            signal=self.signal,
+            generated_at=self.now,
+            points=tuple(points),
+            emission_factor=trace.emission_factor,
+            meta=meta,
+        )
+
     # -- internals -----------------------------------------------------------------------------------
     def _forecast_trace(self, label: str) -> tuple[LoadedTrace, str | None]:
         # Kept per provider so a replay's forecast() calls cost no file-system lookups at all.

@@ -139,6 +139,19 @@ class UKGridProvider:
         A period whose actual is not settled yet carries the forecast instead, marked ``estimated``;
         a period with neither stays ``None``. Regional entries have forecasts only, so regions are refused.
         """
+        return self._past(region, start, end, use_actual=True)
+
+    def issued_history(self, region: str, start: datetime, end: datetime) -> Forecast:
+        """The national forecast the API had published for each past period over [start, end).
+
+        The same ``/intensity/{from}/{to}`` periods as :meth:`history`, their ``forecast`` field instead
+        of ``actual``: with it a forecast correction learns the forecast's recent errors. Only the
+        national series has actuals to compare against, so regions are refused.
+        """
+        return self._past(region, start, end, use_actual=False)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _past(self, region: str, start: datetime, end: datetime, *, use_actual: bool) -> Forecast:
         normalised = self.validate_region(region)
         if normalised != "national":
             raise InvalidInput(
@@ -152,7 +165,7 @@ class UKGridProvider:
             chunk_end = min(cursor + HISTORY_CHUNK, end)
             payload, url = self._get(f"intensity/{_api_time(cursor)}/{_api_time(chunk_end)}", normalised)
             try:
-                for point in _points(payload["data"], use_actual=True):
+                for point in _points(payload["data"], use_actual=use_actual):
                     by_start.setdefault(point.start, point)  # chunk edges may repeat a period
             except (KeyError, TypeError, ValueError, IndexError) as exc:
                 raise payload_error(self.name, url, exc) from None
@@ -163,10 +176,9 @@ class UKGridProvider:
             signal=self.signal,
             generated_at=self._clock(),
             points=tuple(p for p in by_start.values() if p.end > start and p.start < end),
-            meta={"attribution": ATTRIBUTION, "kind": "actual"},
+            meta={"attribution": ATTRIBUTION, "kind": "actual" if use_actual else "issued forecast"},
         )
 
-    # -- internals -------------------------------------------------------------------------------
     def _postcode(self, raw: str, original: str) -> str:
         outward = raw.upper().replace(" ", "")
         if _OUTWARD.match(outward):

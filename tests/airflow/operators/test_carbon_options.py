@@ -40,3 +40,24 @@ def test_the_dags_default_args_reach_the_carbon_options() -> None:
         task = CarbonAwareOperator(task_id="train", python_callable=_noop)
     assert task.spec_args["region"] == "ES" and task.spec_args["provider"] == "trace"
     assert task.spec_args["expected_duration"] == "2h"
+
+
+def test_forecast_correction_reaches_the_spec_and_the_triggers_arguments() -> None:
+    from greenflow.airflow.spec_params import trigger_spec_kwargs, validate_at_parse
+    from greenflow.spec import CarbonSpec
+
+    defaults: dict[str, Any] = {"region": "GB", "provider": "trace", "forecast_correction": True}
+    with DAG("correct", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=UTC), default_args=defaults):
+        task = CarbonAwareOperator(task_id="train", python_callable=_noop)
+    spec = validate_at_parse(task.spec_args, task.provider_options, None)
+    assert spec is not None and spec.forecast_correction == "bias+carry"
+    # The trigger re-plans from these primitives: it must correct as the task did.
+    kwargs = trigger_spec_kwargs(spec, task.provider_options)
+    assert CarbonSpec.from_kwargs(kwargs).forecast_correction == "bias+carry"
+
+
+def test_a_bad_forecast_correction_fails_the_dag_import() -> None:
+    from greenflow.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="forecast_correction='sometimes' is not on or off"):
+        CarbonAwareOperator(task_id="train", python_callable=_noop, region="GB", forecast_correction="sometimes")
