@@ -19,20 +19,17 @@ goes to the Typer app unchanged, so its behaviour and error messages stay the re
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from greenflow.cli.attempt import Attempt, attempt_from, provider_options
+from greenflow.cli.forwarding import SignalForwarder
 from greenflow.clock import utcnow
 from greenflow.errors import GreenflowError, InvalidInput
 from greenflow.units import format_energy
@@ -300,42 +297,29 @@ def _metered(spec: CarbonSpec, who: Attempt, command: list[str], warm_up: Ledger
     """Run ``command`` in its own process group under the meter, forwarding SIGINT/SIGTERM to it."""
     from greenflow.metering.meter import Meter
 
-    received: list[int] = []
-    child: subprocess.Popen[bytes] | None = None
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        if child is not None:
-            with contextlib.suppress(ProcessLookupError):  # the child may have just exited
-                os.killpg(child.pid, signum)
-
-    # Handlers go in before the child starts, so a signal that arrives in between is not lost.
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    meter = Meter(sample_interval=spec.sample_interval)
-    window = f"{who.task_id}#{who.attempt}"
-    timer: threading.Timer | None = None
-    started = utcnow()
-    meter.begin_window(window)
-    try:
+    # The forwarder opens before the meter: a signal that arrives before the command starts is not lost.
+    with SignalForwarder() as signals:
+        meter = Meter(sample_interval=spec.sample_interval)
+        window = f"{who.task_id}#{who.attempt}"
+        timer: threading.Timer | None = None
+        started = utcnow()
+        meter.begin_window(window)
         try:
-            child = subprocess.Popen(command, start_new_session=True)
-        except OSError as error:
-            failure = InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command")
+            try:
+                child = signals.start(command)
+            except OSError as error:
+                failure = InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command")
+                measurement = meter.end_window(window)
+                return _Ran(measurement, started, 2, "failed", f"InvalidInput: {failure}", failure)
+            timer = warm_up.start_after(warm_after)
+            code = child.wait()
             measurement = meter.end_window(window)
-            return _Ran(measurement, started, 2, "failed", f"InvalidInput: {failure}", failure)
-        if received:
-            os.killpg(child.pid, received[0])
-        timer = warm_up.start_after(warm_after)
-        code = child.wait()
-        measurement = meter.end_window(window)
-    finally:
-        if timer is not None:
-            timer.cancel()
-        meter.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if received:
-        stopped = 128 + received[0]
+        finally:
+            if timer is not None:
+                timer.cancel()
+            meter.close()
+    if signals.stopped_code is not None:
+        stopped = signals.stopped_code
         return _Ran(measurement, started, stopped, "interrupted", f"CommandStopped: {stopped}")
     if code != 0:
         failed = 128 - code if code < 0 else code

@@ -12,22 +12,19 @@ runs them without importing Typer or the ledger first (see there for when their 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import typer
 
 from greenflow.cli.attempt import attempt_from, provider_options
 from greenflow.cli.context import open_ledger
+from greenflow.cli.forwarding import SignalForwarder
 from greenflow.cli.launcher import WRITE_MODE_ENV, write_mode
 from greenflow.cli.output import err_console, handle_errors
 from greenflow.clock import utcnow
@@ -189,35 +186,19 @@ def _wait_for_window(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -
 
 
 def _run_metered(lifecycle: Lifecycle, decision: Decision, command: list[str]) -> int:
-    received: list[int] = []
-    child: subprocess.Popen[bytes] | None = None
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        if child is not None:
-            with contextlib.suppress(ProcessLookupError):  # the child may have just exited
-                os.killpg(child.pid, signum)
-
-    # Handlers go in before the child starts, so a signal that arrives in between is not lost.
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with lifecycle.metered(decision):
+        with SignalForwarder() as signals, lifecycle.metered(decision):
             try:
-                child = subprocess.Popen(command, start_new_session=True)
+                child = signals.start(command)
             except OSError as error:
                 raise InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command") from None
-            if received:
-                os.killpg(child.pid, received[0])
             code = child.wait()
-            if received:
-                raise CommandStopped(128 + received[0])
+            if signals.stopped_code is not None:
+                raise CommandStopped(signals.stopped_code)
             if code != 0:
                 raise CommandFailed(128 - code if code < 0 else code)
     except CommandStopped as stopped:
         return int(stopped.code or 1)
     except CommandFailed as failed:
         return failed.code
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0
