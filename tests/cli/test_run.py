@@ -84,11 +84,18 @@ def test_a_budget_that_cannot_cover_the_estimate_stops_the_command_before_it_sta
     assert entry.decision == "skipped_budget"
 
 
-def test_sigterm_is_forwarded_and_recorded_as_interrupted_with_the_energy_used(sqlite_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "path_args",
+    [pytest.param([], id="fast-path"), pytest.param(["--budget", "big", "--estimate", "1g"], id="full-path")],
+)
+def test_sigterm_is_forwarded_and_recorded_as_interrupted_with_the_energy_used(
+    sqlite_url: str, tmp_path: Path, path_args: list[str]
+) -> None:
+    Ledger(sqlite_url).budgets.set(Budget.parse("big", "1kg", "day"))
     env = {**os.environ, "GREENFLOW_LEDGER_URL": sqlite_url, "GREENFLOW_CPU_TDP_W": "100"}
     script = "import time\nwhile True: sum(range(10000))"
     process = subprocess.Popen(
-        [*GREENFLOW, "run", "--task", "long", "--", sys.executable, "-c", script],
+        [*GREENFLOW, "run", "--task", "long", *path_args, "--", sys.executable, "-c", script],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
