@@ -6,13 +6,20 @@ prints the decision, or with ``--json`` the documented shape::
     {"decision": "run_now" | "defer", "region", "start", "end", "expected_gco2_per_kwh",
      "now_gco2_per_kwh", "savings_pct", "deferred_seconds", "provider"}
 
-(plus ``attribution`` when the data's licence asks for one, as replayed traces do). ``--now`` replays
-history with the ``trace`` provider: the points after that time are the forecast.
+(plus ``attribution`` when the data's licence asks for one, as replayed traces do, and with
+``--forecast-correction`` a ``forecast_correction`` object: ``{"mode", "regions": {region: {"applied",
+"reason", "parameters"}}}``, the record the lifecycle keeps in the ledger). ``--now`` replays history with
+the ``trace`` provider: the points after that time are the forecast.
+
+``--forecast-correction`` corrects each region's forecast with its recent errors before planning, with
+the core's correction (:func:`greenflow.intensity.correction.correct`) over the same past window the
+lifecycle uses; the times and intensities shown are then the corrected forecast's.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +29,15 @@ import typer
 from greenflow.cli.output import fail, print_json, print_table
 from greenflow.clock import parse_duration, parse_time, utcnow
 from greenflow.errors import GreenflowError, InvalidInput
+from greenflow.intensity.cache import ForecastCache
+from greenflow.intensity.correction import (
+    CORRECTION_MODES,
+    DEFAULT_DAYS,
+    CorrectionResult,
+    correct,
+    lookback,
+    not_applied,
+)
 from greenflow.intensity.forecast import Forecast
 from greenflow.intensity.providers.base import PROVIDERS, IntensityProvider, get_provider
 from greenflow.planning import Candidate, Plan, plan
@@ -72,27 +88,70 @@ def plan_command(
     column: Annotated[
         str | None, typer.Option("--column", help="Value column of the trace when it has several.")
     ] = None,
+    forecast_correction: Annotated[
+        bool,
+        typer.Option(
+            "--forecast-correction",
+            help="Correct each forecast with its recent errors before planning (bias by slot of day + the latest "
+            "error carried forward); the output says per region whether it was applied and why not.",
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Plan the lowest-carbon start for a job before its deadline."""
     try:
-        result, attribution = _plan(
-            provider, region or [], duration, deadline, max_delay, earliest, min_savings, threshold, now, trace, column
+        outcome = _plan(
+            provider,
+            region or [],
+            duration,
+            deadline,
+            max_delay,
+            earliest,
+            min_savings,
+            threshold,
+            now,
+            trace,
+            column,
+            forecast_correction,
         )
     except GreenflowError as error:
         fail(error)
     if json_output:
-        print_json(plan_json(result, attribution))
+        print_json(plan_json(outcome.plan, outcome.attribution, outcome.corrections))
     else:
-        _print(result, attribution)
+        _print(outcome)
 
 
-def plan_json(result: Plan, attribution: str | None = None) -> dict[str, Any]:
-    """The documented ``--json`` shape (plus ``attribution`` when the data's licence requires one)."""
+@dataclass(frozen=True)
+class PlanOutcome:
+    """What ``greenflow plan`` found: the plan, the data's credit, and each region's forecast correction.
+
+    ``corrections`` is ``None`` unless ``--forecast-correction`` was given; then it maps every region to
+    its :class:`~greenflow.intensity.correction.CorrectionResult` (applied, or why not), in the order given.
+    """
+
+    plan: Plan
+    attribution: str | None = None
+    corrections: dict[str, CorrectionResult] | None = None
+
+
+def plan_json(
+    result: Plan, attribution: str | None = None, corrections: dict[str, CorrectionResult] | None = None
+) -> dict[str, Any]:
+    """The documented ``--json`` shape, plus ``attribution`` and ``forecast_correction`` when they apply.
+
+    ``attribution`` appears when the data's licence requires one; ``forecast_correction`` when a
+    correction was asked for, shaped as the lifecycle's record of it in the ledger.
+    """
     full = result.to_dict()
     payload = {key: full[key] for key in _JSON_KEYS}
     if attribution:
         payload["attribution"] = attribution
+    if corrections is not None:
+        payload["forecast_correction"] = {
+            "mode": CORRECTION_MODES[0],
+            "regions": {region: corrected.to_dict() for region, corrected in corrections.items()},
+        }
     return payload
 
 
@@ -108,7 +167,8 @@ def _plan(
     now_text: str | None,
     trace: Path | None,
     column: str | None,
-) -> tuple[Plan, str | None]:
+    forecast_correction: bool = False,
+) -> PlanOutcome:
     name = (provider or ("trace" if trace is not None else "")).strip().lower()
     if not name:
         raise InvalidInput("--provider is missing", fix=f"give --provider, one of: {', '.join(PROVIDERS)}")
@@ -157,8 +217,16 @@ def _plan(
     finish = deadline if deadline is not None else (earliest or moment) + (max_delay or timedelta(0)) + duration
     hours = max((finish - moment).total_seconds() / 3600, duration.total_seconds() / 3600, 1 / 60)
     forecasts = [_forecast(source, label, moment, hours, first, finish) for label in labels]
+    corrections = None
+    if forecast_correction:
+        cache = ForecastCache()  # one process, one plan: the cache only shares the two past fetches per region
+        corrections = {
+            label: _correct(source, cache, label, forecast, moment)
+            for label, forecast in zip(labels, forecasts, strict=True)
+        }
+    planned = forecasts if corrections is None else [corrections[label].forecast for label in labels]
     result = plan(
-        [Candidate(label, forecast) for label, forecast in zip(labels, forecasts, strict=True)],
+        [Candidate(label, forecast) for label, forecast in zip(labels, planned, strict=True)],
         duration=duration,
         earliest=earliest,
         deadline=deadline,
@@ -170,7 +238,28 @@ def _plan(
     # Every forecast that informed the decision is credited, not only the chosen region's.
     credits = [f.meta.get("attribution") for f in forecasts]
     unique = list(dict.fromkeys(c for c in credits if isinstance(c, str) and c))
-    return result, "; ".join(unique) or None
+    return PlanOutcome(result, "; ".join(unique) or None, corrections)
+
+
+def _correct(
+    source: IntensityProvider, cache: ForecastCache, region: str, forecast: Forecast, now: datetime
+) -> CorrectionResult:
+    """``forecast`` corrected as the lifecycle corrects it: the core's :func:`correct` over the same past.
+
+    The same window (:func:`lookback` of the default days and the forecast's horizon) is read through a
+    :class:`ForecastCache`, as the lifecycle reads it; a provider that keeps no past forecasts, or a
+    failed fetch, leaves the forecast as it is with the reason (a correction only refines a plan).
+    """
+    if not forecast.points:
+        return not_applied(forecast, f"no forecast for {region} to correct")
+    start = now - lookback(DEFAULT_DAYS, max((forecast.end or now) - now, timedelta(0)))
+    try:
+        issued = cache.issued_history(source, region, start, now)
+        actual = cache.history(source, region, start, now)
+    except Exception as error:  # as in the lifecycle: no failure here is a reason not to plan
+        detail = error.one_line() if isinstance(error, GreenflowError) else f"{type(error).__name__}: {error}"
+        return not_applied(forecast, f"no past forecasts and actuals for {region}: {detail}")
+    return correct(forecast, issued, actual, now=now)
 
 
 def _forecast(
@@ -182,7 +271,8 @@ def _forecast(
     return source.forecast(region, start=moment, hours=hours)
 
 
-def _print(result: Plan, attribution: str | None) -> None:
+def _print(outcome: PlanOutcome) -> None:
+    result = outcome.plan
     expected = "unknown" if result.expected_intensity is None else f"{result.expected_intensity:.1f}"
     now = "unknown" if result.now_intensity is None else f"{result.now_intensity:.1f}"
     saving = "" if result.savings_pct is None else f", {result.savings_pct:.1f} % lower"
@@ -202,8 +292,11 @@ def _print(result: Plan, attribution: str | None) -> None:
             for option in result.alternatives
         ]
         print_table("regions", ["region", "best start", "expected gCO2e/kWh", "now gCO2e/kWh"], rows)
-    if attribution:
-        typer.echo(f"Data: {attribution}")
+    for region, corrected in (outcome.corrections or {}).items():
+        # The reason alone says both: "corrected (bias+carry): ..." or "forecast correction not applied: ...".
+        typer.echo(f"{region}: {corrected.reason}")
+    if outcome.attribution:
+        typer.echo(f"Data: {outcome.attribution}")
 
 
 def _iso(moment: datetime) -> str:

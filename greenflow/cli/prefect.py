@@ -8,7 +8,9 @@ deployment instead (the first is home)::
     greenflow prefect schedule --region-deployment GB=train/gb-pool --region-deployment NO=train/no-pool \
         --duration 2h --deadline 12h
 
-and the run is created for the deployment of the greenest (region, start).
+and the run is created for the deployment of the greenest (region, start). ``--forecast-correction``
+corrects each region's forecast with its recent errors before planning (the core's ``forecast_correction``);
+the output says per region whether it was applied, and why not (``--json``: ``decision.correction``).
 """
 
 from __future__ import annotations
@@ -71,6 +73,14 @@ def schedule(
     on_provider_error: Annotated[
         str, typer.Option("--on-provider-error", help="run, wait or fail when no forecast can be had.")
     ] = "wait",
+    forecast_correction: Annotated[
+        bool,
+        typer.Option(
+            "--forecast-correction",
+            help="Correct each forecast with its recent errors before planning (bias by slot of day + the latest "
+            "error carried forward); the output says per region whether it was applied and why not.",
+        ),
+    ] = False,
     credentials: Annotated[
         str | None, typer.Option("--credentials", help="Name of a GreenflowCredentials block.")
     ] = None,
@@ -103,6 +113,7 @@ def schedule(
         threshold=threshold,
         budget=budget,
         on_provider_error=on_provider_error,
+        forecast_correction=forecast_correction,
         credentials=credentials,
         ledger=open_ledger(),
         flow_run_name=flow_run_name,
@@ -113,10 +124,18 @@ def schedule(
         return
     console.print(f"flow run {scheduled.flow_run_name} ({scheduled.flow_run_id}) of {scheduled.deployment}")
     console.print(f"scheduled at {scheduled.scheduled_time.isoformat()}: {describe(scheduled.decision)}")
+    for region, corrected in _corrections(scheduled.decision.correction):
+        console.print(f"{region}: {corrected}", markup=False, highlight=False)
     if len(scheduled.alternatives) > 1:
         console.print("weighed:", markup=False)
         for option in scheduled.alternatives:
             console.print(f"  {option.describe()} -> {option.deployment}", markup=False, highlight=False)
+
+
+def _corrections(record: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(region, why) per region from a decision's ``correction`` record; none when no correction was asked."""
+    regions = (record or {}).get("regions") or {}
+    return [(str(region), str(result.get("reason", ""))) for region, result in regions.items()]
 
 
 def _region_deployments(items: list[str]) -> dict[str, str]:

@@ -6,6 +6,12 @@ For work that is not a Python callable. The operator plans, reserves and **defer
 the plan, the wait and the reservation, which it settles. A budget refusal happens before the wait, as
 for CarbonAwareOperator; exit code 3 from ``greenflow run`` is kept for a refusal it meets itself. Other
 exit codes behave as in BashOperator.
+
+Started by a region route (``GreenGateOperator(regions={region: task_id})``), the operator follows it as
+a routed CarbonAwareOperator does (:mod:`greenflow.airflow.routed`): no second wait, the command runs at
+once under the route's decision, so the entry ``greenflow run`` writes has the route's region, request
+time, start and plan, its decision reason names the route's entry, and savings count against the route's
+home (``greenflow run`` is given the regions home first).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class CarbonAwareBashOperator(CarbonAwareBaseOperator, BashOperator):
 
     template_fields = (*BashOperator.template_fields, "provider_options")
     custom_operator_name = "CarbonAwareBashOperator"
+    # A route already waited for the window: the command runs at once under the route's decision.
+    follows_routes = True
 
     def execute(self, context: Any) -> Any:
         """Plan, defer to the window or run at once."""

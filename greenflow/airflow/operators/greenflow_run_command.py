@@ -4,6 +4,8 @@ The operator has already planned, reserved and waited for the green window (defe
 ``greenflow run`` is handed that decision (``--decision env:GREENFLOW_DECISION``, the JSON of
 :meth:`Decision.to_dict`): it does not plan again, meters the command's process tree, records the
 attempt with the operator's plan, wait and reservation, settles it and passes the exit code through.
+It gets the operator's regions home first (a route's home when the task was routed), so its entry counts
+the savings against the same home.
 Credentials travel as the provider's ``GREENFLOW_*`` environment variables, never on the command line
 (which ``ps`` and the UI's rendered fields would show).
 """
@@ -83,8 +85,10 @@ def greenflow_run_command(
         "--decision",
         f"env:{DECISION_ENV}",
     ]
-    if decision.region:
-        args += ["--region", decision.region]
+    # Home first, as the operator's spec has them (a route's home when routed): greenflow run counts the
+    # savings against starting at home, and the entry's policy lists the regions that were weighed.
+    for region in _regions(spec.candidate_regions, decision.region):
+        args += ["--region", region]
     for key, value in sorted(_string_options(provider_options).items()):
         if lifecycle.replaying and key in _REPLAY_OPTIONS:
             continue
@@ -109,6 +113,13 @@ def greenflow_run_command(
         if key in names and value is not None:
             env[names[key]] = value.reveal() if isinstance(value, Secret) else str(value)
     return RunCommand(" ".join(shlex.quote(a) for a in args), env)
+
+
+def _regions(candidates: tuple[str, ...], chosen: str | None) -> list[str]:
+    """The spec's regions, home first, with the decision's region among them (none when it has none)."""
+    if chosen is None:
+        return []
+    return [*candidates, chosen] if chosen not in candidates else list(candidates)
 
 
 def _string_options(options: Mapping[str, Any]) -> dict[str, str]:
