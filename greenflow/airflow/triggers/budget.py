@@ -2,7 +2,8 @@
 
 Room comes back when the budget's period ends (a new period starts empty) or earlier, when reservations
 are released or settle below their estimates. So the trigger re-reads the budget every
-``recheck_seconds`` and at the period's end, in a worker thread (the ledger is a database). It only reads.
+``recheck_seconds`` and at the period's end, in greenflow's thread pool (the ledger is a database), so the
+triggerer's event loop never blocks; this module imports the ledger only there. It only reads.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from greenflow.airflow.ledger_access import aledger_url
-from greenflow.airflow.resources import ledger_at
+from greenflow.airflow.resources import ledger_at, run_blocking
 from greenflow.clock import parse_time, utcnow
-from greenflow.governance import has_room
-from greenflow.ledger import BudgetStatus
+
+if TYPE_CHECKING:
+    from greenflow.ledger import BudgetStatus, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +73,35 @@ class CarbonBudgetTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Re-read the budget until it has room; fire with its status."""
         url = await aledger_url(self.ledger_conn_id)
-        ledger = await asyncio.to_thread(ledger_at, url)
+        ledger = await run_blocking(ledger_at, url)
         period_end = self.period_end
         recheck = timedelta(seconds=max(self.recheck_seconds, 0.1))
         checks = 0
         while True:
             now = utcnow()
             await asyncio.sleep(max((min(now + recheck, period_end) - now).total_seconds(), 0.0))
-            try:
-                status: BudgetStatus = await asyncio.to_thread(ledger.budgets.status, self.budget)
-            except Exception as error:  # the database may be briefly unreachable: keep waiting
-                log.warning("greenflow: cannot read budget %r (%s); will retry", self.budget, error)
+            checked = await run_blocking(self._check, ledger)
+            if checked is None:
                 continue
+            status, room = checked
             checks += 1
-            if has_room(status, self.min_remaining):
+            if room:
                 yield TriggerEvent(  # type: ignore[no-untyped-call]
                     {"status": status.to_dict(), "checks": checks, "requested_at": self.requested_at.isoformat()}
                 )
                 return
             period_end = status.period_end
+
+    def _check(self, ledger: Ledger) -> tuple[BudgetStatus, bool] | None:
+        """The budget's status and whether it has the room asked for; ``None`` if it cannot be read now.
+
+        Runs in a thread (it reads the database). A bad ``min_remaining`` still fails the trigger.
+        """
+        from greenflow.governance import has_room
+
+        try:
+            status = ledger.budgets.status(self.budget)
+        except Exception as error:  # the database may be briefly unreachable: keep waiting
+            log.warning("greenflow: cannot read budget %r (%s); will retry", self.budget, error)
+            return None
+        return status, has_room(status, self.min_remaining)

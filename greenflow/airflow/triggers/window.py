@@ -1,37 +1,90 @@
 """CarbonWindowTrigger: waits in the triggerer until a task's green window, or its latest start.
 
 While it waits it re-plans at the provider's refresh cadence, reading forecasts through the process's
-shared cache (one fetch per region per refresh however many tasks wait), in a worker thread so the
-triggerer's event loop never blocks. A fresh plan is taken only when it starts no later than the one the
-trigger holds: the start moves earlier when a greener window opens sooner, never later than promised,
-and never past the latest start that still meets the deadline. The trigger writes nothing to the ledger
-(the task records the attempt when it runs), so running it twice (HA, redistribution) is harmless.
+shared cache (one fetch per region per refresh however many tasks wait). A fresh plan is taken only when
+it starts no later than the one the trigger holds: the start moves earlier when a greener window opens
+sooner, never later than promised, and never past the latest start that still meets the deadline. The
+trigger writes nothing to the ledger (the task records the attempt when it runs), so running it twice
+(HA, redistribution) is harmless.
+
+The triggerer imports this module, builds the trigger and starts :meth:`~CarbonWindowTrigger.run` on its
+event loop, a thousand at a time when a mapped task defers. So the module imports nothing heavy, the
+constructor only stores its arguments, and everything else (parsing the plan, building the spec and the
+provider, opening the ledger, planning, building the event) runs in greenflow's thread pool
+(:func:`~greenflow.airflow.resources.run_blocking`); the loop only awaits, sleeps and compares times.
+Connections are read with Airflow's async lookups, which are themselves non-blocking on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import threading
+import zlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from greenflow.airflow.ledger_access import aledger_url
-from greenflow.airflow.resources import ledger_at
-from greenflow.airflow.spec_params import aconnection_options, spec_with_connection
+from greenflow.airflow.hooks.connection_fields import ConnectionLike
+from greenflow.airflow.hooks.lookup import aget_connection
+from greenflow.airflow.ledger_access import configured_ledger
+from greenflow.airflow.resources import run_blocking
 from greenflow.clock import utcnow
-from greenflow.intensity.cache import ForecastCache
-from greenflow.ledger import Identity
-from greenflow.lifecycle import Decision, Lifecycle
+
+if TYPE_CHECKING:
+    from greenflow.intensity.cache import ForecastCache
+    from greenflow.lifecycle import Decision, Lifecycle
 
 log = logging.getLogger(__name__)
 
 # Never re-plan more often than this (wall clock), whatever a fast replay asks for.
 MIN_REFRESH_WALL = timedelta(seconds=0.2)
-# A process-local cache for when the ledger (the shared layer) cannot be opened in the triggerer.
-_LOCAL_CACHE = ForecastCache()
+# Tasks deferred together (a mapped task) would all re-plan in the same instant, every refresh: a burst of
+# a thousand thread jobs whose CPU the event loop's thread then has to share the GIL with. Each trigger
+# delays its first re-plan by a stable share of this fraction of the refresh period (at most
+# MAX_STAGGER), which spreads the re-plans of later refreshes as well. The forecast is still fetched once
+# per refresh: the re-plans share it through the cache.
+STAGGER = 0.2
+MAX_STAGGER = timedelta(minutes=2)
+
+_local_lock = threading.Lock()
+_local_cache: ForecastCache | None = None
+
+
+def _process_cache() -> ForecastCache:
+    """A process-local cache for when the ledger (the shared layer) cannot be opened in the triggerer."""
+    global _local_cache
+    from greenflow.intensity.cache import ForecastCache
+
+    with _local_lock:
+        if _local_cache is None:
+            _local_cache = ForecastCache()
+        return _local_cache
+
+
+@dataclass(frozen=True)
+class _Connections:
+    """What the trigger read through Airflow's async lookups, handed to a thread; an error if a lookup failed."""
+
+    provider: ConnectionLike | Exception | None  # None: no provider_conn_id
+    ledger: str | ConnectionLike | Exception  # a ledger URL, or the connection to build one from
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A trigger ready to wait: the plan it holds and how it re-plans (``lifecycle`` None: it cannot).
+
+    ``first_refresh_wall`` is ``refresh_wall`` plus this trigger's stagger (see :data:`STAGGER`).
+    """
+
+    decision: Decision
+    lifecycle: Lifecycle | None
+    refresh_wall: timedelta
+    first_refresh_wall: timedelta
 
 
 class CarbonWindowTrigger(BaseTrigger):
@@ -55,6 +108,7 @@ class CarbonWindowTrigger(BaseTrigger):
         ledger_conn_id: str | None = None,
         refresh_seconds: float = 1800.0,
     ) -> None:
+        # Runs on the triggerer's event loop: store the arguments, nothing more (see the module docstring).
         super().__init__()  # type: ignore[no-untyped-call]
         self.decision = decision
         self.spec = spec
@@ -87,25 +141,25 @@ class CarbonWindowTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Sleep until the planned start, re-planning at each refresh; fire at the start or the latest start."""
-        decision = Decision.from_dict(self.decision)
+        connections = await self._connections()
+        waiting = await run_blocking(self._prepare, connections)
+        decision, lifecycle = waiting.decision, waiting.lifecycle
         first_start = decision.start_at
         refreshes = 0
-        lifecycle = await self._lifecycle()
-        refresh_wall = self._refresh_wall(lifecycle)
         while True:
             now = utcnow()
             waiting_for_forecast = decision.action == "retry"
             if not waiting_for_forecast and now >= decision.wake_at:
-                yield self._event(decision, "planned_start", refreshes, first_start)
+                yield await run_blocking(self._event, decision, "planned_start", refreshes, first_start)
                 return
             latest_wall = lifecycle.wall_time(decision.latest_start) if lifecycle else decision.wake_at
             if now >= latest_wall:
                 if waiting_for_forecast and lifecycle is not None:
                     # The deadline has come: the outage policy (or a forecast back in time) decides how to run.
-                    final = await self._replan(lifecycle, decision)
+                    final = await run_blocking(self._replan, lifecycle, decision)
                     if final is not None and final.action != "retry":
                         decision = final
-                yield self._event(decision, "latest_start", refreshes, first_start)
+                yield await run_blocking(self._event, decision, "latest_start", refreshes, first_start)
                 return
             moments = [latest_wall]
             if not waiting_for_forecast:
@@ -113,6 +167,7 @@ class CarbonWindowTrigger(BaseTrigger):
             next_replan = None
             if lifecycle is not None:
                 # A provider outage re-asks at the policy's retry time; a plan re-reads at the refresh cadence.
+                refresh_wall = waiting.refresh_wall if refreshes else waiting.first_refresh_wall
                 next_replan = max(
                     decision.wake_at if waiting_for_forecast else now + refresh_wall, now + MIN_REFRESH_WALL
                 )
@@ -123,21 +178,59 @@ class CarbonWindowTrigger(BaseTrigger):
                 continue
             if not waiting_for_forecast and now >= decision.wake_at:
                 continue  # the start has come: fire rather than re-plan
-            fresh = await self._replan(lifecycle, decision)
+            fresh = await run_blocking(self._replan, lifecycle, decision)
             refreshes += 1
             if fresh is not None:
                 decision = preferred(decision, fresh)
 
-    # -- internals -------------------------------------------------------------------------------
-    async def _lifecycle(self) -> Lifecycle | None:
-        """The lifecycle used to re-plan, or ``None`` (then the trigger just keeps the plan it was given)."""
+    # -- on the event loop: only awaits ---------------------------------------------------------------
+    async def _connections(self) -> _Connections:
+        """The provider and ledger connections, through Airflow's async lookups (errors kept for later)."""
+        provider: ConnectionLike | Exception | None = None
+        if self.provider_conn_id:
+            try:
+                provider = await aget_connection(self.provider_conn_id)
+            except Exception as error:  # kept: the thread logs it and keeps the plan
+                provider = error
+        ledger: str | ConnectionLike | Exception
         try:
-            conn_options = await aconnection_options(str(self.spec.get("provider")), self.provider_conn_id)
-            spec, provider = await asyncio.to_thread(
-                spec_with_connection, self._refresh_spec(), conn_options, self.provider_conn_id
-            )
-            cache = await self._cache()
-            return Lifecycle(spec, Identity(**self.identity), cache=cache, provider=provider)
+            conn_id, url = await run_blocking(configured_ledger, self.ledger_conn_id)  # reads Airflow's config
+            ledger = await aget_connection(conn_id) if conn_id is not None else str(url)
+        except Exception as error:
+            ledger = error
+        return _Connections(provider, ledger)
+
+    # -- in greenflow's thread pool ------------------------------------------------------------------
+    def _prepare(self, connections: _Connections) -> _Waiting:
+        from greenflow.lifecycle import Decision
+
+        lifecycle = self._lifecycle(connections)
+        refresh_wall = self._refresh_wall(lifecycle)
+        return _Waiting(
+            Decision.from_dict(self.decision), lifecycle, refresh_wall, refresh_wall + self._stagger(refresh_wall)
+        )
+
+    def _stagger(self, refresh_wall: timedelta) -> timedelta:
+        """This trigger's delay of its first re-plan: the same on every run of the same attempt."""
+        share = zlib.crc32(json.dumps(self.identity, sort_keys=True, default=str).encode()) / 2**32
+        return min(refresh_wall * STAGGER, MAX_STAGGER) * share
+
+    def _lifecycle(self, connections: _Connections) -> Lifecycle | None:
+        """The lifecycle used to re-plan, or ``None`` (then the trigger just keeps the plan it was given)."""
+        from greenflow.airflow.hooks.intensity import hook_for_connection
+        from greenflow.airflow.spec_params import spec_with_connection
+        from greenflow.ledger import Identity
+        from greenflow.lifecycle import Lifecycle
+
+        try:
+            conn = connections.provider
+            if isinstance(conn, Exception):
+                raise conn
+            conn_options: dict[str, Any] = {}
+            if conn is not None:
+                conn_options = hook_for_connection(conn, str(self.spec.get("provider"))).options_from(conn)
+            spec, provider = spec_with_connection(self._refresh_spec(), conn_options, self.provider_conn_id)
+            return Lifecycle(spec, Identity(**self.identity), cache=self._cache(connections), provider=provider)
         except Exception as error:
             log.warning("greenflow: cannot re-plan %r (%s); keeping its plan", self, error)
             return None
@@ -150,16 +243,20 @@ class CarbonWindowTrigger(BaseTrigger):
             spec["on_provider_error"] = "wait"
         return spec
 
-    async def _cache(self) -> ForecastCache:
+    def _cache(self, connections: _Connections) -> ForecastCache:
+        from greenflow.airflow.hooks.ledger import ledger_url_from_connection
+        from greenflow.airflow.resources import ledger_at
         from greenflow.lifecycle import shared_cache
 
         try:
-            url = await aledger_url(self.ledger_conn_id)
-            ledger = await asyncio.to_thread(ledger_at, url)
-            return shared_cache(ledger)
+            given = connections.ledger
+            if isinstance(given, Exception):
+                raise given
+            url = given if isinstance(given, str) else ledger_url_from_connection(given)
+            return shared_cache(ledger_at(url))
         except Exception as error:
             log.warning("greenflow: ledger unavailable in the triggerer (%s); forecasts cached per process", error)
-            return _LOCAL_CACHE
+            return _process_cache()
 
     def _refresh_wall(self, lifecycle: Lifecycle | None) -> timedelta:
         cadence = timedelta(seconds=max(self.refresh_seconds, 1.0))
@@ -167,9 +264,9 @@ class CarbonWindowTrigger(BaseTrigger):
         wall = cadence / speed if speed else cadence
         return max(wall, MIN_REFRESH_WALL)
 
-    async def _replan(self, lifecycle: Lifecycle, decision: Decision) -> Decision | None:
+    def _replan(self, lifecycle: Lifecycle, decision: Decision) -> Decision | None:
         try:
-            return await asyncio.to_thread(lifecycle.plan, previous=decision)
+            return lifecycle.plan(previous=decision)
         except Exception as error:  # a refresh is an improvement, never a reason to fail the wait
             log.warning("greenflow: re-planning %r failed (%s); keeping its plan", self, error)
             return None

@@ -9,8 +9,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+from greenflow.airflow import resources
 from greenflow.airflow.triggers.budget import CarbonBudgetTrigger
 from greenflow.ledger import Budget, Identity, Ledger
+from greenflow.ledger.budgets import Budgets
 
 
 def _exhaust(ledger: Ledger) -> str:
@@ -67,3 +71,26 @@ def test_re_reads_at_the_period_end_even_with_a_long_recheck(gf_ledger: Ledger) 
     assert time.monotonic() - started < 5
     assert event.payload["checks"] == 1
     assert not event.payload["status"]["exhausted"]
+
+
+def test_reading_the_budget_never_blocks_the_triggerers_event_loop(
+    gf_ledger: Ledger, monkeypatch: pytest.MonkeyPatch, loop_watch: Any
+) -> None:
+    reservation = _exhaust(gf_ledger)
+    monkeypatch.setattr(resources, "_ledgers", {})  # the triggerer opens its own engine on the ledger
+    _release_later(gf_ledger, reservation, 0.4)
+
+    async def triggerer() -> tuple[int, list[Any]]:
+        trigger = CarbonBudgetTrigger(
+            budget="gpu", period_end=datetime.now(UTC) + timedelta(days=1), min_remaining="50g", recheck_seconds=0.1
+        )
+        return threading.get_ident(), await _collect(trigger)
+
+    loop_watch.wrap(monkeypatch, Ledger, "__init__")
+    loop_watch.wrap(monkeypatch, Budgets, "status")
+    with loop_watch:
+        loop_thread, [event] = asyncio.run(triggerer())
+
+    assert event.payload["checks"] >= 2
+    assert loop_watch.on(loop_thread) == []
+    assert {"Ledger.__init__", "Budgets.status"} <= set(loop_watch.off(loop_thread))

@@ -4,12 +4,17 @@ when a fresher forecast has a greener window sooner, never later, and writes not
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import greenflow.intensity.providers.base as provider_registry
+import greenflow.lifecycle as lifecycle_module
+from greenflow.airflow import resources
 from greenflow.airflow.identity import identity_to_dict
 from greenflow.airflow.spec_params import trigger_spec_kwargs
 from greenflow.airflow.triggers.window import CarbonWindowTrigger, preferred
@@ -209,3 +214,89 @@ def test_missing_connection_keeps_the_plan_and_still_fires(gf_ledger: Ledger, mi
     assert event.payload["fired"] == "planned_start"
     assert event.payload["refreshes"] == 0
     assert event.payload["decision"]["start_at"] == decision.to_dict()["start_at"]
+
+
+# greenflow's blocking entry points a waiting trigger goes through (all must run off the event loop).
+BLOCKING_ENTRY_POINTS = [
+    (CarbonSpec, "build"),
+    (provider_registry, "get_provider"),
+    (resources, "ledger_at"),
+    (Ledger, "__init__"),
+    (lifecycle_module, "shared_cache"),
+    (Lifecycle, "__init__"),
+    (Lifecycle, "plan"),
+    (Decision, "from_dict"),
+    (Decision, "to_dict"),
+]
+
+
+def test_triggers_arriving_together_do_all_their_blocking_work_off_the_event_loop(
+    gf_ledger: Ledger, midnight: datetime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop_watch: Any
+) -> None:
+    options = _replay(midnight, 36_000)
+    spec, decision = _planned(options, gf_ledger, region="ES", expected_duration="2h", max_delay="14h")
+    kwargs = _trigger(spec, decision, options).serialize()[1]
+    # A triggerer that has served no greenflow task yet: no ledger engine, provider or forecast cache, and a
+    # ledger database it must create.
+    monkeypatch.setattr(resources, "_ledgers", {})
+    monkeypatch.setattr(resources, "_providers", {})
+    monkeypatch.setattr(lifecycle_module, "_SHARED_CACHES", {})
+    monkeypatch.setenv("GREENFLOW_LEDGER_URL", f"sqlite:///{tmp_path / 'triggerer-ledger.db'}")
+
+    async def triggerer() -> tuple[int, list[list[Any]]]:
+        # As Airflow's triggerer does: build each trigger on the loop, then run them all on it.
+        triggers = [CarbonWindowTrigger(**kwargs) for _ in range(50)]
+        return threading.get_ident(), list(await asyncio.gather(*(_collect(t) for t in triggers)))
+
+    for owner, name in BLOCKING_ENTRY_POINTS:
+        loop_watch.wrap(monkeypatch, owner, name)
+    with loop_watch:
+        loop_thread, fired = asyncio.run(triggerer())
+
+    assert [events[0].payload["fired"] for events in fired] == ["planned_start"] * 50
+    assert all(events[0].payload["refreshes"] >= 1 for events in fired)  # they re-planned while waiting
+    assert loop_watch.on(loop_thread) == []
+    elsewhere = loop_watch.off(loop_thread)
+    # The same work did happen, in greenflow's threads: the watch saw it.
+    for done in ("CarbonSpec.build", "base.get_provider", "Ledger.__init__", "Lifecycle.plan", "Decision.to_dict"):
+        assert done in elsewhere
+    assert any(call.startswith("sqlite3.connect:") for call in elsewhere)
+    assert {call.thread_name.split("_")[0] for call in loop_watch.calls if call.thread != loop_thread} == {"greenflow"}
+
+
+def test_connection_lookups_stay_async_and_the_rest_runs_off_the_loop(
+    gf_ledger: Ledger, midnight: datetime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop_watch: Any
+) -> None:
+    import json
+
+    from greenflow.airflow.hooks.lookup import aget_connection
+
+    ledger_file = tmp_path / "via-connection.db"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GF_TRIGGER_LEDGER",
+        json.dumps({"conn_type": "greenflow_ledger", "schema": str(ledger_file), "extra": {"driver": "sqlite"}}),
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_GF_TRIGGER_TRACE", json.dumps({"conn_type": "greenflow_trace"}))
+    options = _replay(midnight, 36_000)
+    spec, decision = _planned(options, gf_ledger, region="ES", expected_duration="2h", max_delay="14h")
+    kwargs = {
+        **_trigger(spec, decision, options).serialize()[1],
+        "provider_conn_id": "gf_trigger_trace",
+        "ledger_conn_id": "gf_trigger_ledger",
+    }
+    monkeypatch.setattr(resources, "_ledgers", {})
+
+    async def triggerer() -> tuple[int, list[Any]]:
+        return threading.get_ident(), await _collect(CarbonWindowTrigger(**kwargs))
+
+    asyncio.run(aget_connection("gf_trigger_trace"))  # Airflow loads its secrets backends once per process
+
+    for owner, name in BLOCKING_ENTRY_POINTS:
+        loop_watch.wrap(monkeypatch, owner, name)
+    with loop_watch:
+        loop_thread, [event] = asyncio.run(triggerer())
+
+    assert event.payload["fired"] == "planned_start" and event.payload["refreshes"] >= 1
+    assert loop_watch.on(loop_thread) == []
+    assert ledger_file.exists()  # the forecast cache was shared through the connection's ledger
+    assert "Lifecycle.plan" in loop_watch.off(loop_thread)
