@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from greenflow.airflow.hooks.intensity import hook_for_connection
-from greenflow.airflow.hooks.lookup import aget_connection, get_connection
+from greenflow.airflow.hooks.lookup import get_connection
 from greenflow.airflow.resources import provider_for
 from greenflow.errors import ConfigError, InvalidInput
 from greenflow.intensity.providers.base import IntensityProvider
@@ -122,14 +122,6 @@ def runtime_spec(
         conn_options = hook_for_connection(conn, provider).options_from(conn)
     spec = _merge(spec_args, provider_options or {}, conn_options)
     return spec, provider_for(spec.provider, spec.provider_options, source=provider_conn_id)
-
-
-async def aconnection_options(provider: str, provider_conn_id: str | None) -> dict[str, Any]:
-    """The provider connection's options, read without blocking the event loop."""
-    if not provider_conn_id:
-        return {}
-    conn = await aget_connection(provider_conn_id)
-    return hook_for_connection(conn, provider).options_from(conn)
 
 
 def spec_with_connection(

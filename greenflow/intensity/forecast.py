@@ -165,9 +165,15 @@ class Forecast:
 
     def content_hash(self) -> str:
         """SHA-256 over the canonical JSON of the forecast (lets an auditor check the stored copy)."""
-        payload = self.to_dict()
-        payload.pop("meta", None)
-        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+        # Computed once per forecast: a shared cached forecast is hashed by every task planning on it
+        # (1000 deferred tasks re-planning each refresh). The hashed fields are immutable; meta is excluded.
+        cached: str | None = self.__dict__.get("_content_hash")
+        if cached is None:
+            payload = self.to_dict()
+            payload.pop("meta", None)
+            cached = hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+            object.__setattr__(self, "_content_hash", cached)
+        return cached
 
     def _replace_points(self, points: Iterable[ForecastPoint]) -> Forecast:
         return Forecast(
