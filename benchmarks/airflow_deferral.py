@@ -860,8 +860,9 @@ def report(
         "`execute()` of each operator on the same callable (sum of 10k integers), minimal task context, "
         "SQLite ledger; the difference is what greenflow adds inside the task process (plan, meter start/stop, "
         "one hash-chained ledger entry; with a budget also the reservation and its settlement). With `ukgrid` the "
-        "lifecycle also asks the API for the actual intensity during the run (one request per task, here on "
-        "127.0.0.1: add the real API's latency).",
+        "lifecycle also reads the actual intensity during the run, through the history cache (one request per "
+        "provider, region and hour window, shared by every task: 0 per task here after the first; on 127.0.0.1, "
+        "add the real API's latency to that one).",
         "",
         "| variant | runs | median (ms) | p95 (ms) | added vs PythonOperator, median (ms) | API requests per task |",
         "|---|---:|---:|---:|---:|---:|",
