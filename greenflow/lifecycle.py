@@ -17,6 +17,11 @@ that resumes after an Airflow trigger is a fresh instance, and a Prefect flow ru
 Every path ends in exactly one ledger entry per attempt: ``ran_now``/``deferred`` when the work ran,
 ``failed`` when it raised, ``interrupted`` when it was killed, ``skipped_budget`` when the budget
 refused it; the budget reservation is settled to the measured value or released.
+
+One rule says ``deferred`` for every adapter: an attempt is ``deferred`` when it waited for its window
+(its start is after its own request, :attr:`Decision.deferred`), whoever did the waiting (a trigger, a
+``Scheduled`` state, a sleep, an upstream route). A retry re-plans with ``plan(previous=..., retry=True)``:
+the deadline stays anchored to the first request, but the retry is ``ran_now`` unless it waits again.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ Outcome = Literal["ran_now", "deferred", "failed", "interrupted", "degraded"]
 _HORIZON_MARGIN = timedelta(hours=1)
 # A reservation outlives the wait and the run by this much before a dead holder loses it.
 _RESERVATION_GRACE = timedelta(hours=1)
+# The times a decision serializes as ISO strings (``retry_requested_at`` too, when set).
+_TIMES = ("requested_at", "start_at", "latest_start", "wake_at")
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,13 @@ class Decision:
     the forecast as the provider gave it (the evidence its hash covers); with ``forecast_correction`` on,
     the plan was made on the corrected one, and ``correction`` holds per region whether it was applied,
     why, and its parameters (from which the corrected values can be recomputed).
+
+    Two request times: ``requested_at`` is the task's first request, the anchor of its deadline
+    (``latest_start``), kept by every re-plan (a refresh while waiting, a resume, a retry).
+    ``retry_requested_at`` is when a retry asked to start (:meth:`Lifecycle.plan` with ``retry=True``),
+    ``None`` for a first attempt. :attr:`attempt_requested_at` is this attempt's own request, whichever
+    applies: whether the attempt waited (:attr:`deferred`), for how long, and the counterfactual of its
+    ledger entry are measured from it.
     """
 
     requested_at: datetime
@@ -87,11 +101,26 @@ class Decision:
     estimate_g: float | None = None
     estimate_kwh: float | None = None
     estimate_source: str | None = None
+    retry_requested_at: datetime | None = None
+
+    @property
+    def attempt_requested_at(self) -> datetime:
+        """When this attempt asked to start: a retry's own request, else the first request."""
+        return self.retry_requested_at or self.requested_at
 
     @property
     def deferred(self) -> bool:
-        """True when the attempt waits before starting."""
-        return self.start_at > self.requested_at
+        """True when this attempt waits (or waited) for its window: it starts after its own request.
+
+        A retry that runs at once is not deferred, however long ago the first attempt asked; a resumed
+        wait (a trigger that fired, a rescheduled flow run, a re-plan after a provider outage) is.
+        """
+        return self.start_at > self.attempt_requested_at
+
+    @property
+    def deferred_seconds(self) -> float:
+        """How long this attempt waits for its start, from its own request (0 when it runs at once)."""
+        return max((self.start_at - self.attempt_requested_at).total_seconds(), 0.0)
 
     @property
     def forecast_obj(self) -> Forecast | None:
@@ -99,18 +128,28 @@ class Decision:
         return None if self.forecast is None else Forecast.from_dict(self.forecast)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe (trigger kwargs, XCom, a Prefect state's data)."""
+        """JSON-safe (trigger kwargs, XCom, a Prefect state's data).
+
+        ``retry_requested_at`` is written only when set: a first attempt's decision has the keys an older
+        greenflow reads (a triggerer or a worker not upgraded yet).
+        """
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        for name in ("requested_at", "start_at", "latest_start", "wake_at"):
+        for name in _TIMES:
             data[name] = getattr(self, name).isoformat()
+        if self.retry_requested_at is None:
+            del data["retry_requested_at"]
+        else:
+            data["retry_requested_at"] = self.retry_requested_at.isoformat()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; a decision an older greenflow wrote (no ``retry_requested_at``) loads too."""
         values = dict(data)
-        for name in ("requested_at", "start_at", "latest_start", "wake_at"):
+        for name in _TIMES:
             values[name] = parse_time(values[name], name)
+        if values.get("retry_requested_at") is not None:
+            values["retry_requested_at"] = parse_time(values["retry_requested_at"], "retry_requested_at")
         return cls(**values)
 
 
@@ -171,19 +210,36 @@ class Lifecycle:
         return require_aware(self._clock(), "clock")
 
     # -- plan --------------------------------------------------------------------------------------
-    def plan(self, *, requested_at: datetime | None = None, previous: Decision | None = None) -> Decision:
+    def plan(
+        self, *, requested_at: datetime | None = None, previous: Decision | None = None, retry: bool = False
+    ) -> Decision:
         """Decide when and where to start; no side effects except a ``failed`` entry under ``fail``.
 
-        ``previous`` re-plans a waiting attempt (a trigger's refresh): the request time and the
-        reservation carry over, and the start never moves past the original latest start.
+        ``previous`` re-plans against an earlier decision: its request time (the deadline's anchor) and
+        its reservation carry over, and the start never moves past the original latest start. Without
+        ``retry`` it is the same attempt, still waiting (a trigger's refresh, a resumed deferral, a re-plan
+        after a provider outage): the attempt's own request carries over too, so the time it already waited
+        counts and it is ``deferred``. ``retry=True`` plans a new attempt of the same task (a retry after a
+        failure): it asks now, so it is ``deferred`` only if it waits again, and only for its own wait.
+        Past the latest start there is nothing left to wait for: the attempt runs at once, in the region
+        greenest right now.
         """
+        if retry and previous is None:
+            raise InvalidInput(
+                "plan(retry=True) was given no previous decision to retry",
+                fix="pass previous=<the earlier attempt's decision>, or drop retry=True for a first attempt",
+            )
         now = self.now()
         requested = previous.requested_at if previous else require_aware(requested_at or now, "requested_at")
+        asked = now if retry else (previous.retry_requested_at if previous else None)
         latest = self._latest_start(requested)
         regions = self.spec.candidate_regions
+
+        def finish(decision: Decision) -> Decision:
+            return self._carry(previous, replace(decision, retry_requested_at=asked))
+
         if not regions:
-            return self._carry(
-                previous,
+            return finish(
                 self._decision(
                     requested, now, latest, None, "run_now", "no region declared: runs at once, nothing to plan"
                 ),
@@ -200,7 +256,9 @@ class Lifecycle:
                     self.cache, self.provider, region, start=now, hours=max(horizon, 1.0), deadline=latest, now=now
                 )
             except ProviderError as error:  # on_provider_error="fail"
-                self._record_failure(requested, f"forecast unavailable and on_provider_error=fail: {error.one_line()}")
+                self._record_failure(
+                    requested, f"forecast unavailable and on_provider_error=fail: {error.one_line()}", asked
+                )
                 raise
             outcomes.append({"region": region, **outcome.to_dict()})
             if isinstance(outcome, UseForecast):
@@ -217,13 +275,13 @@ class Lifecycle:
                 decision = self._decision(
                     requested, now, latest, regions[0], "retry", outcome.reason, start_at=min(outcome.retry_at, latest)
                 )
-                return self._carry(previous, replace(decision, policy_outcome={"regions": outcomes}))
+                return finish(replace(decision, policy_outcome={"regions": outcomes}))
             else:
                 notes.append(outcome.reason)
         if not candidates:
             reason = "; ".join(notes) or "no forecast"
             decision = self._decision(requested, now, latest, regions[0], "run_now", reason)
-            return self._carry(previous, replace(decision, forecast_note=reason, policy_outcome={"regions": outcomes}))
+            return finish(replace(decision, forecast_note=reason, policy_outcome={"regions": outcomes}))
         correction = (
             None
             if self.spec.forecast_correction is None
@@ -232,46 +290,32 @@ class Lifecycle:
                 "regions": corrections,
             }
         )
-        if now > latest:
-            # A retry, or a re-plan after waiting: the latest start has passed, the deadline wins.
-            home = candidates[0]
-            reason = f"the latest start {latest.isoformat()} has passed: runs at once"
-            decision = self._decision(requested, now, latest, home.region, "run_now", reason)
-            return self._carry(
-                previous,
-                replace(
-                    decision,
-                    forecast=raw[home.region].to_dict(),
-                    forecast_note="; ".join(notes) or None,
-                    correction=correction,
-                    policy_outcome={"regions": outcomes},
-                ),
-            )
+        late = now > latest
+        # Past the latest start (a retry, or a re-plan after waiting) the deadline wins: only "now" is left
+        # to choose, and the planner still picks the greenest region for it.
         chosen = plan(
             candidates,
             duration=self.spec.expected_duration,
-            earliest=max(now, requested),
-            deadline=latest + self.spec.expected_duration,
+            earliest=now if late else max(now, requested),
+            deadline=(now if late else latest) + self.spec.expected_duration,
             min_savings_pct=self.spec.min_savings_pct,
             threshold=self.spec.threshold,
             now=now,
         )
-        forecast = raw[chosen.region]
-        decision = self._decision(
-            requested,
-            now,
-            latest,
-            chosen.region,
-            "defer" if chosen.decision == "defer" else "run_now",
-            chosen.reason,
-            start_at=chosen.start,
-        )
-        return self._carry(
-            previous,
+        if late:
+            action: Literal["run_now", "defer"] = "run_now"
+            start_at = now
+            reason = f"the latest start {latest.isoformat()} has passed: runs at once; {chosen.reason}"
+        else:
+            action = "defer" if chosen.decision == "defer" else "run_now"
+            start_at = chosen.start
+            reason = chosen.reason
+        decision = self._decision(requested, now, latest, chosen.region, action, reason, start_at=start_at)
+        return finish(
             replace(
                 decision,
                 plan=chosen.to_dict(),
-                forecast=forecast.to_dict(),
+                forecast=raw[chosen.region].to_dict(),
                 forecast_note="; ".join(notes) or None,
                 correction=correction,
                 policy_outcome={"regions": outcomes},
@@ -367,7 +411,9 @@ class Lifecycle:
         budget = self.ledger.budgets.get(self.spec.budget)
         estimate_g, estimate_kwh, source = self.estimate(decision)
         amount = estimate_g if budget.unit == "gCO2e" else estimate_kwh
-        hold = (decision.latest_start - decision.requested_at) + 2 * self.spec.expected_duration + _RESERVATION_GRACE
+        # Held from this attempt's request (a retry asks later than the first request) to well past its run.
+        wait = max(decision.latest_start - decision.attempt_requested_at, timedelta(0))
+        hold = wait + 2 * self.spec.expected_duration + _RESERVATION_GRACE
         reservation: Reservation = self.ledger.budgets.reserve(
             budget.name, self.identity, amount, estimate_source=source, ttl=hold, at=utcnow()
         )
@@ -530,10 +576,13 @@ class Lifecycle:
             extra["forecast_correction"] = decision.correction
         if self.replaying:
             extra["replay"] = {"speed": decision.replay_speed, "note": "times are a replayed trace's, not real"}
+        if decision.retry_requested_at is not None:
+            # The entry's request is the retry's own; the first request still anchors the deadline.
+            extra["first_requested_at"] = decision.requested_at.isoformat()
         return {
-            "requested_at": decision.requested_at,
+            "requested_at": decision.attempt_requested_at,
             "planned_start": decision.start_at,
-            "deferred_seconds": max((decision.start_at - decision.requested_at).total_seconds(), 0.0),
+            "deferred_seconds": decision.deferred_seconds,
             "policy": {**self.spec.policy_inputs(), "outcome": decision.policy_outcome},
             "region": decision.region,
             "forecast_provider": forecast.provider if forecast else None,
@@ -591,12 +640,16 @@ class Lifecycle:
     def _counterfactual(
         self, decision: Decision, account: CarbonAccount | None, start: datetime, end: datetime
     ) -> tuple[float | None, float | None]:
-        """Intensity and emissions had the attempt started when it was requested, in its home region."""
+        """Intensity and emissions had the attempt started when it asked to, in its home region.
+
+        A retry is compared with starting at its own request (it could not have run at the first
+        attempt's), so a retry that runs at once saves about nothing by waiting.
+        """
         if account is None or account.facility_energy_kwh is None:
             return None, None
         home = self.spec.candidate_regions[0] if self.spec.candidate_regions else None
         duration = max(end - start, timedelta(seconds=1))
-        begin = decision.requested_at
+        begin = decision.attempt_requested_at
         if home is None:
             return None, None
         try:
@@ -610,9 +663,12 @@ class Lifecycle:
             return None, None
         return mean, mean * account.facility_energy_kwh
 
-    def _record_failure(self, requested: datetime, reason: str) -> Entry:
+    def _record_failure(self, requested: datetime, reason: str, retry_requested_at: datetime | None) -> Entry:
         now = self.now()
-        decision = self._decision(requested, now, now, self.spec.candidate_regions[0], "run_now", reason)
+        decision = replace(
+            self._decision(requested, now, now, self.spec.candidate_regions[0], "run_now", reason),
+            retry_requested_at=retry_requested_at,
+        )
         return self.ledger.append(
             Entry.for_attempt(
                 self.identity,

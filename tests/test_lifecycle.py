@@ -7,12 +7,13 @@ provider on the shipped Electricity Maps data, the planner, the carbon join and 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from greenflow.errors import BudgetExceeded, ProviderError
+from greenflow.errors import BudgetExceeded, InvalidInput, ProviderError
 from greenflow.intensity.cache import ForecastCache
 from greenflow.intensity.providers.http import RetrySettings
 from greenflow.intensity.providers.trace import TraceProvider
@@ -369,3 +370,140 @@ def test_a_correction_that_cannot_be_made_is_said_and_the_plan_still_made(ledger
     assert "serves its actuals as the forecast" in (decision.forecast_note or "")
     plain = _lifecycle(ledger, meter_factory, task="plain").plan()
     assert decision.start_at == plain.start_at
+
+
+# -- deferred: one rule for first attempts, resumed waits and retries -----------------------------------
+def test_a_first_attempt_that_runs_at_once_is_ran_now_with_no_wait(ledger, meter_factory) -> None:
+    lifecycle = _lifecycle(ledger, meter_factory, max_delay="0h")
+    decision = lifecycle.plan()
+    assert not decision.deferred and decision.attempt_requested_at == decision.requested_at == MIDNIGHT
+    entry = lifecycle.run(decision, _work, 0.01).entry
+    assert (entry.decision, entry.deferred_seconds, entry.requested_at) == ("ran_now", 0.0, MIDNIGHT)
+    assert "first_requested_at" not in entry.extra
+    assert entry.saved_g == pytest.approx(0.0, abs=1e-9)  # ran when it asked: nothing saved by waiting
+
+
+def test_a_retry_within_the_latest_start_that_runs_at_once_is_ran_now(ledger, meter_factory) -> None:
+    provider = TraceProvider(region="ES", now=MIDNIGHT)
+    first = _lifecycle(ledger, meter_factory, provider=provider).plan()
+    assert first.action == "defer" and first.start_at > MIDNIGHT + timedelta(hours=6)
+    retried_at = first.start_at + timedelta(minutes=10)  # the first attempt ran at its window, then failed
+    provider.set_now(retried_at)
+    retry = _lifecycle(ledger, meter_factory, provider=provider, attempt=2)
+    decision = retry.plan(previous=first, retry=True)
+
+    assert decision.action == "run_now" and decision.start_at == retried_at
+    # The deadline still counts from the first request; the retry's own request is when it asked.
+    assert decision.requested_at == MIDNIGHT and decision.latest_start == first.latest_start
+    assert decision.attempt_requested_at == retried_at
+    assert not decision.deferred and decision.deferred_seconds == 0.0
+    entry = retry.run(decision, _work, 0.01).entry
+    assert entry.decision == "ran_now"  # it waited for nothing (it used to say "deferred", 12 h)
+    assert entry.deferred_seconds == 0.0 and entry.requested_at == retried_at
+    assert entry.extra["first_requested_at"] == MIDNIGHT.isoformat()
+    # Had it started when it asked, it would have run at the same time: no saving claimed.
+    assert entry.counterfactual_intensity_g_per_kwh == pytest.approx(entry.intensity_g_per_kwh, rel=0.05)
+    assert abs(entry.saved_g) < 0.05 * entry.operational_g
+
+
+def test_a_retry_that_waits_again_counts_only_its_own_wait(ledger, meter_factory) -> None:
+    provider = TraceProvider(region="ES", now=MIDNIGHT)
+    first = _lifecycle(ledger, meter_factory, provider=provider).plan()
+    retried_at = MIDNIGHT + timedelta(hours=2)  # e.g. the first try was started early by hand and failed
+    provider.set_now(retried_at)
+    decision = _lifecycle(ledger, meter_factory, provider=provider, attempt=2).plan(previous=first, retry=True)
+    assert decision.action == "defer" and decision.start_at <= first.latest_start
+    assert decision.deferred
+    assert decision.deferred_seconds == (decision.start_at - retried_at).total_seconds()
+    assert decision.deferred_seconds < (decision.start_at - MIDNIGHT).total_seconds()
+
+
+def test_past_the_latest_start_a_retry_runs_at_once_but_a_resumed_wait_was_deferred(ledger, meter_factory) -> None:
+    provider = TraceProvider(region="ES", now=MIDNIGHT)
+    spec = {"provider": provider, "max_delay": "2h"}
+    first = _lifecycle(ledger, meter_factory, **spec).plan()
+    late = first.latest_start + timedelta(minutes=5)
+    provider.set_now(late)
+
+    retry = _lifecycle(ledger, meter_factory, attempt=2, **spec)
+    retried = retry.plan(previous=first, retry=True)
+    assert retried.action == "run_now" and retried.start_at == late and "has passed" in retried.reason
+    assert not retried.deferred and retried.latest_start == first.latest_start
+    assert retry.run(retried, _work, 0.01).entry.decision == "ran_now"
+
+    # The same attempt resuming after its wait (an Airflow trigger that fired at the latest start after a
+    # provider outage) keeps its request: it waited, so it is deferred, for all of the wait.
+    waiting = replace(first, action="retry", start_at=first.latest_start, wake_at=first.latest_start)
+    resumed = _lifecycle(ledger, meter_factory, task="resumed", **spec).plan(previous=waiting)
+    assert resumed.action == "run_now" and resumed.deferred
+    assert resumed.deferred_seconds == (late - MIDNIGHT).total_seconds()
+    entry = _lifecycle(ledger, meter_factory, task="resumed", **spec).run(resumed, _work, 0.01).entry
+    assert entry.decision == "deferred" and entry.requested_at == MIDNIGHT
+
+
+def test_past_the_latest_start_the_attempt_still_runs_in_the_greenest_region_now(ledger, meter_factory) -> None:
+    provider = TraceProvider(now=MIDNIGHT)
+    lifecycle = Lifecycle(
+        CarbonSpec.build(region="ES", regions=["NO"], provider="trace", expected_duration="2h", max_delay="1h"),
+        Identity("cli", "w", "r", "t", 2),
+        ledger=ledger,
+        cache=ForecastCache(),
+        provider=provider,
+        meter_factory=meter_factory,
+    )
+    first = replace(lifecycle.plan(), region="ES")
+    provider.set_now(first.latest_start + timedelta(hours=1))
+    decision = lifecycle.plan(previous=first, retry=True)
+    assert decision.action == "run_now" and "has passed" in decision.reason
+    assert decision.region == "NO"  # Norway's hydro beats Spain's night: the deadline forbids waiting, not moving
+    assert decision.plan is not None and decision.plan["expected_gco2_per_kwh"] < decision.plan["now_gco2_per_kwh"]
+
+
+def test_a_retry_needs_the_decision_it_retries(ledger, meter_factory) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        _lifecycle(ledger, meter_factory).plan(retry=True)
+    assert "previous" in str(refused.value) and refused.value.fix
+
+
+def test_a_retry_decision_survives_serialisation_and_a_resume_keeps_its_request(ledger, meter_factory) -> None:
+    provider = TraceProvider(region="ES", now=MIDNIGHT)
+    first = _lifecycle(ledger, meter_factory, provider=provider).plan()
+    assert "retry_requested_at" not in first.to_dict()  # what an older greenflow reads, unchanged
+    retried_at = MIDNIGHT + timedelta(hours=2)
+    provider.set_now(retried_at)
+    retry = _lifecycle(ledger, meter_factory, provider=provider, attempt=2)
+    decision = retry.plan(previous=first, retry=True)
+    loaded = Decision.from_dict(decision.to_dict())
+    assert loaded == decision and loaded.retry_requested_at == retried_at
+    # The retry waits in a trigger; the trigger's refresh re-plans the same attempt: still the retry's request.
+    provider.set_now(retried_at + timedelta(hours=1))
+    refreshed = retry.plan(previous=loaded)
+    assert refreshed.attempt_requested_at == retried_at and refreshed.requested_at == MIDNIGHT
+
+
+def test_a_decision_written_by_an_older_greenflow_still_loads(ledger, meter_factory) -> None:
+    # As a trigger's kwargs or a Prefect deferral held it before retries had a request of their own.
+    old = {
+        "requested_at": "2022-06-01T00:00:00+00:00",
+        "start_at": "2022-06-01T12:00:00+00:00",
+        "latest_start": "2022-06-01T14:00:00+00:00",
+        "wake_at": "2022-06-01T12:00:00+00:00",
+        "region": "ES",
+        "action": "defer",
+        "reason": "greener at noon",
+        "plan": None,
+        "forecast": None,
+        "forecast_note": None,
+        "correction": None,
+        "policy_outcome": {},
+        "replay_speed": None,
+        "budget": None,
+        "reservation_id": None,
+        "estimate_g": None,
+        "estimate_kwh": None,
+        "estimate_source": None,
+    }
+    decision = Decision.from_dict(old)
+    assert decision.retry_requested_at is None and decision.attempt_requested_at == MIDNIGHT
+    assert decision.deferred and decision.deferred_seconds == 12 * 3600
+    assert decision.to_dict() == old

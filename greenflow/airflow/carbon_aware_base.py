@@ -250,7 +250,11 @@ class CarbonAwareBaseOperator(BaseOperator):
         )
 
     def decision_from_event(self, lifecycle: Lifecycle, event: Mapping[str, Any]) -> Decision:
-        """The decision the trigger fired with, logged with why it fired."""
+        """The decision the trigger fired with, logged with why it fired.
+
+        It keeps the attempt's request (an Airflow retry plans afresh in ``execute``), so the attempt that
+        waited in the triggerer is ``deferred``; a decision an older greenflow put in the event loads too.
+        """
         decision = Decision.from_dict(dict(event["decision"]))
         moved = event.get("moved_earlier_from")
         self.log.info(
@@ -262,6 +266,7 @@ class CarbonAwareBaseOperator(BaseOperator):
         )
         if decision.action == "retry":
             # The trigger could not re-plan (no forecast by the latest start): the outage policy decides now.
+            # The same attempt, resuming (not retry=True): it waited, so it is recorded "deferred".
             decision = lifecycle.plan(previous=decision)
             self.log.info("greenflow plan after the wait: %s", describe_decision(decision))
         return decision

@@ -8,6 +8,10 @@ own region, and runs at once under a decision built from the route's ledger entr
 time and start (so the entry says ``deferred`` when the route waited, with the wait upstream), the
 route's plan and forecast (so the budget estimate uses the planned intensity), and ``extra["route"]``
 linking the entry to the route's. Savings are counted against the route's home region.
+
+A retry of the routed task (try 2 on) did not wait: the route waited for the first try. It runs at once
+in the routed region and is recorded ``ran_now``, as any retry that runs at once (the core's rule, see
+:attr:`greenflow.lifecycle.Decision.deferred`); the route's request stays the deadline's anchor.
 """
 
 from __future__ import annotations
@@ -127,22 +131,40 @@ class RoutedLifecycle(Lifecycle):
         super().__init__(routed_spec(spec, route), *args, **kwargs)
         self.route = route
 
-    def plan(self, *, requested_at: datetime | None = None, previous: Decision | None = None) -> Decision:
-        """The route's decision (the route already waited); a re-plan of an earlier decision is the core's."""
+    def plan(
+        self, *, requested_at: datetime | None = None, previous: Decision | None = None, retry: bool = False
+    ) -> Decision:
+        """The route's decision (the route already waited); a re-plan of an earlier decision is the core's.
+
+        From the second try on, the attempt is a retry: it asks now, after the route's start, and runs at
+        once, so it is ``ran_now`` (only the first try waited for the route's window).
+        """
         if previous is not None:
-            return super().plan(previous=previous)
+            return super().plan(previous=previous, retry=retry)
         route = self.route
         requested = route.requested_at or route.start_at
         gate = f"{route.gate_task_id} (entry {route.entry_id})"
+        reason = (
+            f"routed by {gate} to {route.region} for {route.start_at.isoformat()}: runs at once, the route did "
+            "the waiting"
+        )
+        start, retried = route.start_at, None
+        if self.identity.attempt > 1:
+            # Never before the route's start: the route's and the task's clocks may differ in a replay.
+            start = retried = max(self.now(), route.start_at)
+            reason = (
+                f"try {self.identity.attempt} of a task routed by {gate} to {route.region}: runs at once; the "
+                "route's wait was the first try's"
+            )
         return Decision(
             requested_at=requested,
-            start_at=route.start_at,
+            start_at=start,
             latest_start=max(route.start_at, requested),
             wake_at=utcnow(),
             region=route.region,
             action="run_now",
-            reason=f"routed by {gate} to {route.region} for {route.start_at.isoformat()}: "
-            "runs at once, the route did the waiting",
+            reason=reason,
+            retry_requested_at=retried,
             plan=route.plan,
             forecast=route.forecast,
             forecast_note=route.note,

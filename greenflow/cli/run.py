@@ -144,7 +144,8 @@ def run(
     )
     lifecycle = Lifecycle(spec, who.identity, ledger=open_ledger())
     if decision_source is not None:
-        # The orchestrator planned, reserved and waited (e.g. an Airflow trigger): keep its provenance.
+        # The orchestrator planned, reserved and waited (e.g. an Airflow trigger): keep its provenance. Its
+        # request times come along, so the entry is "deferred" exactly when the orchestrator's wait was.
         decision = _read_decision(decision_source)
     else:
         decision = _wait_for_window(lifecycle, lifecycle.plan(), quiet=quiet)
@@ -168,7 +169,11 @@ def run(
 
 
 def _wait_for_window(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -> Decision:
-    """Sleep until the planned start (a CLI may hold its own process; orchestrators defer instead)."""
+    """Sleep until the planned start (a CLI may hold its own process; orchestrators defer instead).
+
+    A provider-outage retry re-plans the same attempt (``plan(previous=...)``, not ``retry=True``): the
+    request time carries over, so a command that waited is recorded ``deferred``, one that did not ``ran_now``.
+    """
     while decision.action in ("defer", "retry"):
         if not quiet:
             err_console.print(

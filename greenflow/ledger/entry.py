@@ -73,12 +73,20 @@ class Entry:
     entry_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     recorded_at: datetime | None = None
 
-    # the decision
+    # the decision (times in the task's clock: a replayed trace's time in a replay, see extra["replay"])
     requested_at: datetime | None = None
+    """When this attempt asked to run: the task's request for a first attempt (also when it resumed after
+    waiting), the retry's own request for a retry. A retry's deadline stays anchored to the first request,
+    kept in ``extra["first_requested_at"]``."""
     planned_start: datetime | None = None
+    """The start the decision chose (at most the latest start that meets the deadline)."""
     actual_start: datetime | None = None
+    """When the work started."""
     ended_at: datetime | None = None
+    """When the work ended."""
     deferred_seconds: float | None = None
+    """How long this attempt waited for its window: ``planned_start - requested_at``, 0 when it ran at once.
+    ``decision`` is ``deferred`` exactly when it is above 0 (for entries of work that ran)."""
     policy: dict[str, Any] = field(default_factory=dict)
     region: str | None = None
     forecast_provider: str | None = None
@@ -112,8 +120,11 @@ class Entry:
     functional_units: float | None = None
     sci_g_per_unit: float | None = None
     counterfactual_intensity_g_per_kwh: float | None = None
+    """Mean intensity of the home region had the attempt started at ``requested_at`` (its own request)."""
     counterfactual_g: float | None = None
+    """That intensity x the attempt's facility energy."""
     saved_g: float | None = None
+    """``counterfactual_g - operational_g``: what waiting (and moving) saved this attempt; negative if it cost."""
 
     # budgets
     budget: str | None = None

@@ -25,7 +25,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Any, Literal, ParamSpec, TypeVar, Unpack, cast, overload
 
 from greenflow.errors import BudgetExceeded, InvalidInput
@@ -108,11 +107,13 @@ def carbon_aware(
     ``**options`` are the carbon options of :class:`~greenflow.options.CarbonOptions` (``region``,
     ``regions``, ``provider``, ``provider_options``, ``expected_duration``, ``deadline``, ``max_delay``,
     ``min_savings``, ``threshold``, ``budget``, ``estimate``, ``on_provider_error``, ``max_staleness``,
-    ``pue``, ``embodied``, ``functional_unit``, ``functional_units``, ``tags``, ``team``,
-    ``sample_interval``; each documented there, with its default), validated here, when the decorator is
-    applied: a bad region, provider or duration, or a name that is not an option, fails the import,
-    naming the value and the fix. ``deadline`` is the latest finish, ``max_delay`` bounds the start; the
-    work always starts by the latest start that meets the deadline. Adapter options:
+    ``forecast_correction``, ``pue``, ``embodied``, ``functional_unit``, ``functional_units``, ``tags``,
+    ``team``, ``sample_interval``; each documented there, with its default), validated here, when the
+    decorator is applied: a bad region, provider or duration, or a name that is not an option, fails the
+    import, naming the value and the fix. ``deadline`` is the latest finish, ``max_delay`` bounds the
+    start; the work always starts by the latest start that meets the deadline. A retry keeps the first
+    attempt's deadline: it re-plans against the first request, and is recorded ``deferred`` only if it
+    waits again (its entry's ``deferred_seconds`` is its own wait). Adapter options:
 
     * ``on_budget_exceeded``: ``"fail"`` raises :class:`BudgetExceeded` when the budget cannot cover
       the attempt, ``"skip"`` returns ``None`` without running it; both record ``skipped_budget``.
@@ -287,12 +288,12 @@ class _Attempt:
             if decision.reservation_id is None:
                 decision = replace(decision, budget=self.config.spec.budget)  # planned by schedule_green
             if decision.action == "retry":
-                decision = self._replan(decision)
+                decision = self._replan(decision)  # the same attempt, still waiting for a forecast
             source = "rescheduled run resumes" if self.carried.source == "deferred" else "scheduled by schedule_green"
             self.logger.info("greenflow: %s for %s: %s", source, identity.task_id, describe(decision))
         else:
             previous = self._previous()
-            decision = self._replan(previous) if previous else self.lifecycle.plan()
+            decision = self._replan(previous, retry=True) if previous else self.lifecycle.plan()
             self.logger.info(
                 "greenflow: plan for %s (attempt %s): %s", identity.task_id, identity.attempt, describe(decision)
             )
@@ -308,28 +309,19 @@ class _Attempt:
                 return None
             raise
 
-    def _replan(self, previous: Decision) -> Decision:
-        """Plan again against an earlier decision's request, so its deadline still holds.
+    def _replan(self, previous: Decision, *, retry: bool = False) -> Decision:
+        """Plan again against an earlier decision's request, so its deadline still holds (the core's rule).
 
-        Past that decision's latest start there is nothing left to plan (the core's planner refuses a
-        deadline already behind it): the attempt runs at once, planned under the same spec with no delay
-        allowed, and the entry's policy says so.
+        ``retry``: this call is a new attempt (a Prefect retry), not the same attempt resuming its wait,
+        so it is ``deferred`` only if it waits again. Past the latest start the core runs it at once.
         """
-        if self.lifecycle.now() < previous.latest_start:
-            return self.lifecycle.plan(previous=previous)
-        self.logger.info(
-            "greenflow: %s is past its latest start (%s): it runs at once, the deadline wins",
-            self.run.identity.task_id,
-            previous.latest_start.isoformat(),
-        )
-        self.lifecycle = self._lifecycle(replace(self.config.spec, deadline=None, max_delay=timedelta(0)))
-        return replace(
-            self.lifecycle.plan(),
-            reservation_id=previous.reservation_id,
-            estimate_g=previous.estimate_g,
-            estimate_kwh=previous.estimate_kwh,
-            estimate_source=previous.estimate_source,
-        )
+        if self.lifecycle.now() >= previous.latest_start:
+            self.logger.info(
+                "greenflow: %s is past its latest start (%s): it runs at once, the deadline wins",
+                self.run.identity.task_id,
+                previous.latest_start.isoformat(),
+            )
+        return self.lifecycle.plan(previous=previous, retry=retry)
 
     def _previous(self) -> Decision | None:
         """A retry re-plans against the first request; its reservation is new (the last one settled)."""

@@ -414,8 +414,10 @@ def schedule_green(
 
     ``**options`` are the planning options of :class:`~greenflow.options.PlanningOptions` (``provider``,
     ``provider_options``, ``expected_duration``, ``deadline``, ``max_delay``, ``min_savings``,
-    ``threshold``, ``on_provider_error``, ``max_staleness``; each documented there, with its default),
-    checked before anything is asked of Prefect. ``tags`` are the flow run's tags in Prefect.
+    ``threshold``, ``on_provider_error``, ``max_staleness``, ``forecast_correction``; each documented
+    there, with its default), checked before anything is asked of Prefect. ``tags`` are the flow run's
+    tags in Prefect. The run's entry is ``deferred`` when it waited for the window (its start is after
+    this call's request), ``ran_now`` when it was due at once.
     """
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment

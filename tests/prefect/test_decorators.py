@@ -264,3 +264,93 @@ def test_the_in_process_wait_never_passes_the_latest_start(monkeypatch) -> None:
     assert max(slept) <= deferral_module.LOG_EVERY.total_seconds()  # it keeps saying how long is left
     assert len(logs) >= 7200 / deferral_module.LOG_EVERY.total_seconds() - 1
     assert "1h55m00s left" in logs[1]
+
+
+# -- retries: the deadline holds, the label is the retry's own ----------------------------------------
+# An hour of the Spanish trace per real second: a wait of an hour or two takes a second or two.
+SLOW_REPLAY = 3600.0
+
+
+def _failing_once(tries: list[int]) -> str:
+    tries.append(1)
+    if len(tries) == 1:
+        raise RuntimeError("preempted")
+    return "ok"
+
+
+@pytest.mark.xdist_group("prefect")
+@pytest.mark.usefixtures("prefect_server")
+def test_a_retry_that_runs_at_once_is_ran_now_and_keeps_the_first_deadline(replay, fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
+    from prefect import flow
+
+    tries: list[int] = []
+
+    # From 10:00 the greenest start is about 12:00 (two real seconds away); the latest start is 15:00.
+    @task(retries=1, retry_delay_seconds=0)
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options=replay(speed=SLOW_REPLAY, now="2022-06-01T10:00Z"),
+        expected_duration="2h",
+        max_delay="5h",
+        meter_factory=fake_gpu_meter,
+    )
+    def fine_tune() -> str:
+        return _failing_once(tries)
+
+    @flow
+    def nightly() -> str:
+        return fine_tune()
+
+    state = nightly(return_state=True)
+    assert state.is_completed()
+    first, second = run_entries(state.state_details.flow_run_id)
+    assert (first.decision, first.attempt) == ("failed", 1)
+    assert first.deferred_seconds > 0  # the first try waited for its window (the replay runs on meanwhile)
+    assert second.attempt == 2
+    # The retry came after the window (and, however slow the machine, the deadline wins): it ran at once.
+    # Before, it was labelled "deferred" with the first try's wait counted again.
+    assert second.decision == "ran_now" and second.deferred_seconds == 0.0
+    assert second.requested_at > first.planned_start  # its own request
+    assert second.extra["first_requested_at"] == first.requested_at.isoformat()  # the deadline's anchor
+    inputs = [{k: v for k, v in e.policy.items() if k != "outcome"} for e in (first, second)]
+    assert inputs[0] == inputs[1] and inputs[0]["max_delay_s"] == 5 * 3600
+
+
+@pytest.mark.xdist_group("prefect")
+@pytest.mark.usefixtures("prefect_server")
+def test_a_retry_past_the_latest_start_runs_at_once_under_the_tasks_own_policy(
+    replay, fake_gpu_meter, run_entries
+) -> None:  # type: ignore[no-untyped-def]
+    from prefect import flow
+
+    tries: list[int] = []
+
+    # From 10:00 the grid gets greener until 13:00: the first try waits for 12:00, its latest start.
+    @task(retries=1, retry_delay_seconds=0)
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options=replay(speed=SLOW_REPLAY, now="2022-06-01T10:00Z"),
+        expected_duration="2h",
+        deadline="2022-06-01T14:00Z",
+        meter_factory=fake_gpu_meter,
+    )
+    def fine_tune() -> str:
+        return _failing_once(tries)
+
+    @flow
+    def nightly() -> str:
+        return fine_tune()
+
+    state = nightly(return_state=True)
+    assert state.is_completed()
+    first, second = run_entries(state.state_details.flow_run_id)
+    assert first.decision == "failed" and first.planned_start == datetime(2022, 6, 1, 12, tzinfo=UTC)
+    assert second.decision == "ran_now" and second.deferred_seconds == 0.0
+    assert "has passed" in second.extra["decision_reason"]
+    # The core's rule, not a re-planned spec: the entry states the task's own deadline (it used to say
+    # none, with no delay allowed).
+    assert second.policy["deadline"] == first.policy["deadline"] == "2022-06-01T14:00:00+00:00"
+    assert second.policy["max_delay_s"] is None
+    assert second.extra["first_requested_at"] == first.requested_at.isoformat()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +26,7 @@ from greenflow.clock import utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
 from greenflow.ledger import Budget, Entry, Identity
 from greenflow.prefect import GREEN_WINDOW_STATE, carbon_aware, schedule_green
-from greenflow.prefect.deferral import read_deferral
+from greenflow.prefect.deferral import DEFERRAL_INPUT_KEY, read_deferral
 
 pytestmark = [pytest.mark.xdist_group("prefect"), pytest.mark.usefixtures("prefect_server")]
 
@@ -300,3 +301,56 @@ def test_cli_schedule_prints_the_run_and_its_window(replay) -> None:  # type: ig
     assert "was not found on the Prefect server" in missing.stderr
     bad = runner.invoke(app, ["prefect", "schedule", deployment, "--param", "epochs"])
     assert bad.exit_code == 2 and "--param 'epochs' is not key=value" in bad.stderr
+
+
+def test_a_run_an_older_greenflow_rescheduled_resumes_deferred_after_an_upgrade(
+    replay, fake_gpu_meter, run_entries
+) -> None:  # type: ignore[no-untyped-def]
+    @flow(name="upgraded-training")
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options=replay(speed=1.0, now="2022-06-01T12:00Z"),
+        expected_duration="2h",
+        max_delay="14h",
+        meter_factory=fake_gpu_meter,
+    )
+    def upgraded_training() -> str:
+        return "done"
+
+    created = _run_from_deployment(_deploy(upgraded_training, name="upgraded"))
+    # The deferral exactly as greenflow wrote it before decisions had a retry's request time: its window has come.
+    midnight = datetime.fromisoformat("2022-06-01T00:00:00+00:00")
+    old_decision = {
+        "requested_at": midnight.isoformat(),
+        "start_at": (midnight + timedelta(hours=12)).isoformat(),
+        "latest_start": (midnight + timedelta(hours=14)).isoformat(),
+        "wake_at": (utcnow() - timedelta(seconds=1)).isoformat(),
+        "region": "ES",
+        "action": "defer",
+        "reason": "greener at noon",
+        "plan": None,
+        "forecast": None,
+        "forecast_note": None,
+        "correction": None,
+        "policy_outcome": {},
+        "replay_speed": None,
+        "budget": None,
+        "reservation_id": None,
+        "estimate_g": None,
+        "estimate_kwh": None,
+        "estimate_source": None,
+    }
+    with get_client(sync_client=True) as client:
+        client.create_flow_run_input(
+            flow_run_id=created.id,
+            key=DEFERRAL_INPUT_KEY,
+            value=json.dumps({"decision": old_decision, "deferrals": 1, "source": "deferred"}),
+        )
+
+    assert run_flow(upgraded_training, flow_run=_read(created.id)) == "done"
+    [entry] = run_entries(created.id)
+    assert (entry.attempt, entry.decision) == (1, "deferred")  # it waited for its window, under the old version
+    assert entry.requested_at == midnight and entry.deferred_seconds == 12 * 3600
+    assert "first_requested_at" not in entry.extra  # not a retry
+    assert read_deferral(created.id) is None

@@ -73,8 +73,9 @@ def test_a_task_waits_in_its_flow_for_the_window_and_a_retry_keeps_the_first_req
     assert first.deferred_seconds > 6 * 3600  # it waited for midday, in the flow's process
     assert first.actual_start >= first.planned_start
     assert second.attempt == 2
-    # The retry planned against the first request: the same request time, so the same deadline.
-    assert second.requested_at == first.requested_at
+    # The retry planned against the first request (the deadline's anchor); its entry's request is its own.
+    assert second.extra["first_requested_at"] == first.requested_at.isoformat()
+    assert second.requested_at > first.requested_at
     inputs = [{k: v for k, v in e.policy.items() if k != "outcome"} for e in (first, second)]
     assert inputs[0] == inputs[1] and inputs[0]["max_delay_s"] == 14 * 3600
     assert second.reservation_id is None and second.decision in ("ran_now", "deferred")

@@ -132,6 +132,39 @@ def test_the_routed_task_runs_at_once_and_its_entry_links_to_the_route(
     assert status.reserved == 0.0
 
 
+def test_a_retry_of_the_routed_task_runs_at_once_and_is_ran_now(
+    gf_ledger: Ledger, run_xcoms: dict[tuple[str, str], Any]
+) -> None:
+    gate, tasks = _dag()
+    pushed, route_entry = _route(gate, run_xcoms, gf_ledger)
+    chosen = tasks[pushed["task_id"]]
+    tries: list[str] = []
+
+    def flaky(region: str) -> str:
+        tries.append(region)
+        if len(tries) == 1:
+            raise RuntimeError("NCCL timeout")
+        return f"trained in {region}"
+
+    chosen.python_callable = flaky
+    with pytest.raises(RuntimeError, match="NCCL timeout"):
+        chosen.execute({"ti": RunTaskInstance(chosen.task_id, run_xcoms)})
+    assert chosen.execute({"ti": RunTaskInstance(chosen.task_id, run_xcoms, try_number=2)}) == (
+        f"trained in {pushed['region']}"
+    )
+
+    first, second = sorted((e for e in gf_ledger.entries() if e.task_id == chosen.task_id), key=lambda e: e.attempt)
+    # The first try is the one the route waited for; the second waited for nothing (it used to be
+    # "deferred" too, with the route's wait counted again).
+    assert (first.attempt, first.decision) == (1, "failed") and first.requested_at == route_entry.requested_at
+    assert first.deferred_seconds == (route_entry.planned_start - route_entry.requested_at).total_seconds()
+    assert (second.attempt, second.decision, second.deferred_seconds) == (2, "ran_now", 0.0)
+    assert second.region == pushed["region"] and second.extra["route"]["entry_id"] == route_entry.entry_id
+    assert second.requested_at >= route_entry.planned_start  # its own request, after the route's start
+    assert second.extra["first_requested_at"] == route_entry.requested_at.isoformat()
+    assert "try 2 of a task routed by choose_region" in second.extra["decision_reason"]
+
+
 def test_a_task_the_route_did_not_name_plans_for_itself(
     gf_ledger: Ledger, run_xcoms: dict[tuple[str, str], Any]
 ) -> None:
