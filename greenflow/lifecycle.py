@@ -81,6 +81,9 @@ class Decision:
     ``None`` for a first attempt. :attr:`attempt_requested_at` is this attempt's own request, whichever
     applies: whether the attempt waited (:attr:`deferred`), for how long, and the counterfactual of its
     ledger entry are measured from it.
+
+    ``entry_extra`` is what an adapter adds to the attempt's ledger entry ``extra`` (e.g. the region route a
+    routed task followed); it travels with the decision, so whoever writes the entry writes it.
     """
 
     requested_at: datetime
@@ -102,6 +105,7 @@ class Decision:
     estimate_kwh: float | None = None
     estimate_source: str | None = None
     retry_requested_at: datetime | None = None
+    entry_extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def attempt_requested_at(self) -> datetime:
@@ -130,8 +134,8 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (trigger kwargs, XCom, a Prefect state's data).
 
-        ``retry_requested_at`` is written only when set: a first attempt's decision has the keys an older
-        greenflow reads (a triggerer or a worker not upgraded yet).
+        ``retry_requested_at`` and ``entry_extra`` are written only when set: a first attempt's decision
+        has the keys an older greenflow reads (a triggerer or a worker not upgraded yet).
         """
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for name in _TIMES:
@@ -140,6 +144,8 @@ class Decision:
             del data["retry_requested_at"]
         else:
             data["retry_requested_at"] = self.retry_requested_at.isoformat()
+        if not self.entry_extra:
+            del data["entry_extra"]
         return data
 
     @classmethod
@@ -389,6 +395,7 @@ class Lifecycle:
             return decision
         return replace(
             decision,
+            entry_extra=decision.entry_extra or previous.entry_extra,
             reservation_id=previous.reservation_id,
             estimate_g=previous.estimate_g,
             estimate_kwh=previous.estimate_kwh,
@@ -571,7 +578,7 @@ class Lifecycle:
     def decision_fields(self, decision: Decision) -> dict[str, Any]:
         """The ledger fields that describe a decision (for adapters recording a sensor's or a gate's choice)."""
         forecast = decision.forecast_obj
-        extra: dict[str, Any] = {"decision_reason": decision.reason, "plan": decision.plan}
+        extra: dict[str, Any] = {**decision.entry_extra, "decision_reason": decision.reason, "plan": decision.plan}
         if decision.correction is not None:
             extra["forecast_correction"] = decision.correction
         if self.replaying:

@@ -210,11 +210,6 @@ def test_a_routed_bash_task_runs_at_once_under_the_routes_decision(
     assert gf_ledger.budgets.status("gpu").reserved == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a Decision field the entry's extra is built from (lifecycle.py) and RoutedLifecycle.plan "
-    "filling it (routed.py): greenflow run only has the Decision JSON to go on",
-)
 def test_the_entry_greenflow_run_writes_links_to_the_route(
     gf_ledger: Ledger, run_xcoms: dict[tuple[str, str], Any]
 ) -> None:
