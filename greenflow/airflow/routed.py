@@ -3,11 +3,13 @@
 ``GreenGateOperator(regions={"GB": "train_gb", "NO": "train_no"})`` plans over the regions, waits for
 the chosen start, branches to the chosen region's task and pushes XCom ``greenflow_route``. The routed
 task (a :class:`~greenflow.airflow.operators.carbon_aware.CarbonAwareOperator`, ``@task.carbon_aware``
-or a ``CarbonAwareBashOperator``, whose ``greenflow run`` writes the entry from the decision) finds that XCom on a direct upstream task, checks that the route sent it to its
-own region, and runs at once under a decision built from the route's ledger entry: the route's request
-time and start (so the entry says ``deferred`` when the route waited, with the wait upstream), the
-route's plan and forecast (so the budget estimate uses the planned intensity), and ``extra["route"]``
-linking the entry to the route's (carried in :attr:`~greenflow.lifecycle.Decision.entry_extra`). Savings are counted against the route's home region.
+or a ``CarbonAwareBashOperator``, whose ``greenflow run`` writes the entry from the decision) finds that
+XCom on a direct upstream task, checks that the route sent it to its own region, and runs at once under
+a decision built from the route's ledger entry: the route's request time and start (so the entry says
+``deferred`` when the route waited, with the wait upstream), the route's plan and forecast (so the
+budget estimate uses the planned intensity), and ``extra["route"]`` linking the entry to the route's
+(carried in :attr:`~greenflow.lifecycle.Decision.entry_extra`). Savings are counted against the
+route's home region.
 
 A retry of the routed task (try 2 on) did not wait: the route waited for the first try. It runs at once
 in the routed region and is recorded ``ran_now``, as any retry that runs at once (the core's rule, see
