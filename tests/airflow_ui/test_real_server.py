@@ -281,6 +281,8 @@ def _shoot(target: Any, name: str) -> Path:
 
 
 def test_carbon_ledger_page_and_task_tab_in_the_airflow_ui(browser: Any, server: Server) -> None:
+    from playwright.sync_api import expect
+
     errors: list[str] = []
     page = _logged_in_page(browser, server, errors)
 
@@ -290,8 +292,8 @@ def test_carbon_ledger_page_and_task_tab_in_the_airflow_ui(browser: Any, server:
     page.wait_for_url(f"{server.url}/plugin/carbon-ledger**", timeout=60_000)
     frame = page.frame_locator("iframe[title='Carbon Ledger']")
     rows = frame.locator("table.entries tbody tr")
-    rows.first.wait_for(timeout=60_000)
-    assert rows.count() == 50  # a full first page of the month's entries
+    # A full first page of the month's entries; retried, since the table may render again while it loads.
+    expect(rows).to_have_count(50, timeout=60_000)
     assert frame.locator("[data-budget='gpu-monthly'] svg.bar rect.settled").count() == 1
     frame.locator("#daily-chart[data-rendered='true']").wait_for(timeout=60_000)
     frame.locator("#integrity-badge.ok").wait_for(timeout=60_000)
