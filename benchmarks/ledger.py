@@ -7,8 +7,15 @@ backend (SQLite file in WAL mode, the local PostgreSQL) and 1, 4 and 16 writers:
 - reserve: latency of ``budgets.reserve`` against ONE shared budget (the contended case);
 - settle: latency of ``ledger.append(entry, settle=…)``, which records and settles in one transaction.
 
+Then (PostgreSQL, unless ``--no-breakdown``) where one writer's reservation goes, on ledgers holding
+6,400 entries in the period (what the 16-writer run accumulates) and 100,000 (a busy month): round trips,
+client CPU, server time per path (the one-call ``greenflow_reserve`` function and the general path that
+SQLite and the fallbacks use), and the usage sum with and without the settled checkpoint
+(``EXPLAIN (ANALYZE, BUFFERS)``). Those ledgers are filled with SQL copies of one entry (their hash
+chain is not valid; only their size matters here).
+
 Usage: ``python benchmarks/ledger.py [--ops 200] [--writers 1,4,16] [--backends sqlite,postgres]``.
-Prints a markdown table and writes it to benchmarks/results/ledger.md.
+Prints markdown tables and writes them to benchmarks/results/ledger.md, with the load average.
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ import statistics
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from greenflow.ledger import Budget, Entry, Identity, Ledger
+from greenflow.ledger.budgets import _checkpoint, _Request, _usage_statement
+from greenflow.ledger.models import BudgetRow
 
 POSTGRES_ADMIN = os.environ.get("GREENFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RESULTS = Path(__file__).with_name("results") / "ledger.md"
@@ -84,6 +94,10 @@ def _drop(handle: object) -> None:
     admin.dispose()
 
 
+def _load() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
+
+
 def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
@@ -118,16 +132,157 @@ def run(backend: str, writers: int, ops: int, rate: float, workdir: Path) -> dic
         _drop(handle)
 
 
+def _fill(url: str, entries: int) -> None:
+    """Give the ledger ``entries`` entries in the current period, fast (SQL copies of one real entry)."""
+    ledger = Ledger(url, create_if_empty=False)
+    ledger.append(Entry.for_attempt(Identity("cli", "bench", "fill", "seed"), "ran_now", energy_kwh=0.1, charged_g=1.0))
+    with ledger.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO ledger_entries SELECT (r).* FROM (SELECT jsonb_populate_record(NULL::ledger_entries, "
+                "to_jsonb(x) || jsonb_build_object('seq', 1 + g, 'entry_id', md5(g::text)::uuid::text, "
+                "'idempotency_key', md5('fill' || g::text), 'recorded_at', now() - interval '1 minute')) AS r "
+                "FROM ledger_entries x, generate_series(1, :n) g WHERE x.seq = 1) s"
+            ),
+            {"n": entries - 1},
+        )
+        connection.execute(text("UPDATE ledger_head SET seq = :n"), {"n": entries})
+        connection.execute(text("ANALYZE"))
+    ledger.close()
+
+
+def _explain_usage(ledger: Ledger, checkpointed: bool) -> tuple[float, int]:
+    """(server ms, shared buffers) of the usage sum, over the whole period or after the checkpoint."""
+    from sqlalchemy.dialects import postgresql
+
+    at = datetime.now(UTC)
+    with ledger.read() as session:
+        row = session.get(BudgetRow, "bench")
+        assert row is not None
+        budget = ledger.budgets.get("bench")
+        checkpoint = _checkpoint(row, budget, at) if checkpointed else None
+        assert checkpointed == (checkpoint is not None)
+        compiled = _usage_statement("all", "gCO2e", True, checkpointed).compile(dialect=postgresql.dialect())
+        start, end = budget.period.bounds(at)
+        params = dict(compiled.params) | {"start": start, "end": end, "name": "bench", "at": at, "key": "k"}
+        if checkpoint is not None:
+            params["through"] = checkpoint[0]
+        plan = "\n".join(
+            r[0] for r in session.connection().exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), params)
+        )
+    milliseconds = float(plan.rsplit("Execution Time:", 1)[1].split("ms")[0])
+    buffers = int(plan.split("Buffers: shared hit=", 1)[1].split()[0]) if "shared hit=" in plan else 0
+    return milliseconds, buffers
+
+
+def breakdown(entries: int, path: str, ops: int) -> dict[str, float]:
+    """One writer's reservations on a ledger of ``entries`` entries: where the time goes, per path."""
+    url, handle = _fresh_url("postgres", Path())
+    try:
+        ledger = Ledger(url)
+        ledger.budgets.set(Budget.parse("bench", "1000t", "month"))
+        ledger.close()
+        _fill(url, entries)
+        ledger = Ledger(url, create_if_empty=False)
+        statements = {"n": 0}
+        server: list[float] = []
+
+        @event.listens_for(ledger.engine, "before_cursor_execute")
+        def _count(*_args: object) -> None:
+            statements["n"] += 1
+
+        @event.listens_for(ledger.engine, "connect")
+        def _explain(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            # auto_explain (durations only, no per-node timing) reports each top-level statement's server time.
+            dbapi_connection.add_notice_handler(
+                lambda d: (
+                    server.append(float(d.message_primary.split("duration: ")[1].split(" ms")[0]))
+                    if d.message_primary and d.message_primary.startswith("duration:")
+                    else None
+                )
+            )
+            with dbapi_connection.cursor() as cursor:
+                for setting in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+                                "SET client_min_messages = log"):  # fmt: skip
+                    cursor.execute(setting)
+            dbapi_connection.commit()
+
+        ledger.engine.dispose()
+        budgets = ledger.budgets
+        walls, cpus, trips, servers = [], [], [], []
+        for i in range(ops):
+            identity = Identity("cli", "bench", "one", f"job{i}")
+            at = datetime.now(UTC)
+            request = _Request("bench", identity, 1.0, "bench", at, at + timedelta(hours=6))
+            statements["n"], server[:] = 0, []
+            c0, t0 = time.thread_time(), time.perf_counter()
+            if path == "one call":
+                cached = ledger.budget_definitions.get("bench") or budgets._definition("bench")
+                assert cached is not None
+                reservation = budgets._reserve_in_server(request, *cached)
+                assert reservation is not None
+            else:
+                reservation = budgets._reserve_in_session(request)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.thread_time() - c0)
+            # The general path's transaction adds BEGIN and COMMIT round trips; the one call runs in autocommit.
+            trips.append(statements["n"] + (2 if path != "one call" else 0))
+            servers.append(sum(server) / 1e3)
+            ledger.append(
+                Entry.for_attempt(identity, "ran_now", energy_kwh=0.1, charged_g=1.0), settle=reservation.reservation_id
+            )
+        full_ms, full_buffers = _explain_usage(ledger, checkpointed=False)
+        after_ms, after_buffers = _explain_usage(ledger, checkpointed=True)
+        ledger.close()
+        return {
+            "trips": statistics.median(trips),
+            "wall_p50": _percentile(walls, 50) * 1e3,
+            "wall_p99": _percentile(walls, 99) * 1e3,
+            "cpu_p50": _percentile(cpus, 50) * 1e3,
+            "server_p50": _percentile(servers, 50) * 1e3,
+            "full_ms": full_ms,
+            "full_buffers": full_buffers,
+            "after_ms": after_ms,
+            "after_buffers": after_buffers,
+        }
+    finally:
+        _drop(handle)
+
+
+def _breakdown_lines(ops: int) -> list[str]:
+    lines = [
+        "",
+        f"Where one writer's reservation goes (PostgreSQL, {ops} reservations, each then settled):",
+        "",
+        "| entries in period | path | round trips | wall p50 ms | wall p99 ms | client CPU p50 ms | server p50 ms | "
+        "usage sum, whole period ms (buffers) | usage sum after checkpoint ms (buffers) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    print("\n".join(lines), flush=True)
+    for entries in (6_400, 100_000):
+        for path in ("one call", "general"):
+            r = breakdown(entries, path, ops)
+            line = (
+                f"| {entries:,} | {path} | {r['trips']:.0f} | {r['wall_p50']:.2f} | {r['wall_p99']:.2f} | "
+                f"{r['cpu_p50']:.2f} | {r['server_p50']:.2f} | {r['full_ms']:.2f} ({r['full_buffers']}) | "
+                f"{r['after_ms']:.2f} ({r['after_buffers']}) |"
+            )
+            print(line, flush=True)
+            lines.append(line)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=200, help="operations per writer per phase")
     parser.add_argument("--writers", default="1,4,16")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--rates", default="0,5", help="task starts per second per writer; 0 = back to back")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the one-writer breakdown (PostgreSQL)")
     args = parser.parse_args()
     lines = [
         f"Ledger benchmark ({os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-        f"{args.ops} operations per writer per phase)",
+        f"{args.ops} operations per writer per phase; load average before: {_load()})",
         "",
         "| backend | writers | load | append entries/s | reserve p50 ms | reserve p99 ms | record+settle p50 ms | "
         "record+settle p99 ms |",
@@ -146,6 +301,9 @@ def main() -> None:
                     )
                     print(line, flush=True)
                     lines.append(line)
+    lines.append(f"\nLoad average after the concurrency runs: {_load()}")
+    if "postgres" in args.backends and not args.no_breakdown:
+        lines += _breakdown_lines(args.ops)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
 

@@ -4,6 +4,18 @@
 reserves its estimate before it starts and settles to the measured value when it has been recorded;
 the reservation takes the budget's row lock (``SELECT … FOR UPDATE``; ``BEGIN IMMEDIATE`` on SQLite),
 so concurrent reservations can never together push ``spent`` above the limit.
+
+Two things keep a reservation cheap under many workers (issue #2: 16 writers on 2 cores):
+
+- the settled part is a checkpoint (migration 0003: the budget row keeps the period's bounds, the last
+  seq summed and the amount) plus the entries after it: entries are append-only and commit in seq
+  order, so a reservation sums a handful of rows, not every entry of the month. ``budget set`` clears
+  the checkpoint; rolling periods have none (their window moves);
+- on PostgreSQL the whole reservation is one call of the ``greenflow_reserve`` SQL function, run as
+  its own transaction: the budget's lock is held only inside the server, never while a client process
+  waits for a CPU between round trips. It needs the period's bounds, so each process caches budget
+  definitions with their revision and the function answers ``stale`` when a ``set`` changed it. Expired
+  reservations (which become hash-chained entries) and SQLite take the general path in Python.
 """
 
 from __future__ import annotations
@@ -11,9 +23,10 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import ColumnElement, Select, bindparam, func, insert, null, or_, select, text, true
@@ -23,7 +36,7 @@ from greenflow.clock import require_aware, utcnow
 from greenflow.config import Defaults
 from greenflow.errors import BudgetExceeded, BudgetNotFound, InvalidInput
 from greenflow.ledger.entry import Entry, Identity
-from greenflow.ledger.models import BudgetRow, EntryRow, ReservationRow, UTCDateTime
+from greenflow.ledger.models import BudgetRow, EntryRow, HeadRow, ReservationRow, UTCDateTime
 from greenflow.ledger.periods import Period
 from greenflow.units import Quantity, Unit, format_energy, format_mass, parse_positive_quantity
 
@@ -35,6 +48,14 @@ ScopeKind = Literal["all", "workflow", "tag", "team"]
 _LOCK_BUDGET = select(BudgetRow).where(BudgetRow.name == bindparam("name")).with_for_update()
 _INSERT_RESERVATION = insert(ReservationRow)
 SCOPE_KINDS: tuple[str, ...] = ("all", "workflow", "tag", "team")
+# PostgreSQL: a whole reservation in one call (migration 0003), run as its own transaction so that the
+# budget's lock is never held across a client round trip. Explicit casts pick the one function signature.
+_RESERVE_CALL = (
+    "SELECT outcome, settled, reserved, open_count, expired_count, r_id, r_amount, r_source, r_expires, r_status "
+    "FROM greenflow_reserve(%(name)s::varchar, %(revision)s::integer, %(start)s::timestamptz, "
+    "%(end)s::timestamptz, %(at)s::timestamptz, %(key)s::varchar, %(amount)s::double precision, "
+    "%(reservation_id)s::varchar, %(identity)s::json, %(source)s::text, %(expires)s::timestamptz)"
+)
 
 
 @dataclass(frozen=True)
@@ -196,11 +217,16 @@ class Budgets:
         with self.ledger.write() as session:
             row = session.get(BudgetRow, budget.name, with_for_update=True)
             if row is None:
-                row = BudgetRow(name=budget.name, created_at=now)
+                row = BudgetRow(name=budget.name, created_at=now, revision=0)
                 session.add(row)
             row.scope_kind, row.scope_value = budget.scope.kind, budget.scope.value
             row.period, row.period_hours, row.timezone = budget.period.kind, budget.period.hours, budget.period.timezone
             row.unit, row.limit_value, row.updated_at = budget.unit, budget.limit.value, now
+            # A new definition may count other entries: forget the checkpoint, and tell workers that
+            # cached the old definition (they compare revisions inside the reservation).
+            row.revision += 1
+            row.usage_period_start = row.usage_period_end = row.usage_through_seq = row.usage_settled = None
+        self.ledger.budget_definitions.pop(budget.name, None)
         return budget
 
     def get(self, name: str) -> Budget:
@@ -234,13 +260,14 @@ class Budgets:
                 self.get(name)  # raises, naming the known budgets
             assert row is not None
             budget = _budget_from_row(row)
-            usage = _usage(session, budget, at)
+            checkpoint = _checkpoint(row, budget, at)
+            usage = _usage(session, budget, at, checkpoint=checkpoint)
         if usage.expired and not settle_expired:
             return usage.status(budget, at)
         if usage.expired:
             self.reap_expired(at)
             with self.ledger.read() as session:
-                usage = _usage(session, budget, at)
+                usage = _usage(session, budget, at, checkpoint=checkpoint)
         return usage.status(budget, at)
 
     def reserve(
@@ -261,6 +288,71 @@ class Budgets:
             raise InvalidInput(f"estimate {amount!r} is negative", fix="give an estimate of zero or more")
         at = require_aware(at, "at") if at is not None else utcnow()
         ttl = ttl if ttl is not None else timedelta(seconds=Defaults().reservation_ttl_seconds)
+        request = _Request(name, identity, float(amount), estimate_source, at, at + ttl)
+        if self.ledger.engine.dialect.name == "postgresql":
+            cached = self.ledger.budget_definitions.get(name) or self._definition(name)
+            if cached is not None:
+                reservation = self._reserve_in_server(request, *cached)
+                if reservation is not None:
+                    return reservation
+        return self._reserve_in_session(request)
+
+    def _definition(self, name: str) -> tuple[Budget, int] | None:
+        """Read (without locking) and cache a budget's definition and revision; ``None`` if there is none."""
+        with self.ledger.read() as session:
+            row = session.get(BudgetRow, name)
+            if row is None:
+                return None
+            cached = self.ledger.budget_definitions[name] = (_budget_from_row(row), row.revision)
+        return cached
+
+    def _reserve_in_server(self, request: _Request, budget: Budget, revision: int) -> Reservation | None:
+        """PostgreSQL: one call, one transaction; ``None`` when the general path must decide."""
+        start, end = budget.period.bounds(request.at)
+        reservation_id = str(uuid.uuid4())
+        params = {
+            "name": request.name,
+            "revision": revision,
+            "start": start,
+            "end": end,
+            "at": request.at,
+            "key": request.identity.idempotency_key,
+            "amount": request.amount,
+            "reservation_id": reservation_id,
+            "identity": json.dumps(_identity_dict(request.identity)),
+            "source": request.estimate_source,
+            "expires": request.expires_at,
+        }
+        with self.ledger.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            outcome, settled, reserved, open_count, expired, *existing = connection.exec_driver_sql(
+                _RESERVE_CALL, params
+            ).one()
+        if outcome == "granted":
+            return Reservation(
+                reservation_id=reservation_id,
+                budget=request.name,
+                amount=request.amount,
+                unit=budget.unit,
+                estimate_source=request.estimate_source,
+                expires_at=request.expires_at,
+                status="open",
+            )
+        if outcome == "existing":
+            r_id, r_amount, r_source, r_expires, r_status = existing
+            # psycopg answers in the session's time zone, whatever the server is set to: make it UTC.
+            expires_at = r_expires.astimezone(UTC)
+            return Reservation(r_id, request.name, r_amount, budget.unit, r_source, expires_at, r_status)
+        if outcome == "refused":
+            usage = _Usage(float(settled), float(reserved), int(open_count), int(expired), None, None)
+            raise _refusal(request, budget, usage.status(budget, request.at))
+        if outcome in ("stale", "missing"):
+            self.ledger.budget_definitions.pop(request.name, None)
+        return None  # stale or missing definition, or expired reservations to settle as entries first
+
+    def _reserve_in_session(self, request: _Request) -> Reservation:
+        """Every backend: lock the budget, settle expired holds, check usage, insert (one transaction)."""
+        name, identity, at = request.name, request.identity, request.at
         with self.ledger.write() as session:
             _fast_commit(session)
             # The budget's row lock serialises every reservation against it (BEGIN IMMEDIATE on SQLite).
@@ -269,29 +361,29 @@ class Budgets:
                 self.get(name)  # raises, naming the known budgets
             assert row is not None
             budget = _budget_from_row(row)
-            usage = _usage(session, budget, at, key=identity.idempotency_key)
+            self.ledger.budget_definitions[name] = (budget, row.revision)
+            checkpoint = _checkpoint(row, budget, at)
+            usage = _usage(session, budget, at, key=identity.idempotency_key, checkpoint=checkpoint)
             if usage.expired:
                 self._expire_due(session, budget.name, at)
-                usage = _usage(session, budget, at, key=identity.idempotency_key)
+                usage = _usage(session, budget, at, key=identity.idempotency_key, checkpoint=checkpoint)
             if usage.existing is not None:
                 existing = session.get_one(ReservationRow, usage.existing)
                 return _reservation_from_row(existing, budget.unit)
             status = usage.status(budget, at)
-            if status.exhausted or amount > status.remaining:
-                refusal = BudgetExceeded(
-                    f"budget {name!r} cannot cover {status.format(amount)}: {status.format(status.spent)} of "
-                    f"{status.format(budget.limit.value)} spent or reserved until {status.period_end.isoformat()}",
-                    fix="wait for the next period, raise the limit with `greenflow budget set`, or lower the estimate",
-                )
-                refusal.status = status  # type: ignore[attr-defined]
-                raise refusal
+            if status.exhausted or request.amount > status.remaining:
+                raise _refusal(request, budget, status)
+            if budget.period.kind != "rolling" and (checkpoint is None or usage.through_seq != checkpoint[0]):
+                start, end = budget.period.bounds(at)
+                row.usage_period_start, row.usage_period_end = start, end
+                row.usage_through_seq, row.usage_settled = usage.through_seq, usage.settled
             reservation = Reservation(
                 reservation_id=str(uuid.uuid4()),
                 budget=name,
-                amount=amount,
+                amount=request.amount,
                 unit=budget.unit,
-                estimate_source=estimate_source,
-                expires_at=at + ttl,
+                estimate_source=request.estimate_source,
+                expires_at=request.expires_at,
                 status="open",
             )
             session.execute(
@@ -301,8 +393,8 @@ class Budgets:
                     "budget": name,
                     "idempotency_key": identity.idempotency_key,
                     "identity": _identity_dict(identity),
-                    "amount": amount,
-                    "estimate_source": estimate_source,
+                    "amount": request.amount,
+                    "estimate_source": request.estimate_source,
                     "status": "open",
                     "created_at": at,
                     "expires_at": reservation.expires_at,
@@ -426,32 +518,77 @@ def _fast_commit(session: Session) -> None:
 
 
 @dataclass(frozen=True)
+class _Request:
+    name: str
+    identity: Identity
+    amount: float
+    estimate_source: str
+    at: datetime
+    expires_at: datetime
+
+
+def _refusal(request: _Request, budget: Budget, status: BudgetStatus) -> BudgetExceeded:
+    refusal = BudgetExceeded(
+        f"budget {request.name!r} cannot cover {status.format(request.amount)}: {status.format(status.spent)} of "
+        f"{status.format(budget.limit.value)} spent or reserved until {status.period_end.isoformat()}",
+        fix="wait for the next period, raise the limit with `greenflow budget set`, or lower the estimate",
+    )
+    refusal.status = status  # type: ignore[attr-defined]
+    return refusal
+
+
+@dataclass(frozen=True)
 class _Usage:
     settled: float
     reserved: float
     open_reservations: int
     expired: int  # open reservations past their expiry, not yet reaped
     existing: str | None  # an open reservation for the asking attempt
+    through_seq: int | None  # the chain's last seq in the snapshot that was summed
 
     def status(self, budget: Budget, at: datetime) -> BudgetStatus:
         start, end = budget.period.bounds(at)
         return BudgetStatus(budget, at, start, end, self.settled, self.reserved, self.open_reservations, self.expired)
 
 
-def _usage(session: Session, budget: Budget, at: datetime, key: str | None = None) -> _Usage:
-    """Everything a reservation decision needs, in one round trip."""
+def _checkpoint(row: BudgetRow, budget: Budget, at: datetime) -> tuple[int, float] | None:
+    """(last seq summed, settled through it) when the row's checkpoint is for the period containing ``at``."""
+    if budget.period.kind == "rolling" or row.usage_through_seq is None or row.usage_settled is None:
+        return None
+    start, end = budget.period.bounds(at)
+    if (row.usage_period_start, row.usage_period_end) != (start, end):
+        return None
+    return row.usage_through_seq, row.usage_settled
+
+
+def _usage(
+    session: Session,
+    budget: Budget,
+    at: datetime,
+    key: str | None = None,
+    checkpoint: tuple[int, float] | None = None,
+) -> _Usage:
+    """Everything a reservation decision needs, in one round trip (one snapshot).
+
+    With a ``checkpoint`` only the entries after it are summed: entries are append-only and commit in
+    seq order, so the ones up to it cannot have changed.
+    """
     start, end = budget.period.bounds(at)
     params: dict[str, Any] = {"start": start, "end": end, "name": budget.name, "at": at, "key": key}
     if budget.scope.kind == "tag":
         params["scope"] = f"%,{budget.scope.value},%"
     elif budget.scope.kind != "all":
         params["scope"] = budget.scope.value
-    row = session.execute(_usage_statement(budget.scope.kind, budget.unit, key is not None), params).one()
-    return _Usage(float(row[0] or 0.0), float(row[1] or 0.0), int(row[2]), int(row[3]), row[4])
+    if checkpoint is not None:
+        params["through"] = checkpoint[0]
+    statement = _usage_statement(budget.scope.kind, budget.unit, key is not None, checkpoint is not None)
+    row = session.execute(statement, params).one()
+    settled = float(row[0] or 0.0) + (checkpoint[1] if checkpoint is not None else 0.0)
+    return _Usage(settled, float(row[1] or 0.0), int(row[2]), int(row[3]), row[4], row[5])
 
 
 @functools.cache
-def _usage_statement(scope: str, unit: str, with_key: bool) -> Select[Any]:
+def _usage_statement(scope: str, unit: str, with_key: bool, incremental: bool) -> Select[Any]:
     """The usage query for a kind of budget, built once: reservations are the hot path (a few per task)."""
     charged = EntryRow.charged_g if unit == "gCO2e" else EntryRow.charged_kwh
     in_scope: ColumnElement[bool] = {
@@ -465,6 +602,7 @@ def _usage_statement(scope: str, unit: str, with_key: bool) -> Select[Any]:
         EntryRow.recorded_at >= bindparam("start", type_=UTCDateTime()),
         EntryRow.recorded_at < bindparam("end", type_=UTCDateTime()),
         or_(in_scope, EntryRow.budget == bindparam("name")),
+        *((EntryRow.seq > bindparam("through"),) if incremental else ()),
     )
     at = bindparam("at", type_=UTCDateTime())
     live = (*mine, ReservationRow.expires_at > at)
@@ -476,12 +614,14 @@ def _usage_statement(scope: str, unit: str, with_key: bool) -> Select[Any]:
         if with_key
         else select(null())
     )
+    head = select(HeadRow.seq).where(HeadRow.id == 1)
     return select(
         settled.scalar_subquery(),
         reserved.scalar_subquery(),
         count.scalar_subquery(),
         expired.scalar_subquery(),
         existing.scalar_subquery(),
+        head.scalar_subquery(),
     )
 
 

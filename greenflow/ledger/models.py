@@ -166,6 +166,17 @@ class BudgetRow(Base):
     limit_value: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Migration 0003. Bumped by every `set`: a worker that cached the definition (to compute the period's
+    # bounds before the one-statement reservation on PostgreSQL) learns from it that the cache is stale.
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # A checkpoint of the settled part of `spent`: what entries up to seq `usage_through_seq` charged in
+    # the period [usage_period_start, usage_period_end). Entries are append-only and committed in seq
+    # order, so a reservation sums only the entries after it instead of every entry of the period.
+    # NULL when unknown (a new or redefined budget, a rolling period): then the whole period is summed.
+    usage_period_start: Mapped[datetime | None]
+    usage_period_end: Mapped[datetime | None]
+    usage_through_seq: Mapped[int | None] = mapped_column(BigId)
+    usage_settled: Mapped[float | None] = mapped_column(Float)
 
 
 class ReservationRow(Base):

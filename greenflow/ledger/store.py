@@ -24,7 +24,7 @@ from greenflow.ledger.entry import ENTRY_FIELDS, Entry, Identity, chain_hash
 from greenflow.ledger.models import EntryRow, HeadRow, ReservationRow
 
 if TYPE_CHECKING:
-    from greenflow.ledger.budgets import Budgets
+    from greenflow.ledger.budgets import Budget, Budgets
     from greenflow.ledger.verify import VerificationReport
 
 SORTABLE = ("seq", "recorded_at", "actual_start", "energy_kwh", "operational_g", "saved_g", "deferred_seconds")
@@ -68,6 +68,9 @@ class Ledger:
     def __init__(self, url: str | None = None, *, engine: Engine | None = None, create_if_empty: bool = True):
         self.engine = engine if engine is not None else create_ledger_engine(ledger_url(url))
         check_schema(self.engine, create_if_empty=create_if_empty)
+        # Budget definitions this process has seen, with their revision: on PostgreSQL a reservation
+        # computes the period's bounds from it and the database checks the revision is still current.
+        self.budget_definitions: dict[str, tuple[Budget, int]] = {}
 
     def __repr__(self) -> str:
         return f"Ledger({safe_url(str(self.engine.url))!r})"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from greenflow.errors import BudgetExceeded, BudgetNotFound, InvalidInput
 from greenflow.ledger import Budget, Entry, Identity, Ledger
@@ -48,6 +50,7 @@ def test_reserving_twice_for_one_attempt_is_idempotent(ledger: Ledger) -> None:
     first = ledger.budgets.reserve("gpu", _id("a"), 100.0, estimate_source="x")
     again = ledger.budgets.reserve("gpu", _id("a"), 100.0, estimate_source="x")
     assert again.reservation_id == first.reservation_id
+    assert again.expires_at == first.expires_at and again.expires_at.utcoffset() == timedelta(0)
     assert ledger.budgets.status("gpu").reserved == 100.0
 
 
@@ -187,3 +190,164 @@ def test_a_read_only_status_reports_expired_reservations_without_settling_them(l
     assert ledger.count() == 0  # nothing written
     settled = ledger.budgets.status("gpu", at=now + timedelta(seconds=5))
     assert (settled.expired_unsettled, settled.settled) == (0, 300.0)
+
+
+# -- the settled checkpoint and the cached definition ---------------------------------------------
+
+
+def _recomputed(ledger: Ledger, name: str, at: datetime) -> tuple[float, float]:
+    """(settled, reserved) summed from scratch with plain SQL, independently of greenflow's queries."""
+    budget = ledger.budgets.get(name)
+    start, end = budget.period.bounds(at)
+    scope = {
+        "all": "1 = 1",
+        "workflow": "workflow_id = :value",
+        "team": "team = :value",
+        "tag": "tags LIKE '%,' || :value || ',%'",
+    }[budget.scope.kind]
+    params = {"name": name, "value": budget.scope.value}
+    with ledger.engine.connect() as connection:
+        rows = connection.execute(
+            text(f"SELECT recorded_at, charged_g FROM ledger_entries WHERE ({scope} OR budget = :name)"), params
+        ).all()
+        held = connection.execute(
+            text("SELECT expires_at, amount FROM budget_reservations WHERE budget = :name AND status = 'open'"),
+            params,
+        ).all()
+    settled = sum(g or 0.0 for when, g in rows if start <= _aware(when) < end)
+    reserved = sum(amount for expires, amount in held if _aware(expires) > at)
+    return settled, reserved
+
+
+def _aware(value: datetime | str) -> datetime:
+    value = datetime.fromisoformat(value) if isinstance(value, str) else value  # SQLite returns text
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _mix_worker(
+    url: str, index: int, barrier: multiprocessing.synchronize.Barrier, results: multiprocessing.Queue
+) -> None:  # type: ignore[type-arg]
+    rng = random.Random(index)
+    ledger = Ledger(url, create_if_empty=False)
+    barrier.wait()
+    refused = 0
+    for op in range(30):
+        now = datetime.now(UTC)
+        if rng.random() < 0.15:  # spending that never reserved (an un-budgeted task), possibly back-dated
+            when = now - timedelta(seconds=rng.uniform(0, 3600)) if now.day > 1 else now
+            identity = Identity("cli", "other", f"p{index}", f"plain{op}")
+            ledger.append(Entry.for_attempt(identity, "ran_now", charged_g=rng.uniform(0, 5), recorded_at=when))
+            continue
+        name = rng.choice(("mix", "mix", "all"))
+        # Attempts held against "all" belong to another workflow: "mix" (scope workflow:mix) must not pay for them.
+        identity = Identity("cli", "mix" if name == "mix" else "wide", f"p{index}", f"job{op}")
+        amount = rng.uniform(5, 40)
+        dies = rng.random() < 0.15  # a worker that dies: its short reservation expires, others reap it
+        try:
+            reservation = ledger.budgets.reserve(
+                name, identity, amount, estimate_source="mix", ttl=timedelta(seconds=0.2 if dies else 600)
+            )
+        except BudgetExceeded:
+            refused += 1
+            continue
+        if dies:
+            if rng.random() < 0.5:
+                ledger.budgets.heartbeat(
+                    reservation.reservation_id, extend_to=now, progress_g=amount * rng.uniform(0, 1)
+                )
+            continue
+        fate = rng.random()
+        if fate < 0.2:
+            ledger.budgets.release(reservation.reservation_id)
+        elif fate < 0.85:  # settles at or under its estimate, so the budget can never be overspent
+            charged = amount * rng.uniform(0.2, 1.0)
+            ledger.append(Entry.for_attempt(identity, "ran_now", charged_g=charged), settle=reservation.reservation_id)
+        # else: still running at the end, its reservation open
+    results.put(refused)
+    ledger.close()
+
+
+def test_status_equals_the_sum_of_entries_after_a_random_mix_across_processes(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    ledger.budgets.set(Budget.parse("mix", "800g", "month", scope="workflow:mix"))
+    ledger.budgets.set(Budget.parse("all", "1000t", "month"))
+    ledger.engine.dispose()
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(6)
+    results: multiprocessing.Queue[int] = context.Queue()
+    processes = [context.Process(target=_mix_worker, args=(ledger_url, i, barrier, results)) for i in range(6)]
+    for process in processes:
+        process.start()
+    refused = sum(results.get(timeout=240) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    assert refused > 0  # the limit was binding, so the race for the last grams happened
+
+    at = datetime.now(UTC)
+    for name in ("mix", "all"):
+        peek = ledger.budgets.status(name, at=at, settle_expired=False)
+        assert (peek.settled, peek.reserved) == pytest.approx(_recomputed(ledger, name, at), rel=1e-9, abs=1e-9)
+        # A new reservation (which also settles the dead workers' holds) sees the same totals as a recount.
+        later = at + timedelta(seconds=1)
+        ledger.budgets.reserve(name, Identity("cli", "mix", "final", name), 0.0, estimate_source="x", at=later)
+        status = ledger.budgets.status(name, at=later)
+        assert (status.settled, status.reserved) == pytest.approx(_recomputed(ledger, name, later), rel=1e-9)
+    assert ledger.budgets.status("mix", at=at + timedelta(seconds=1)).spent <= 800.0
+    with ledger.engine.connect() as connection:
+        # The reservations above summed only what followed a checkpoint: this test exercised it.
+        assert connection.execute(text("SELECT usage_through_seq FROM budgets WHERE name = 'mix'")).scalar()
+    assert ledger.verify().ok
+    ledger.close()
+
+
+def test_an_entry_back_dated_into_the_period_after_the_checkpoint_is_counted(ledger: Ledger) -> None:
+    ledger.budgets.set(Budget.parse("gpu", "1kg", "month"))
+    ledger.append(Entry.for_attempt(_id("a"), "ran_now", charged_g=100.0, recorded_at=T0))
+    ledger.budgets.reserve("gpu", _id("b"), 10.0, estimate_source="x", at=T0)  # checkpoint through entry 1
+    # Recorded later but dated earlier in the same month (a spooled measurement flushed late).
+    ledger.append(Entry.for_attempt(_id("c"), "ran_now", charged_g=50.0, recorded_at=T0 - timedelta(days=5)))
+    with pytest.raises(BudgetExceeded, match="160 g of 1 kg"):
+        ledger.budgets.reserve("gpu", _id("d"), 900.0, estimate_source="x", at=T0)
+    assert ledger.budgets.status("gpu", at=T0).settled == 150.0
+
+
+def test_reserving_in_another_period_and_back_keeps_each_period_right(ledger: Ledger) -> None:
+    ledger.budgets.set(Budget.parse("daily", "100g", "day"))
+    ledger.append(Entry.for_attempt(_id("a"), "ran_now", charged_g=60.0, recorded_at=T0))
+    ledger.budgets.reserve("daily", _id("b"), 30.0, estimate_source="x", at=T0, ttl=timedelta(days=3))
+    tomorrow = T0 + timedelta(days=1)
+    # A fresh day: only the open 30 g reservation counts (open holds count in every period).
+    ledger.budgets.release(
+        ledger.budgets.reserve("daily", _id("c"), 70.0, estimate_source="x", at=tomorrow).reservation_id
+    )
+    ledger.append(Entry.for_attempt(_id("d"), "ran_now", charged_g=5.0, recorded_at=T0))
+    with pytest.raises(BudgetExceeded, match="95 g of 100 g"):
+        ledger.budgets.reserve("daily", _id("e"), 10.0, estimate_source="x", at=T0)
+    assert ledger.budgets.status("daily", at=T0).settled == 65.0
+    assert ledger.budgets.status("daily", at=tomorrow).settled == 0.0
+
+
+def test_a_worker_that_cached_a_definition_follows_a_change_made_elsewhere(ledger_url: str) -> None:
+    worker, admin = Ledger(ledger_url), Ledger(ledger_url)
+    admin.budgets.set(Budget.parse("gpu", "100g", "month"))
+    admin.append(
+        Entry.for_attempt(_id("a"), "ran_now", charged_g=90.0, budget="gpu", recorded_at=T0 - timedelta(days=3))
+    )
+    worker.budgets.reserve("gpu", _id("b"), 5.0, estimate_source="x", at=T0)  # the worker now knows "month"
+    admin.budgets.set(Budget.parse("gpu", "100g", "day"))  # another machine makes it a daily budget
+    # Under the old monthly bounds 90 + 5 + 50 > 100; today only the 5 g reservation counts.
+    reservation = worker.budgets.reserve("gpu", _id("c"), 50.0, estimate_source="x", at=T0)
+    assert reservation.amount == 50.0
+    assert worker.budgets.status("gpu", at=T0).spent == 55.0
+    worker.close()
+    admin.close()
+
+
+def test_a_rolling_budget_counts_the_window_at_each_reservation(ledger: Ledger) -> None:
+    ledger.budgets.set(Budget.parse("rolling", "100g", "rolling:24h"))
+    ledger.append(Entry.for_attempt(_id("a"), "ran_now", charged_g=80.0, recorded_at=T0))
+    with pytest.raises(BudgetExceeded):
+        ledger.budgets.reserve("rolling", _id("b"), 30.0, estimate_source="x", at=T0 + timedelta(hours=23))
+    later = ledger.budgets.reserve("rolling", _id("c"), 30.0, estimate_source="x", at=T0 + timedelta(hours=25))
+    assert later.amount == 30.0
