@@ -8,6 +8,7 @@ process. PostgreSQL gets the same guarantee from row locks (``SELECT … FOR UPD
 from __future__ import annotations
 
 import fcntl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,6 +108,11 @@ def _sqlite_locking(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+# Alembic keeps its migration context in module globals: two threads migrating at once (several tasks
+# opening a fresh ledger in one process, e.g. triggers) corrupt each other's run (KeyError 'config').
+_MIGRATING = threading.RLock()
+
+
 def alembic_config(engine: Engine | None = None) -> Config:
     """Alembic configuration pointing at the migrations shipped inside the package."""
     from alembic.config import Config
@@ -142,7 +148,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     from alembic import command
 
     current_revision(engine)  # connection problems become LedgerUnavailable
-    command.upgrade(alembic_config(engine), revision)
+    with _MIGRATING:
+        command.upgrade(alembic_config(engine), revision)
     reached = current_revision(engine)
     assert reached is not None
     return reached
@@ -159,11 +166,14 @@ def check_schema(engine: Engine, *, create_if_empty: bool = True) -> None:
     if current == expected:
         return
     if current is None:
-        with engine.connect() as connection:
-            has_tables = bool(inspect(connection).get_table_names())
-        if create_if_empty and not has_tables:
-            upgrade(engine)
-            return
+        with _MIGRATING:
+            if current_revision(engine) == expected:  # another thread of this process just created it
+                return
+            with engine.connect() as connection:
+                has_tables = bool(inspect(connection).get_table_names())
+            if create_if_empty and not has_tables:
+                upgrade(engine)
+                return
         raise LedgerSchemaOutdated(
             f"the database at {safe_url(str(engine.url))} has no greenflow schema",
             fix="run `greenflow db upgrade` (or point GREENFLOW_LEDGER_URL at an empty database)",

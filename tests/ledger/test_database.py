@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
@@ -71,3 +74,20 @@ def test_unreachable_database_names_the_url_without_password() -> None:
 def test_garbage_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="not a database URL"):
         Ledger("not a url at all")
+
+
+def test_threads_opening_a_fresh_ledger_at_once_all_get_it(tmp_path: Path) -> None:
+    """Several tasks of one process (e.g. triggers) opening a new ledger together: one creates it, all use it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    barrier = threading.Barrier(8)
+
+    def open_and_count(_: int) -> int:
+        barrier.wait()
+        return len(Ledger(url).entries())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        counts = list(pool.map(open_and_count, range(8)))
+    assert counts == [0] * 8
+    assert Ledger(url).verify().ok
