@@ -89,9 +89,15 @@ def show(
             "gCO2e/kWh",
             "emissions",
             "saved",
+            "clock",
         ],
         [_row(e) for e in entries],
     )
+    if any(_replay_speed(e) is not None for e in entries):
+        console.print(
+            "clock 'replay Nx': a replayed trace (extra.replay); its request, start and deferred times are the "
+            "trace's, not real time (`recorded` is real time)"
+        )
 
 
 def _row(entry: Entry) -> list[Any]:
@@ -112,7 +118,17 @@ def _row(entry: Entry) -> list[Any]:
         None if entry.intensity_g_per_kwh is None else f"{entry.intensity_g_per_kwh:.0f}",
         format_mass(entry.operational_g) if entry.operational_g is not None else None,
         format_mass(entry.saved_g) if entry.saved_g is not None else None,
+        "real" if (speed := _replay_speed(entry)) is None else f"replay {speed:g}x",
     ]
+
+
+def _replay_speed(entry: Entry) -> float | None:
+    """The replay speed of an entry planned on a replayed trace, ``None`` for real time."""
+    replay = (entry.extra or {}).get("replay")
+    if not isinstance(replay, dict):
+        return None
+    speed = replay.get("speed")
+    return float(speed) if isinstance(speed, (int, float)) and speed > 0 else None
 
 
 @app.command("export")

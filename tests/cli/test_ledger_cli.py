@@ -113,3 +113,19 @@ def test_db_upgrade_creates_the_schema(sqlite_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert "upgraded from empty to revision" in result.stdout
     assert "up to date" in CliRunner().invoke(app, ["--ledger", sqlite_url, "db", "upgrade"]).stdout
+
+
+def test_show_marks_replayed_entries_and_says_what_their_times_are(cli, ledger_url: str) -> None:  # type: ignore[no-untyped-def]
+    _record(ledger_url, 1)
+    assert "replay" not in cli("ledger", "show").stdout  # a real-time entry says "real", no footnote
+    Ledger(ledger_url).append(
+        Entry.for_attempt(
+            Identity("airflow", "dag_r", "run", "train"),
+            "deferred",
+            deferred_seconds=36000.0,
+            extra={"replay": {"speed": 3600, "note": "times are a replayed trace's, not real"}},
+        )
+    )
+    out = cli("ledger", "show").stdout
+    assert "replay 3600x" in out and "real" in out
+    assert "times are the trace's, not real time" in out
