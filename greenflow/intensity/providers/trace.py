@@ -13,6 +13,12 @@ Files are parsed once per process (keyed by path, size and mtime) into sorted, i
 forecast is a slice found by bisection: replays call ``forecast()`` tens of thousands of times.
 
 Shipped traces (``greenflow/data``) are found by short name: ``BR``, ``ES``, ``NO``, ``US-CAL-CISO``, ``GB``.
+
+Per-region data: ``{region}`` in ``path``, ``column``, ``actuals`` or ``actuals_column`` is replaced by the
+region's label, so ``path="/data/trace-{region}.csv"`` reads one file per region and ``column="{region}"``
+reads one column per region of a single file (header ``timestamp,GB,NO``). One rule covers both shapes and
+either file kind (series or snapshots); a region without its file or column is refused when the region is
+validated (a spec's construction), naming the file.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
+import os
+import string
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
@@ -41,6 +49,8 @@ _FLAG_COLUMNS = ("estimated", "is_estimated", "isestimated")
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _EM_ATTRIBUTION = "Electricity Maps (ODbL 1.0)"
 _GB_ATTRIBUTION = "Contains data from the National Energy System Operator Carbon Intensity API."
+REGION_PLACEHOLDER = "{region}"
+"""Replaced by the region's label in the trace provider's ``path``, ``column``, ``actuals`` and ``actuals_column``."""
 
 
 @dataclass(frozen=True)
@@ -142,14 +152,49 @@ def load_trace(path: str | Path, column: str | None = None, *, default_column: s
     Raises :class:`InvalidInput` naming the file and its columns when the column is missing, unknown or
     ambiguous, or when a row cannot be read.
     """
+    resolved, stat, table = _open_table(path)
+    chosen = _choose_column(resolved, table, column, default_column)
+    return _build(str(resolved), stat.st_mtime_ns, stat.st_size, chosen)
+
+
+def _open_table(path: str | Path) -> tuple[Path, os.stat_result, _Table]:
     resolved = Path(path).expanduser().resolve()
     try:
         stat = resolved.stat()
     except OSError:
         raise InvalidInput(f"trace file {str(path)!r} cannot be read", fix="give the path of a CSV file") from None
-    table = _read_table(str(resolved), stat.st_mtime_ns, stat.st_size)
-    chosen = _choose_column(resolved, table, column, default_column)
-    return _build(str(resolved), stat.st_mtime_ns, stat.st_size, chosen)
+    return resolved, stat, _read_table(str(resolved), stat.st_mtime_ns, stat.st_size)
+
+
+def region_template(value: str | Path | None, option: str) -> str | None:
+    """``value`` as text, checked to hold no placeholder but ``{region}`` (``None`` stays ``None``).
+
+    Raises :class:`InvalidInput` naming the option and its value for ``{zone}``, ``{region!r}``, ``{}``,
+    an unmatched brace and the like: a typo there would otherwise read the wrong file or no file at all.
+    """
+    if value is None:
+        return None
+    text = str(value)
+    fix = f"write {REGION_PLACEHOLDER} where the region's label goes (a literal brace is written twice: {{{{ }}}})"
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)]
+    except ValueError as exc:
+        raise InvalidInput(f"{option}={text!r} is not a valid template ({exc})", fix=fix) from None
+    for name, spec, conversion in fields:
+        if name is not None and (name != "region" or spec or conversion):
+            placeholder = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise InvalidInput(
+                f"{option}={text!r} has the placeholder {placeholder}, not {REGION_PLACEHOLDER}", fix=fix
+            )
+    return text
+
+
+def _has_placeholder(template: str | None) -> bool:
+    return template is not None and any(name is not None for _, name, _, _ in string.Formatter().parse(template))
+
+
+def _fill(template: str, label: str) -> str:
+    return template.format(region=label)
 
 
 @functools.lru_cache(maxsize=16)
@@ -341,10 +386,21 @@ class TraceProvider:
             raise InvalidInput(
                 f"speed={speed!r} must be greater than zero", fix="e.g. speed=60 for a minute per second"
             )
+        # Templates, "{region}" replaced per region (see REGION_PLACEHOLDER); a plain value is its own filling.
+        self._path_template = region_template(path, "path")
+        self._column = region_template(column, "column")
+        self._actuals_template = region_template(actuals, "actuals")
+        self._actuals_column = region_template(actuals_column, "actuals_column")
         self._path = Path(path) if path is not None else None
-        self._column = column
-        self._actuals_path = Path(actuals) if actuals is not None else None
-        self._actuals_column = actuals_column
+        self._per_region = any(
+            _has_placeholder(t)
+            for t in (self._path_template, self._column, self._actuals_template, self._actuals_column)
+        )
+        if self._per_region and self._path is None:
+            raise InvalidInput(
+                f"{REGION_PLACEHOLDER} is only for your own files, and no path was given",
+                fix='give path=... (e.g. path="/data/trace-{region}.csv" or a CSV with one column per region)',
+            )
         self._speed = speed
         self._clock = clock
         self._now: datetime | None = None
@@ -359,10 +415,12 @@ class TraceProvider:
             self._started_wall = parse_time(replay_started_at, "replay_started_at")
         self.region = self.validate_region(region) if region is not None else None
         # Load what can be loaded now so a wrong file or column fails at construction, not mid-run.
-        if self._path is not None:
+        if self._path is not None and not self._per_region:
             self._forecast_trace(self.region or self._path.stem)
         elif self.region is not None:
             self._forecast_trace(self.region)
+        elif self._path_template is not None and not _has_placeholder(self._path_template):
+            _open_table(_fill(self._path_template, ""))  # one file, a column per region: it is known now
 
     def __repr__(self) -> str:
         return f"TraceProvider(path={str(self._path) if self._path else None!r}, region={self.region!r})"
@@ -399,12 +457,23 @@ class TraceProvider:
 
     # -- interface ---------------------------------------------------------------------------------
     def validate_region(self, region: str) -> str:
-        """With a path: any non-empty label. Without: a shipped trace's short name."""
+        """With a path: any non-empty label. Without: a shipped trace's short name.
+
+        With ``{region}`` in the path or a column, the region's own file and column must exist: a region
+        without data is refused here, when a spec is built, rather than when its task plans.
+        """
         label = (region or "").strip()
         if self._path is not None:
-            if label:
-                return label
-            raise InvalidInput("the trace provider needs a region label", fix="give --region, e.g. the zone name")
+            if not label:
+                raise InvalidInput("the trace provider needs a region label", fix="give --region, e.g. the zone name")
+            if self._per_region and label not in self._loaded:
+                self._check_label(label)
+                self._forecast_trace(label)
+                if self._actuals_template is not None and (
+                    _has_placeholder(self._actuals_template) or _has_placeholder(self._actuals_column)
+                ):
+                    self._actuals_trace(label)
+            return label
         upper = label.upper()
         if upper in SHIPPED:
             return upper
@@ -523,14 +592,15 @@ class TraceProvider:
         return loaded
 
     def _load_forecast_trace(self, label: str) -> tuple[LoadedTrace, str | None]:
-        if self._path is not None:
-            return load_trace(self._path, self._column), None
+        if self._path_template is not None:
+            return self._load_own(label, self._path_template, self._column, "path", "column"), None
         shipped = SHIPPED[label]
         return load_trace(DATA_DIR / shipped.file, self._column, default_column=shipped.column), shipped.attribution
 
     def _actuals_trace(self, label: str) -> tuple[LoadedTrace, str | None]:
-        if self._actuals_path is not None:
-            return load_trace(self._actuals_path, self._actuals_column), None
+        if self._actuals_template is not None:
+            trace = self._load_own(label, self._actuals_template, self._actuals_column, "actuals", "actuals_column")
+            return trace, None
         if self._path is None and SHIPPED[label].actuals is not None:
             shipped = SHIPPED[label]
             assert shipped.actuals is not None
@@ -543,6 +613,37 @@ class TraceProvider:
                 fix="give the actuals as a separate series file (actuals=PATH)",
             )
         return trace, attribution
+
+    def _check_label(self, label: str) -> None:
+        # A label becomes part of a file name: a separator would read another directory's file.
+        in_file_name = _has_placeholder(self._path_template) or _has_placeholder(self._actuals_template)
+        if in_file_name and (label in (".", "..") or any(sep and sep in label for sep in (os.sep, os.altsep, "/"))):
+            raise InvalidInput(
+                f"region {label!r} cannot name a file in a {REGION_PLACEHOLDER} path",
+                fix="use region labels without '/' (they are put into the file name)",
+            )
+
+    def _load_own(
+        self, label: str, path_template: str, column_template: str | None, path_option: str, column_option: str
+    ) -> LoadedTrace:
+        """The user's file for ``label``, with a message naming the region when its file or column is missing."""
+        path = Path(_fill(path_template, label)).expanduser()
+        if _has_placeholder(path_template) and not path.is_file():
+            raise InvalidInput(
+                f"no trace file for region {label!r}: {str(path)!r} does not exist ({path_option}={path_template!r})",
+                fix=f"write that region's trace to {str(path)!r}, or leave {label!r} out of the regions",
+            )
+        column = None if column_template is None else _fill(column_template, label)
+        if column is not None and _has_placeholder(column_template):
+            resolved, _, table = _open_table(path)
+            if column not in table.value_columns:
+                raise InvalidInput(
+                    f"trace file {resolved.name!r} has no column {column!r} for region {label!r} "
+                    f"({column_option}={column_template!r})",
+                    fix=f"add a {column!r} column, or plan only the regions it has: "
+                    f"{', '.join(table.value_columns) or '(none)'}",
+                )
+        return load_trace(path, column)
 
     def _check_inside(
         self, trace: LoadedTrace, begin: datetime, end: datetime, first: datetime, last: datetime
