@@ -1,6 +1,6 @@
 """The demo's parts as subprocesses: their environment, their start, and stopping them.
 
-Each part runs ``python -m greenflow.demo.<name>_part`` in its own session (so stopping it also stops
+Each part runs ``python -m greenflow.<airflow|prefect>.demo_run`` in its own session (so stopping it also stops
 what it started: Prefect's temporary server), with stdout and stderr captured to its log file.
 The environment is built from scratch for the orchestrator: any ``AIRFLOW_*``/``PREFECT_*`` settings of
 the user's shell are dropped, so the demo never writes to a real Airflow database or Prefect server.
@@ -82,7 +82,7 @@ def airflow_plan(layout: DemoLayout, examples: Examples, budget_limit: str, *, e
     argv = (
         sys.executable,
         "-m",
-        "greenflow.demo.airflow_part",
+        "greenflow.airflow.demo_run",
         "--budget-limit",
         budget_limit,
         "--result",
@@ -112,7 +112,7 @@ def prefect_plan(layout: DemoLayout, examples: Examples, budget_limit: str) -> P
     argv = (
         sys.executable,
         "-m",
-        "greenflow.demo.prefect_part",
+        "greenflow.prefect.demo_run",
         "--flow-file",
         str(examples.flow_file),
         "--budget-limit",

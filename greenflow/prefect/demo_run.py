@@ -1,4 +1,4 @@
-"""The demo's Prefect part, run as ``python -m greenflow.demo.prefect_part`` in its own process.
+"""The demo's Prefect part, run as ``python -m greenflow.prefect.demo_run`` in its own process.
 
 With ``PREFECT_API_URL`` unset Prefect starts a temporary local server (its database in the demo's
 ``PREFECT_HOME``). This process starts it at once, then waits for the parent's go-ahead (the Airflow run

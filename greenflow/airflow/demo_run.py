@@ -1,4 +1,4 @@
-"""The demo's Airflow part, run as ``python -m greenflow.demo.airflow_part`` in its own process.
+"""The demo's Airflow part, run as ``python -m greenflow.airflow.demo_run`` in its own process.
 
 The parent sets ``AIRFLOW_HOME`` (SQLite metadata database, a DAGs folder holding the example training
 DAG), the ledger URL and the metering environment; this process migrates the metadata database and
