@@ -38,12 +38,12 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from greenflow.clock import parse_time, require_aware, utcnow
 from greenflow.config import Defaults
-from greenflow.errors import BudgetExceeded, GreenflowError, InvalidInput, ProviderError
+from greenflow.errors import BudgetExceeded, InvalidInput, ProviderError
 from greenflow.intensity.cache import ForecastCache
-from greenflow.intensity.correction import DEFAULT_DAYS, CorrectionResult, correct, lookback, not_applied
+from greenflow.intensity.correction import correct_from_provider
 from greenflow.intensity.forecast import Forecast
 from greenflow.intensity.policy import RetryUntil, UseForecast
-from greenflow.intensity.providers.base import IntensityProvider, IssuedHistoryProvider
+from greenflow.intensity.providers.base import IntensityProvider
 from greenflow.ledger import Entry, Identity, Ledger
 from greenflow.ledger.budgets import Reservation
 from greenflow.metering.carbon import CarbonAccount, emissions
@@ -270,7 +270,7 @@ class Lifecycle:
             if isinstance(outcome, UseForecast):
                 forecast = raw[region] = outcome.forecast
                 if self.spec.forecast_correction is not None:
-                    corrected = self._correct(region, forecast, now)
+                    corrected = correct_from_provider(self.provider, self.cache, region, forecast, now)
                     corrections[region] = corrected.to_dict()
                     notes.append(f"{region}: {corrected.reason}")
                     forecast = corrected.forecast
@@ -327,27 +327,6 @@ class Lifecycle:
                 policy_outcome={"regions": outcomes},
             ),
         )
-
-    def _correct(self, region: str, forecast: Forecast, now: datetime) -> CorrectionResult:
-        """``forecast`` corrected with the provider's past (issued forecast, actual) pairs, or why not.
-
-        Both series come through the cache, so the tasks planning in the same hour fetch them once. A
-        correction only improves a plan: no failure here is a reason not to plan.
-        """
-        if not isinstance(self.provider, IssuedHistoryProvider):
-            return not_applied(
-                forecast,
-                f"provider {self.provider.name!r} does not publish the forecasts it issued for past slots",
-            )
-        start = now - lookback(DEFAULT_DAYS, max((forecast.end or now) - now, timedelta(0)))
-        try:
-            issued = self.cache.issued_history(self.provider, region, start, now)
-            actual = self.cache.history(self.provider, region, start, now)
-        except Exception as error:
-            detail = error.one_line() if isinstance(error, GreenflowError) else f"{type(error).__name__}: {error}"
-            log.info("greenflow: no past forecasts and actuals for %s: %s", region, detail)
-            return not_applied(forecast, f"no past forecasts and actuals for {region}: {detail}")
-        return correct(forecast, issued, actual, now=now)
 
     def _latest_start(self, requested: datetime) -> datetime:
         spec = self.spec

@@ -30,14 +30,7 @@ from greenflow.cli.output import fail, print_json, print_table
 from greenflow.clock import parse_duration, parse_time, utcnow
 from greenflow.errors import GreenflowError, InvalidInput
 from greenflow.intensity.cache import ForecastCache
-from greenflow.intensity.correction import (
-    CORRECTION_MODES,
-    DEFAULT_DAYS,
-    CorrectionResult,
-    correct,
-    lookback,
-    not_applied,
-)
+from greenflow.intensity.correction import CORRECTION_MODES, CorrectionResult, correct_from_provider
 from greenflow.intensity.forecast import Forecast
 from greenflow.intensity.providers.base import PROVIDERS, IntensityProvider, get_provider
 from greenflow.planning import Candidate, Plan, plan
@@ -221,7 +214,7 @@ def _plan(
     if forecast_correction:
         cache = ForecastCache()  # one process, one plan: the cache only shares the two past fetches per region
         corrections = {
-            label: _correct(source, cache, label, forecast, moment)
+            label: correct_from_provider(source, cache, label, forecast, moment)
             for label, forecast in zip(labels, forecasts, strict=True)
         }
     planned = forecasts if corrections is None else [corrections[label].forecast for label in labels]
@@ -239,27 +232,6 @@ def _plan(
     credits = [f.meta.get("attribution") for f in forecasts]
     unique = list(dict.fromkeys(c for c in credits if isinstance(c, str) and c))
     return PlanOutcome(result, "; ".join(unique) or None, corrections)
-
-
-def _correct(
-    source: IntensityProvider, cache: ForecastCache, region: str, forecast: Forecast, now: datetime
-) -> CorrectionResult:
-    """``forecast`` corrected as the lifecycle corrects it: the core's :func:`correct` over the same past.
-
-    The same window (:func:`lookback` of the default days and the forecast's horizon) is read through a
-    :class:`ForecastCache`, as the lifecycle reads it; a provider that keeps no past forecasts, or a
-    failed fetch, leaves the forecast as it is with the reason (a correction only refines a plan).
-    """
-    if not forecast.points:
-        return not_applied(forecast, f"no forecast for {region} to correct")
-    start = now - lookback(DEFAULT_DAYS, max((forecast.end or now) - now, timedelta(0)))
-    try:
-        issued = cache.issued_history(source, region, start, now)
-        actual = cache.history(source, region, start, now)
-    except Exception as error:  # as in the lifecycle: no failure here is a reason not to plan
-        detail = error.one_line() if isinstance(error, GreenflowError) else f"{type(error).__name__}: {error}"
-        return not_applied(forecast, f"no past forecasts and actuals for {region}: {detail}")
-    return correct(forecast, issued, actual, now=now)
 
 
 def _forecast(

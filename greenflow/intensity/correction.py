@@ -25,15 +25,22 @@ can recompute the corrected values from the raw forecast. :func:`correct` does i
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from greenflow.clock import parse_time, require_aware
-from greenflow.errors import InvalidInput
+from greenflow.errors import GreenflowError, InvalidInput
 from greenflow.intensity.forecast import Forecast
+from greenflow.intensity.providers.base import IntensityProvider, IssuedHistoryProvider
+
+if TYPE_CHECKING:
+    from greenflow.intensity.cache import ForecastCache
+
+log = logging.getLogger(__name__)
 
 CorrectionMode = Literal["bias+carry"]
 BiasMode = Literal["always", "significant", "never"]
@@ -315,6 +322,33 @@ class CorrectionResult:
             "reason": self.reason,
             **({"parameters": self.correction.to_dict()} if self.correction else {}),
         }
+
+
+def correct_from_provider(
+    provider: IntensityProvider, cache: ForecastCache, region: str, forecast: Forecast, now: datetime
+) -> CorrectionResult:
+    """``forecast`` corrected with the provider's past (issued forecast, actual) pairs, or why not.
+
+    Both past series are read through ``cache`` over :func:`lookback` of :data:`DEFAULT_DAYS` and the
+    forecast's horizon, so tasks planning in the same hour fetch them once. The lifecycle and
+    ``greenflow plan`` both correct this way. A correction only refines a plan: a provider that keeps no
+    past forecasts, or a failed fetch, leaves the forecast as it is, with the reason.
+    """
+    if not isinstance(provider, IssuedHistoryProvider):
+        return not_applied(
+            forecast, f"provider {provider.name!r} does not publish the forecasts it issued for past slots"
+        )
+    if not forecast.points:
+        return not_applied(forecast, f"no forecast for {region} to correct")
+    start = now - lookback(DEFAULT_DAYS, max((forecast.end or now) - now, timedelta(0)))
+    try:
+        issued = cache.issued_history(provider, region, start, now)
+        actual = cache.history(provider, region, start, now)
+    except Exception as error:  # no failure here is a reason not to plan
+        detail = error.one_line() if isinstance(error, GreenflowError) else f"{type(error).__name__}: {error}"
+        log.info("greenflow: no past forecasts and actuals for %s: %s", region, detail)
+        return not_applied(forecast, f"no past forecasts and actuals for {region}: {detail}")
+    return correct(forecast, issued, actual, now=now)
 
 
 def not_applied(forecast: Forecast, reason: str) -> CorrectionResult:
