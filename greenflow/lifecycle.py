@@ -38,7 +38,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from greenflow.clock import parse_time, require_aware, utcnow
 from greenflow.config import Defaults
-from greenflow.errors import BudgetExceeded, InvalidInput, ProviderError
+from greenflow.errors import BudgetExceeded, GreenflowError, InvalidInput, ProviderError
 from greenflow.intensity.cache import ForecastCache
 from greenflow.intensity.correction import correct_from_provider
 from greenflow.intensity.forecast import Forecast
@@ -508,7 +508,7 @@ class Lifecycle:
         """Account the measurement and append the attempt's entry, settling its reservation with it."""
         started = started or measurement.start
         ended = started + (measurement.end - measurement.start)
-        account, source = self._account(decision, measurement, started, ended)
+        account, source, actuals_note = self._account(decision, measurement, started, ended)
         counterfactual = self._counterfactual(decision, account, started, ended)
         units = functional_units if functional_units is not None else self.spec.functional_units
         operational = account.operational_g if account else None
@@ -534,7 +534,8 @@ class Lifecycle:
             energy_kwh=measurement.total_kwh,
             active_energy_kwh=measurement.active_kwh,
             measurement_notes=_measurement_notes(measurement, account)
-            | ({"charge": charge_note} if charge_note else {}),
+            | ({"charge": charge_note} if charge_note else {})
+            | ({"actual_intensity": actuals_note} if actuals_note else {}),
             devices=_devices(measurement),
             host=measurement.host,
             pue=self.spec.pue,
@@ -590,17 +591,24 @@ class Lifecycle:
 
     def _intensity_series(
         self, decision: Decision, start: datetime, end: datetime
-    ) -> tuple[Forecast | None, str | None]:
-        """The intensity in force during [start, end): actuals if the provider has them, else the forecast."""
+    ) -> tuple[Forecast | None, str | None, str | None]:
+        """The intensity in force during [start, end): actuals if the provider has them, else the forecast.
+
+        The third value says why the actuals were not used (``None`` when they were): malformed actuals
+        (a NaN, a negative value) are refused by the provider and must leave a reason in the entry.
+        """
         if decision.region is None:
-            return None, None
+            return None, None, None
         try:
             # Through the cache: a thousand runs ending together cost one request per hour-aligned window.
             actual = self.cache.history(self.provider, decision.region, start, end + timedelta(minutes=1))
             if actual.mean_intensity(start, max(end, start + timedelta(seconds=1)))[0] is not None:
-                return actual, f"actuals from {self.provider.name}"
+                return actual, f"actuals from {self.provider.name}", None
+            actuals_note = f"no actual intensity from {self.provider.name} for the run's span"
         except Exception as error:
-            log.info("no actual intensity from %s for %s: %s", self.provider.name, decision.region, error)
+            why = error.one_line() if isinstance(error, GreenflowError) else f"{type(error).__name__}: {error}"
+            actuals_note = f"actuals from {self.provider.name} not used: {why}"
+            log.info("no actual intensity from %s for %s: %s", self.provider.name, decision.region, why)
         forecast = decision.forecast_obj
         if forecast is not None:
             try:
@@ -608,20 +616,21 @@ class Lifecycle:
                     self.provider, decision.region, start=start, hours=max((end - start).total_seconds() / 3600 + 1, 1)
                 ).forecast
                 if fresh.mean_intensity(start, max(end, start + timedelta(seconds=1)))[0] is not None:
-                    return fresh, f"forecast from {fresh.provider} generated {fresh.generated_at.isoformat()}"
+                    source = f"forecast from {fresh.provider} generated {fresh.generated_at.isoformat()}"
+                    return fresh, source, actuals_note
             except Exception as error:
                 log.info("no refreshed forecast for %s: %s", decision.region, error)
-            return forecast, f"planning forecast generated {forecast.generated_at.isoformat()}"
-        return None, None
+            return forecast, f"planning forecast generated {forecast.generated_at.isoformat()}", actuals_note
+        return None, None, actuals_note
 
     def _account(
         self, decision: Decision, measurement: Measurement, start: datetime, end: datetime
-    ) -> tuple[CarbonAccount | None, str | None]:
-        series, source = self._intensity_series(decision, start, end)
+    ) -> tuple[CarbonAccount | None, str | None, str | None]:
+        series, source, actuals_note = self._intensity_series(decision, start, end)
         if series is None:
-            return None, None
+            return None, None, actuals_note
         shifted = _shift(measurement, start)
-        return emissions(shifted, series, pue=self.spec.pue), source
+        return emissions(shifted, series, pue=self.spec.pue), source, actuals_note
 
     def _counterfactual(
         self, decision: Decision, account: CarbonAccount | None, start: datetime, end: datetime

@@ -20,6 +20,7 @@ one touching the last hours, whose actuals may still be filled in, only for a fe
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 import uuid
@@ -34,6 +35,7 @@ from greenflow.errors import InvalidInput
 from greenflow.intensity.forecast import Forecast
 from greenflow.intensity.providers.base import IntensityProvider, IssuedHistoryProvider, check_hours, history_window
 
+log = logging.getLogger("greenflow.intensity.cache")
 Source = Literal["memory", "shared", "provider"]
 # Actuals of a window that ended this long before they were fetched are taken as settled.
 HISTORY_SETTLED_AFTER = timedelta(hours=2)
@@ -218,7 +220,7 @@ class ForecastCache:
             entry = self._entries.get(key)
         best = entry.cached if entry else None
         if self.shared is not None:
-            stored = self.shared.load(key)
+            stored = self._load_shared(key)
             if stored is not None and (best is None or stored[1] > best.fetched_at):
                 best = CachedForecast(key, stored[0], require_aware(stored[1], "fetched_at"), "shared")
         return best
@@ -230,6 +232,19 @@ class ForecastCache:
             self._entries.pop(key, None)
 
     # -- internals -------------------------------------------------------------------------------------
+    def _load_shared(self, key: str) -> tuple[Forecast, datetime] | None:
+        """The shared store's copy, or ``None`` when it holds none or one that fails today's checks.
+
+        A copy saved by an older greenflow may hold a value now refused as malformed (NaN, negative):
+        it is treated as absent and fetched again, never planned on.
+        """
+        assert self.shared is not None
+        try:
+            return self.shared.load(key)
+        except InvalidInput as error:
+            log.warning("greenflow: ignoring the shared cache's copy of %s: %s", key, error.message)
+            return None
+
     def _key_lock(self, key: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
@@ -297,7 +312,7 @@ class ForecastCache:
 
     def _load_fresh(self, key: str, ttl: timedelta, hours: float) -> CachedForecast | None:
         assert self.shared is not None
-        stored = self.shared.load(key)
+        stored = self._load_shared(key)
         if stored is None:
             return None
         forecast, fetched_at = stored
@@ -370,7 +385,7 @@ class ForecastCache:
 
     def _load_history(self, key: str, base: str, begin: datetime, finish: datetime) -> CachedForecast | None:
         assert self.shared is not None
-        stored = self.shared.load(key)
+        stored = self._load_shared(key)
         if stored is None:
             return None
         fetched_at = require_aware(stored[1], "fetched_at")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,11 +24,45 @@ EmissionFactor = Literal["lifecycle", "direct", "unknown"]
 UNIT = "gCO2e/kWh"
 # lbs/MWh -> g/kWh: 453.59237 g per lb / 1000 kWh per MWh.
 LBS_PER_MWH_TO_G_PER_KWH = 0.45359237
+MAX_INTENSITY = 5000.0
+"""The highest intensity (gCO2e/kWh) taken as real. No generator emits more than about 1,500 g/kWh even
+counted over its life cycle (lignite); a value above this is a unit mistake or garbage, never a dirty hour."""
+
+
+def intensity_value(raw: object, what: str = "intensity") -> float | None:
+    """``raw`` as a checked intensity in gCO2e/kWh: ``None`` stays ``None`` (missing), anything else must be
+    a finite number in [0, :data:`MAX_INTENSITY`].
+
+    Raises :class:`InvalidInput` naming the value otherwise (NaN, infinity, negative, absurdly large, a
+    string or a boolean): every value entering a :class:`ForecastPoint` passes here, so no planner, carbon
+    join or ledger column ever sees one. Providers turn the error into their malformed-data error.
+    """
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
+        raise InvalidInput(f"{what} {raw!r} is not a number", fix="intensities are numbers in gCO2e/kWh")
+    value = float(raw)
+    if math.isnan(value):
+        raise InvalidInput(f"{what} is NaN", fix="a missing value is null, never NaN")
+    if math.isinf(value):
+        raise InvalidInput(f"{what} {value} gCO2e/kWh is infinite", fix="intensities are finite")
+    if value < 0:
+        raise InvalidInput(f"{what} {value} gCO2e/kWh is negative", fix="intensities are 0 or more")
+    if value > MAX_INTENSITY:
+        raise InvalidInput(
+            f"{what} {value} gCO2e/kWh is above {MAX_INTENSITY:g}, more than any generator emits",
+            fix="check the unit (gCO2e/kWh expected)",
+        )
+    return value
 
 
 @dataclass(frozen=True)
 class ForecastPoint:
-    """One slot of a forecast: [start, end) with a value in gCO2e/kWh, or ``None`` when missing."""
+    """One slot of a forecast: [start, end) with a value in gCO2e/kWh, or ``None`` when missing.
+
+    The value is checked by :func:`intensity_value` (finite, 0 to :data:`MAX_INTENSITY`): a slot with
+    garbage cannot be built, whatever source it comes from.
+    """
 
     start: datetime
     end: datetime
@@ -41,8 +77,8 @@ class ForecastPoint:
                 f"forecast point ends ({self.end.isoformat()}) before it starts ({self.start.isoformat()})",
                 fix="each point needs end > start",
             )
-        if self.value is not None:
-            object.__setattr__(self, "value", float(self.value))
+        what = f"intensity for the slot starting {_iso(self.start)}"
+        object.__setattr__(self, "value", intensity_value(self.value, what))
 
     @property
     def duration(self) -> timedelta:

@@ -87,6 +87,26 @@ class ProviderAuthError(ProviderError):
     retryable = False
 
 
+class ProviderDataError(ProviderError):
+    """The provider answered, but with malformed data: a payload off the documented shape, an intensity
+    that is NaN, infinite, negative or absurd, unreadable times, or no value at all for the window asked.
+
+    Nothing of such an answer is planned on, cached or recorded; the outage policy decides what runs.
+    Retryable: the provider's next publication may be sound again.
+    """
+
+    retryable = True
+
+
+class ProviderRedirectRefused(ProviderError):
+    """The provider redirected a request to another host, where its credentials must not go.
+
+    Not retryable: the configured base URL needs changing (or the provider is misbehaving).
+    """
+
+    retryable = False
+
+
 def is_retryable(error: ProviderError) -> bool:
     """Whether waiting and asking again can plausibly fix ``error`` (auth and plan errors cannot)."""
     return bool(getattr(error, "retryable", True))
@@ -154,9 +174,31 @@ def history_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-def payload_error(provider: str, url: str, detail: object) -> ProviderError:
-    """The error for a response whose JSON does not have the documented shape."""
-    return ProviderError(
-        f"{provider} returned an unexpected payload from {url}: {detail}",
+def payload_error(provider: str, url: str, detail: object) -> ProviderDataError:
+    """The error for a response that is not sound data: off the documented shape, or a bad value in it.
+
+    ``detail`` is the parsing error (an :class:`InvalidInput` from the slot check names the bad value).
+    """
+    if isinstance(detail, InvalidInput):
+        detail = detail.message
+    return ProviderDataError(
+        f"{provider} returned malformed data (unexpected payload) from {url}: {detail}",
         fix="check the base URL points at the provider's API; report it if the API changed",
+    )
+
+
+def require_values(forecast: Forecast, url: str, start: datetime, end: datetime) -> Forecast:
+    """``forecast`` if it has at least one value inside [start, end), else :class:`ProviderDataError`.
+
+    An empty answer (``{"data": []}``), one whose slots all lie outside the window, or one whose values
+    are all missing gives nothing to plan on: that is the provider failing, and the outage policy (not
+    the planner) decides what happens.
+    """
+    if any(p.value is not None and p.end > start and p.start < end for p in forecast.points):
+        return forecast
+    held = "no slots" if not forecast.points else f"{len(forecast.points)} slots, none with a value"
+    raise ProviderDataError(
+        f"{forecast.provider} returned malformed data from {url}: no intensity for {forecast.region} "
+        f"between {start.isoformat()} and {end.isoformat()} ({held})",
+        fix="the provider has no forecast for this window; check the region, or retry later",
     )

@@ -16,7 +16,13 @@ import requests
 from greenflow.clock import parse_duration, parse_time, utcnow
 from greenflow.errors import ConfigError, InvalidInput, ProviderError
 from greenflow.intensity.forecast import Forecast, ForecastPoint, Signal
-from greenflow.intensity.providers.base import env_option, forecast_window, history_window, payload_error
+from greenflow.intensity.providers.base import (
+    env_option,
+    forecast_window,
+    history_window,
+    payload_error,
+    require_values,
+)
 from greenflow.intensity.providers.http import ProviderSession, RetrySettings, error_message
 
 _LOCATION = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -95,9 +101,9 @@ class CarbonAwareSDKProvider:
             item = next((f for f in body if str(f.get("location", "")).lower() == location.lower()), body[0])
             points = _points(item["forecastData"], time_key="timestamp", value_key="value")
             generated = parse_time(item["generatedAt"]) if item.get("generatedAt") else self._clock()
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise payload_error(self.name, url, exc) from None
-        return Forecast(
+        forecast = Forecast(
             region=location,
             provider=self.name,
             signal=self.signal,
@@ -105,6 +111,7 @@ class CarbonAwareSDKProvider:
             points=tuple(p for p in points if p.end > begin and p.start < end),
             meta={"source": "carbon-aware-sdk"},
         )
+        return require_values(forecast, url, begin, end)
 
     def history(self, region: str, start: datetime, end: datetime) -> Forecast:
         """``/emissions/bylocation?time=&toTime=`` (not ``startTime``/``endTime``, which the SDK ignores)."""
@@ -116,7 +123,7 @@ class CarbonAwareSDKProvider:
             if not isinstance(body, list):
                 raise ValueError("expected a list of emissions data")
             points = _points(body, time_key="time", value_key="rating")
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise payload_error(self.name, url, exc) from None
         return Forecast(
             region=location,
@@ -165,7 +172,7 @@ def _points(entries: list[Any], *, time_key: str, value_key: str) -> list[Foreca
             ForecastPoint(
                 start=start,
                 end=start + _duration(entry.get("duration")),
-                value=None if value is None else float(value),
+                value=value,  # checked by ForecastPoint: NaN, negative or absurd refuses the answer
             )
         )
     return points

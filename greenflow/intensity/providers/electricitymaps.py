@@ -24,6 +24,7 @@ from greenflow.intensity.providers.base import (
     forecast_window,
     history_window,
     payload_error,
+    require_values,
 )
 from greenflow.intensity.providers.http import ProviderSession, RetrySettings, Secret, error_message
 
@@ -110,9 +111,10 @@ class ElectricityMapsProvider:
             entries = body["forecast"]
             points = _points(entries, estimated_key=None)
             generated = parse_time(body["updatedAt"]) if body.get("updatedAt") else self._clock()
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise payload_error(self.name, url, exc) from None
-        return self._forecast(normalised, body, generated, [p for p in points if p.end > begin and p.start < end])
+        kept = [p for p in points if p.end > begin and p.start < end]
+        return require_values(self._forecast(normalised, body, generated, kept), url, begin, end)
 
     def history(self, region: str, start: datetime, end: datetime) -> Forecast:
         """``/carbon-intensity/history``: the API serves the last 24 hours; the part inside [start, end)."""
@@ -122,7 +124,7 @@ class ElectricityMapsProvider:
         try:
             self._check_zone(body, normalised, url)
             points = _points(body["history"], estimated_key="isEstimated")
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise payload_error(self.name, url, exc) from None
         kept = [p for p in points if p.end > start and p.start < end]
         result = self._forecast(normalised, body, self._clock(), kept)
@@ -140,10 +142,10 @@ class ElectricityMapsProvider:
             return ForecastPoint(
                 start=start,
                 end=start + _DEFAULT_STEP,
-                value=None if value is None else float(value),
+                value=value,  # checked by ForecastPoint
                 estimated=bool(body.get("isEstimated", False)),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise payload_error(self.name, url, exc) from None
 
     # -- internals -------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ def _points(entries: Any, *, estimated_key: str | None) -> list[ForecastPoint]:
             ForecastPoint(
                 start=moment,
                 end=moment + step,
-                value=None if value is None else float(value),
+                value=value,  # checked by ForecastPoint: NaN, negative or absurd refuses the answer
                 estimated=bool(entry.get(estimated_key)) if estimated_key else False,
             )
         )

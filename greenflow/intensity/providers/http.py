@@ -1,8 +1,11 @@
 """One retrying HTTP session per provider, and the :class:`Secret` wrapper that keeps tokens out of output.
 
-Retries are hand-written rather than urllib3's ``Retry`` because greenflow needs a bound on the *total*
-time spent (a waiting task must not hang on a dead provider) and must compare a ``Retry-After`` with that
-remaining budget; urllib3 bounds only the number of attempts.
+Retries are tenacity's (attempts, a bound on the *total* time, jittered exponential back-off) rather than
+urllib3's ``Retry``, which bounds only the number of attempts: a waiting task must not hang on a dead
+provider, and a ``Retry-After`` longer than the remaining budget fails at once instead of sleeping first.
+
+Redirects are followed only on the configured host, so no credential (a header such as Electricity
+Maps' ``auth-token``, Basic auth, a bearer token) ever reaches another host.
 """
 
 from __future__ import annotations
@@ -17,17 +20,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
 
 from greenflow import __version__
 from greenflow.clock import utcnow
 from greenflow.errors import ConfigError, ProviderError
-from greenflow.intensity.providers.base import ProviderUnavailable
+from greenflow.intensity.providers.base import ProviderDataError, ProviderRedirectRefused, ProviderUnavailable
 
 log = logging.getLogger("greenflow.intensity.http")
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_REDIRECTS = 5
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _REDACTED = "***"
 
 
@@ -103,6 +110,52 @@ class RetrySettings:
         return max(jittered, retry_after or 0.0)
 
 
+class _Transient(Exception):
+    """One attempt failed in a way another attempt may not (network, timeout, 429, 5xx)."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after = retry_after
+
+
+def _wait_for(settings: RetrySettings) -> Callable[[RetryCallState], float]:
+    """tenacity's wait: jittered exponential back-off, or the server's ``Retry-After`` if longer."""
+
+    def wait(state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome else None
+        retry_after = failure.retry_after if isinstance(failure, _Transient) else None
+        return settings.delay(state.attempt_number - 1, retry_after)
+
+    return wait
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url`` (what a redirect refusal shows: no path, no query)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def same_host(base_url: str, target: str) -> bool:
+    """Whether ``target`` is on the configured host of ``base_url``, where credentials may go.
+
+    The same scheme, host name (compared as written, case-insensitively: ``localhost`` and ``127.0.0.1``
+    are different hosts) and port; or an upgrade from http to https of the same host name with default
+    ports, which requests also allows. Anything else, a downgrade to http included, is another host.
+    """
+    base, new = urlsplit(base_url), urlsplit(target)
+    if not new.hostname or not base.hostname or new.hostname.lower() != base.hostname.lower():
+        return False
+    try:
+        base_port = base.port or _DEFAULT_PORTS.get(base.scheme)
+        new_port = new.port or _DEFAULT_PORTS.get(new.scheme)
+    except ValueError:  # a port that is not a number
+        return False
+    if base.scheme == new.scheme:
+        return base_port == new_port
+    return (base.scheme, base_port, new.scheme, new_port) == ("http", 80, "https", 443)
+
+
 class ProviderSession:
     """A ``requests.Session`` for one provider: retries, bounded total time, redaction of secrets.
 
@@ -151,58 +204,129 @@ class ProviderSession:
         """GET ``path``, retrying network errors, timeouts, 429 and 5xx within the time budget.
 
         Returns the response for any other status (the provider maps 4xx to its own errors); raises
-        :class:`ProviderUnavailable` once the budget or the attempts are spent.
+        :class:`ProviderUnavailable` once the budget or the attempts are spent, and
+        :class:`ProviderRedirectRefused` when the provider redirects to another host (see :meth:`_send`).
         """
         url = self.url(path)
         settings = self.settings
-        deadline = time.monotonic() + settings.total_time
-        last_problem = "no attempt made"
-        for attempt in range(settings.max_attempts):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            per_try = min(settings.timeout, remaining)
-            retry_after: float | None = None
-            try:
-                response = self._session.get(
-                    url, params=params, headers=dict(headers or {}), auth=auth, timeout=(per_try, per_try)
-                )
-            except requests.Timeout:
-                last_problem = f"timed out after {per_try:.3g} s"
-            except requests.ConnectionError as exc:
-                last_problem = f"connection failed ({type(exc).__name__})"
-            except requests.RequestException as exc:
-                raise ProviderError(
-                    f"{self.provider} request to {self._shown(url, params)} failed: {self.redact(str(exc))}",
-                    fix="check the provider's base URL",
-                ) from None
-            else:
-                if response.status_code not in RETRYABLE_STATUSES:
-                    log.debug("%s GET %s -> %s", self.provider, self._shown(url, params), response.status_code)
-                    return response
-                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-                last_problem = f"HTTP {response.status_code}" + (
-                    f" (Retry-After {retry_after:.3g} s)" if retry_after is not None else ""
-                )
-            if attempt + 1 >= settings.max_attempts:
-                break
-            pause = settings.delay(attempt, retry_after)
-            if time.monotonic() + pause >= deadline:
-                # Sleeping past the budget only to fail later helps nobody: give up now and say why.
-                last_problem += f"; next retry in {pause:.3g} s would exceed the {settings.total_time:.3g} s budget"
-                break
-            log.warning(
-                "%s GET %s: %s; retry %d in %.2f s",
-                self.provider,
-                self._shown(url, params),
-                last_problem,
-                attempt + 1,
-                pause,
+        shown = self._shown(url, params)
+        retrying = Retrying(
+            stop=stop_after_attempt(settings.max_attempts) | stop_before_delay(settings.total_time),
+            wait=_wait_for(settings),
+            retry=retry_if_exception_type(_Transient),
+            sleep=settings.sleep,
+            before_sleep=lambda state: self._log_retry(shown, state),
+            reraise=True,
+        )
+        response: requests.Response | None = None
+        try:
+            for attempt in retrying:
+                with attempt:
+                    elapsed = attempt.retry_state.seconds_since_start or 0.0
+                    per_try = max(min(settings.timeout, settings.total_time - elapsed), 0.001)
+                    response = self._attempt(url, params, headers, auth, per_try, shown)
+        except _Transient as failure:
+            state = retrying.statistics
+            problem = failure.problem
+            if int(state.get("attempt_number", 0)) < settings.max_attempts:
+                # Stopped by the time budget: sleeping past it only to fail later helps nobody; say so.
+                pause = settings.delay(int(state.get("attempt_number", 1)) - 1, failure.retry_after)
+                problem += f"; next retry in {pause:.3g} s would exceed the {settings.total_time:.3g} s budget"
+            raise ProviderUnavailable(
+                f"{self.provider} unreachable at {shown}: {problem}",
+                fix="check the network and the provider's status; the outage policy decides what runs meanwhile",
+            ) from None
+        assert response is not None  # tenacity returns only after an attempt succeeded
+        log.debug("%s GET %s -> %s", self.provider, shown, response.status_code)
+        return response
+
+    def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        auth: tuple[str, str] | None,
+        per_try: float,
+        shown: str,
+    ) -> requests.Response:
+        """One attempt (redirects on the configured host included); :class:`_Transient` if worth retrying."""
+        try:
+            response = self._send(url, params, headers, auth, per_try)
+        except requests.Timeout:
+            raise _Transient(f"timed out after {per_try:.3g} s") from None
+        except requests.ConnectionError as exc:
+            raise _Transient(f"connection failed ({type(exc).__name__})") from None
+        except requests.RequestException as exc:
+            raise ProviderError(
+                f"{self.provider} request to {shown} failed: {self.redact(str(exc))}",
+                fix="check the provider's base URL",
+            ) from None
+        if response.status_code in RETRYABLE_STATUSES:
+            retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+            raise _Transient(
+                f"HTTP {response.status_code}"
+                + (f" (Retry-After {retry_after:.3g} s)" if retry_after is not None else ""),
+                retry_after,
             )
-            settings.sleep(pause)
-        raise ProviderUnavailable(
-            f"{self.provider} unreachable at {self._shown(url, params)}: {last_problem}",
-            fix="check the network and the provider's status; the outage policy decides what runs meanwhile",
+        return response
+
+    def _send(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        auth: tuple[str, str] | None,
+        per_try: float,
+    ) -> requests.Response:
+        """GET with redirects followed by hand, only on the configured host.
+
+        requests follows redirects itself and strips only ``Authorization`` when the host changes; a
+        provider's own header (Electricity Maps' ``auth-token``) would go along to any host the
+        provider's answer names. So redirects are never followed automatically: one to the configured
+        host (same scheme, host and port, or an http to https upgrade of it) is followed with the same
+        credentials, one anywhere else is refused before anything is sent there.
+        """
+        response = self._session.get(
+            url,
+            params=params,
+            headers=dict(headers or {}),
+            auth=auth,
+            timeout=(per_try, per_try),
+            allow_redirects=False,
+        )
+        for _ in range(MAX_REDIRECTS):
+            if not response.is_redirect:
+                return response
+            target = urljoin(response.url, response.headers.get("Location", ""))
+            response.close()
+            if not same_host(self.base_url, target):
+                raise ProviderRedirectRefused(
+                    f"{self.provider} redirected {self.redact(response.url)} to another host "
+                    f"({self.redact(_origin(target))}); greenflow does not send credentials off the configured "
+                    "host, so the request was not repeated there",
+                    fix=f"if {self.redact(_origin(target))} is the provider's new address, set it as the base URL",
+                )
+            # The Location carries the query; credentials go again only because the host is the same.
+            response = self._session.get(
+                target, headers=dict(headers or {}), auth=auth, timeout=(per_try, per_try), allow_redirects=False
+            )
+        if response.is_redirect:
+            raise ProviderError(
+                f"{self.provider} redirected more than {MAX_REDIRECTS} times from {self.redact(url)}",
+                fix="check the provider's base URL",
+            )
+        return response
+
+    def _log_retry(self, shown: str, state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        problem = failure.problem if isinstance(failure, _Transient) else repr(failure)
+        log.warning(
+            "%s GET %s: %s; retry %d in %.2f s",
+            self.provider,
+            shown,
+            problem,
+            state.attempt_number,
+            state.upcoming_sleep,
         )
 
     def json(self, response: requests.Response) -> Any:
@@ -211,7 +335,7 @@ class ProviderSession:
             return response.json()
         except (ValueError, json.JSONDecodeError):
             snippet = self.redact(response.text[:80]).replace("\n", " ")
-            raise ProviderError(
+            raise ProviderDataError(
                 f"{self.provider} returned malformed JSON (HTTP {response.status_code}) from "
                 f"{self.redact(response.url)}: {snippet!r}",
                 fix="check the base URL points at the provider's API; retry later if it is having trouble",

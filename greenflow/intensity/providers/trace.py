@@ -39,7 +39,7 @@ from typing import Any
 
 from greenflow.clock import parse_time, require_aware, utcnow
 from greenflow.errors import InvalidInput
-from greenflow.intensity.forecast import EmissionFactor, Forecast, ForecastPoint, Signal
+from greenflow.intensity.forecast import EmissionFactor, Forecast, ForecastPoint, Signal, intensity_value
 from greenflow.intensity.providers.base import check_hours, history_window
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -315,12 +315,14 @@ def _parse_values(raw: Sequence[str], name: str, column: str) -> list[float | No
             parsed.append(None)  # missing stays missing, never 0
             continue
         try:
-            parsed.append(float(text))
+            value = float(text)
         except ValueError:
             raise InvalidInput(
                 f"trace file {name!r} line {number}: {column}={text!r} is not a number",
                 fix=f"check that {column!r} holds gCO2e/kWh values (or pick another column)",
             ) from None
+        # Infinite, negative or absurd values are refused here, naming the line (NaN text is "missing").
+        parsed.append(intensity_value(value, f"trace file {name!r} line {number}: {column}"))
     return parsed
 
 

@@ -19,6 +19,7 @@ from greenflow.intensity.providers.base import (
     forecast_window,
     history_window,
     payload_error,
+    require_values,
 )
 from greenflow.intensity.providers.http import ProviderSession, RetrySettings, error_message
 
@@ -122,9 +123,9 @@ class UKGridProvider:
                 entries, region_meta = _regional_entries(payload["data"])
                 meta.update(region_meta)
             points = _points(entries, use_actual=False)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise payload_error(self.name, url, exc) from None
-        return Forecast(
+        forecast = Forecast(
             region=normalised,
             provider=self.name,
             signal=self.signal,
@@ -132,6 +133,7 @@ class UKGridProvider:
             points=tuple(p for p in points if p.end > begin and p.start < end),
             meta=meta,
         )
+        return require_values(forecast, url, begin, end)
 
     def history(self, region: str, start: datetime, end: datetime) -> Forecast:
         """National settled actuals over [start, end), fetched in 14-day requests.
@@ -167,7 +169,7 @@ class UKGridProvider:
             try:
                 for point in _points(payload["data"], use_actual=use_actual):
                     by_start.setdefault(point.start, point)  # chunk edges may repeat a period
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
+            except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
                 raise payload_error(self.name, url, exc) from None
             cursor = chunk_end
         return Forecast(
@@ -230,7 +232,7 @@ def _points(entries: Any, *, use_actual: bool) -> list[ForecastPoint]:
             ForecastPoint(
                 start=parse_time(entry["from"], "from"),
                 end=parse_time(entry["to"], "to"),
-                value=None if value is None else float(value),
+                value=value,  # checked by ForecastPoint: NaN, negative or absurd refuses the answer
                 estimated=estimated,
             )
         )

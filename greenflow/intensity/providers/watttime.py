@@ -18,13 +18,20 @@ import requests
 
 from greenflow.clock import parse_time, utcnow
 from greenflow.errors import ConfigError, InvalidInput, ProviderError
-from greenflow.intensity.forecast import LBS_PER_MWH_TO_G_PER_KWH, Forecast, ForecastPoint, Signal
+from greenflow.intensity.forecast import (
+    LBS_PER_MWH_TO_G_PER_KWH,
+    Forecast,
+    ForecastPoint,
+    Signal,
+    intensity_value,
+)
 from greenflow.intensity.providers.base import (
     ProviderAuthError,
     env_option,
     forecast_window,
     history_window,
     payload_error,
+    require_values,
 )
 from greenflow.intensity.providers.http import ProviderSession, RetrySettings, Secret, error_message
 
@@ -113,9 +120,9 @@ class WattTimeProvider:
             points = _points(body["data"], meta)
             generated = parse_time(meta["generated_at"]) if meta.get("generated_at") else self._clock()
             model = meta.get("model")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise payload_error(self.name, url, exc) from None
-        return Forecast(
+        forecast = Forecast(
             region=normalised,
             provider=self.name,
             signal=self.signal,
@@ -123,6 +130,7 @@ class WattTimeProvider:
             points=tuple(p for p in points if p.end > begin and p.start < end),
             meta={"watttime_region": code, "signal_type": self.signal_type, "model": model},
         )
+        return require_values(forecast, url, begin, end)
 
     def history(self, region: str, start: datetime, end: datetime) -> Forecast:
         """``/v3/historical``: the actual marginal rate over [start, end)."""
@@ -133,7 +141,7 @@ class WattTimeProvider:
         body, url = self._get_json("v3/historical", params, code)
         try:
             points = _points(body["data"], body.get("meta") or {})
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise payload_error(self.name, url, exc) from None
         return Forecast(
             region=normalised,
@@ -164,7 +172,7 @@ class WattTimeProvider:
                 )
                 for item in body["data"]
             ]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise payload_error(self.name, url, exc) from None
 
     def region_from_location(self, latitude: float, longitude: float) -> str:
@@ -275,10 +283,9 @@ def _points(entries: Any, meta: dict[str, Any]) -> list[ForecastPoint]:
         start = parse_time(entry["point_time"])
         if points and points[-1].start == start:
             continue
-        value = entry.get("value")
-        points.append(
-            ForecastPoint(start=start, end=start + step, value=None if value is None else float(value) * factor)
-        )
+        # Checked before the unit conversion too, so the error shows the value as the API sent it.
+        value = intensity_value(entry.get("value"), f"value for {start.isoformat()} ({units})")
+        points.append(ForecastPoint(start=start, end=start + step, value=None if value is None else value * factor))
     return points
 
 
