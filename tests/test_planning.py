@@ -296,8 +296,12 @@ def test_a_gap_between_points_is_not_a_candidate() -> None:
     assert result.start == at(90)  # [01:00, 02:15) would include the uncovered half hour
 
 
-def test_nan_values_count_as_missing() -> None:
-    result = plan(one(hourly([100, math.nan, 50])), duration=H, deadline=at(180), now=T0)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -400.0, 1e9])
+def test_nan_infinite_negative_or_absurd_values_never_reach_the_planner(bad: float) -> None:
+    # A slot with garbage cannot be built, so no plan can wait for a "-400 g" hour (issue 14, item 5).
+    with pytest.raises(InvalidInput, match="intensity for the slot starting"):
+        hourly([100, bad, 50])
+    result = plan(one(hourly([100, None, 50])), duration=H, deadline=at(180), now=T0)
     assert result.start == at(120)
 
 

@@ -19,16 +19,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
 
 from greenflow import __version__
 from greenflow.clock import utcnow
 from greenflow.errors import ConfigError, ProviderError
 from greenflow.intensity.providers.base import ProviderDataError, ProviderRedirectRefused, ProviderUnavailable
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 log = logging.getLogger("greenflow.intensity.http")
 
@@ -207,6 +209,10 @@ class ProviderSession:
         :class:`ProviderUnavailable` once the budget or the attempts are spent, and
         :class:`ProviderRedirectRefused` when the provider redirects to another host (see :meth:`_send`).
         """
+        # Imported here: tenacity costs ~80 ms to import (it loads asyncio, and tornado when installed),
+        # which a `greenflow run` that never asks a provider (nothing to plan) should not pay.
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
+
         url = self.url(path)
         settings = self.settings
         shown = self._shown(url, params)
