@@ -40,17 +40,17 @@ def intensity_value(raw: object, what: str = "intensity") -> float | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
-        raise InvalidInput(f"{what} {raw!r} is not a number", fix="intensities are numbers in gCO2e/kWh")
+        raise InvalidInput(f"{what} is not a number ({raw!r})", fix="intensities are numbers in gCO2e/kWh")
     value = float(raw)
     if math.isnan(value):
         raise InvalidInput(f"{what} is NaN", fix="a missing value is null, never NaN")
     if math.isinf(value):
-        raise InvalidInput(f"{what} {value} gCO2e/kWh is infinite", fix="intensities are finite")
+        raise InvalidInput(f"{what} is infinite ({value})", fix="intensities are finite")
     if value < 0:
-        raise InvalidInput(f"{what} {value} gCO2e/kWh is negative", fix="intensities are 0 or more")
+        raise InvalidInput(f"{what} is negative ({value} gCO2e/kWh)", fix="intensities are 0 or more")
     if value > MAX_INTENSITY:
         raise InvalidInput(
-            f"{what} {value} gCO2e/kWh is above {MAX_INTENSITY:g}, more than any generator emits",
+            f"{what} is {value} gCO2e/kWh, above {MAX_INTENSITY:g}: more than any generator emits",
             fix="check the unit (gCO2e/kWh expected)",
         )
     return value
@@ -105,6 +105,9 @@ class Forecast:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "generated_at", require_aware(self.generated_at, "generated_at"))
+        # meta copies bits of a provider's payload (a model version, a region block): a NaN there would
+        # make the forecast unstorable (PostgreSQL's JSON refuses it), so non-finite numbers become None.
+        object.__setattr__(self, "meta", _finite_json(self.meta))
         points = tuple(sorted(self.points, key=lambda p: p.start))
         for before, after in itertools.pairwise(points):
             if after.start < before.end:
@@ -231,6 +234,19 @@ def points_from_series(
     return tuple(
         ForecastPoint(start=s, end=s + step, value=v, estimated=estimated) for s, v in zip(starts, values, strict=True)
     )
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float inside dicts and lists replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        cleaned = {key: _finite_json(item) for key, item in value.items()}
+        return value if all(cleaned[key] is value[key] for key in value) else cleaned
+    if isinstance(value, (list, tuple)):
+        items = [_finite_json(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
 
 
 def canonical_json(value: Any) -> str:

@@ -182,7 +182,7 @@ def payload_error(provider: str, url: str, detail: object) -> ProviderDataError:
     if isinstance(detail, InvalidInput):
         detail = detail.message
     return ProviderDataError(
-        f"{provider} returned malformed data (unexpected payload) from {url}: {detail}",
+        f"{provider} returned malformed data from {url}: {detail}",
         fix="check the base URL points at the provider's API; report it if the API changed",
     )
 

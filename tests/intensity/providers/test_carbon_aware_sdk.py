@@ -97,7 +97,7 @@ def test_server_errors_are_retried(api, reply, sdk):
 
 def test_malformed_payload_is_a_provider_error(api, reply, sdk):
     api.route("/emissions/forecasts/current", reply(200, {"not": "a list"}))
-    with pytest.raises(ProviderError, match="unexpected payload"):
+    with pytest.raises(ProviderError, match="malformed data"):
         sdk.forecast("eastus")
 
 

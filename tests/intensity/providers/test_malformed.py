@@ -5,6 +5,7 @@ actuals alike, against real local servers; trace CSV files are refused naming th
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -222,3 +223,16 @@ def test_a_slot_cannot_hold_garbage_whatever_builds_it():
                 "points": [{"start": NOW.isoformat(), "end": (NOW + timedelta(hours=1)).isoformat(), "value": "NaN"}],
             }
         )
+
+
+def test_a_nan_in_the_provenance_is_dropped_so_the_forecast_stays_storable():
+    forecast = Forecast(
+        region="R",
+        provider="p",
+        signal="average",
+        generated_at=NOW,
+        points=(ForecastPoint(NOW, NOW + timedelta(hours=1), 100.0),),
+        meta={"model": {"version": math.nan, "runs": [1.0, math.inf]}, "zone": "FR"},
+    )
+    assert forecast.meta == {"model": {"version": None, "runs": [1.0, None]}, "zone": "FR"}
+    json.dumps(forecast.to_dict(), allow_nan=False)  # strict JSON, as PostgreSQL's JSON column wants

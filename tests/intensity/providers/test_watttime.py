@@ -170,7 +170,7 @@ def test_historical_forecasts(api, reply, wt):
 
 def test_unknown_units_are_refused(api, reply, wt):
     api.route("/v3/forecast", reply(200, {"data": moer(NOW, [1.0]), "meta": meta(units="furlongs")}))
-    with pytest.raises(ProviderError, match=r"unexpected payload.*furlongs"):
+    with pytest.raises(ProviderError, match=r"malformed data.*furlongs"):
         wt.forecast("CAISO_NORTH")
 
 
