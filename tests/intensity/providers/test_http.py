@@ -53,6 +53,13 @@ def test_retry_after_beyond_the_budget_fails_at_once(api, reply, retry, sleeps):
     assert "budget" in caught.value.message
 
 
+@pytest.mark.parametrize("value", ["NaN", "inf", "-5", "soon"])
+def test_a_nonsense_retry_after_falls_back_to_the_usual_backoff(api, reply, retry, sleeps, value):
+    api.route("/data", reply(503, headers={"Retry-After": value}), reply(200, {"ok": 1}))
+    assert ProviderSession("demo", api.url, retry).get("data").status_code == 200
+    assert len(sleeps.calls) == 1 and 0 <= sleeps.calls[0] <= retry.backoff_max
+
+
 def test_attempts_are_bounded(api, reply, retry, sleeps):
     api.route("/data", reply(500))
     with pytest.raises(ProviderUnavailable, match="HTTP 500"):
