@@ -122,6 +122,26 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
+class _Budget:
+    """tenacity's stop: after ``max_attempts``, or when the next pause would end past ``total_time``.
+
+    Remembers the pause it refused, so the error can say why it gave up before the attempts ran out.
+    """
+
+    def __init__(self, settings: RetrySettings) -> None:
+        self._settings = settings
+        self.pause_refused: float | None = None
+
+    def __call__(self, state: RetryCallState) -> bool:
+        if state.attempt_number >= self._settings.max_attempts:
+            return True
+        elapsed = state.seconds_since_start or 0.0
+        if elapsed + state.upcoming_sleep >= self._settings.total_time:
+            self.pause_refused = state.upcoming_sleep
+            return True
+        return False
+
+
 def _wait_for(settings: RetrySettings) -> Callable[[RetryCallState], float]:
     """tenacity's wait: jittered exponential back-off, or the server's ``Retry-After`` if longer."""
 
@@ -212,13 +232,14 @@ class ProviderSession:
         """
         # Imported here: tenacity costs ~80 ms to import (it loads asyncio, and tornado when installed),
         # which a `greenflow run` that never asks a provider (nothing to plan) should not pay.
-        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
+        from tenacity import Retrying, retry_if_exception_type
 
         url = self.url(path)
         settings = self.settings
         shown = self._shown(url, params)
+        budget = _Budget(settings)
         retrying = Retrying(
-            stop=stop_after_attempt(settings.max_attempts) | stop_before_delay(settings.total_time),
+            stop=budget,
             wait=_wait_for(settings),
             retry=retry_if_exception_type(_Transient),
             sleep=settings.sleep,
@@ -229,16 +250,17 @@ class ProviderSession:
         try:
             for attempt in retrying:
                 with attempt:
-                    elapsed = attempt.retry_state.seconds_since_start or 0.0
+                    # tenacity's clock (monotonic) started with the first attempt: bound this one by what is left.
+                    elapsed = time.monotonic() - attempt.retry_state.start_time
                     per_try = max(min(settings.timeout, settings.total_time - elapsed), 0.001)
                     response = self._attempt(url, params, headers, auth, per_try, shown)
         except _Transient as failure:
-            state = retrying.statistics
             problem = failure.problem
-            if int(state.get("attempt_number", 0)) < settings.max_attempts:
-                # Stopped by the time budget: sleeping past it only to fail later helps nobody; say so.
-                pause = settings.delay(int(state.get("attempt_number", 1)) - 1, failure.retry_after)
-                problem += f"; next retry in {pause:.3g} s would exceed the {settings.total_time:.3g} s budget"
+            if budget.pause_refused is not None:
+                # Sleeping past the budget only to fail later helps nobody: give up now and say why.
+                problem += (
+                    f"; next retry in {budget.pause_refused:.3g} s would exceed the {settings.total_time:.3g} s budget"
+                )
             raise ProviderUnavailable(
                 f"{self.provider} unreachable at {shown}: {problem}",
                 fix="check the network and the provider's status; the outage policy decides what runs meanwhile",
