@@ -183,7 +183,7 @@ def payload_error(provider: str, url: str, detail: object) -> ProviderDataError:
         detail = detail.message
     return ProviderDataError(
         f"{provider} returned malformed data from {url}: {detail}",
-        fix="check the base URL points at the provider's API; report it if the API changed",
+        fix="nothing of this answer is used; if it persists, check the base URL points at the provider's API",
     )
 
 
