@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from greenflow.bounds import check_identity
 from greenflow.clock import utcnow
 from greenflow.errors import InvalidInput
 
@@ -26,6 +27,11 @@ class Attempt:
     task_id: str
     attempt: int
     source: str
+
+    def __post_init__(self) -> None:
+        # Checked here, before the command starts: an id the ledger cannot hold would leave a spool file
+        # that no flush could ever write.
+        check_identity(workflow_id=self.workflow_id, run_id=self.run_id, task_id=self.task_id, attempt=self.attempt)
 
     def identity_fields(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~greenflow.ledger.Identity`."""

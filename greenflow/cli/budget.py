@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from greenflow.cli.context import open_ledger
-from greenflow.cli.output import console, handle_errors, print_json, print_table
+from greenflow.cli.output import handle_errors, print_json, print_table, say
 from greenflow.ledger import Budget, BudgetStatus
 
 app = typer.Typer(help="Carbon and energy budgets.", no_args_is_help=True)
@@ -23,7 +23,7 @@ def set_budget(
     """Create or change a budget."""
     budget = Budget.parse(name, limit, period, scope, timezone)
     open_ledger().budgets.set(budget)
-    console.print(f"budget {budget.name}: {budget.limit} per {budget.period}, scope {budget.scope}")
+    say(f"budget {budget.name}: {budget.limit} per {budget.period}, scope {budget.scope}")
 
 
 @app.command("list")

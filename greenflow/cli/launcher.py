@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from greenflow.cli.attempt import Attempt, attempt_from, provider_options
 from greenflow.cli.forwarding import SignalForwarder
+from greenflow.cli.printable import printable
 from greenflow.clock import utcnow
 from greenflow.errors import GreenflowError, InvalidInput
 from greenflow.units import format_energy
@@ -151,8 +152,7 @@ def parse_run(args: Sequence[str]) -> RunRequest | None:
 def _convert(text: str, kind: _Kind) -> Any:
     try:
         if kind == "int":
-            number = int(text)
-            return number if number >= 1 else None  # --attempt has min=1
+            return int(text)  # its range is checked with the attempt's identity, as on the full path
         if kind == "float":
             return float(text)
     except ValueError:
@@ -228,17 +228,17 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
             team=request.get("team"),
         )
         mode = write_mode(request.get("ledger_write"), os.environ, os.getpid())
+        who = attempt_from(
+            os.environ,
+            workflow=request.get("workflow"),
+            run_id=request.get("run_id"),
+            task=request.get("task"),
+            attempt=request.get("attempt"),
+        )
     except GreenflowError as error:
         return _fail(error)
     if isinstance(spec.deadline, datetime):
         return _typer(args)  # a fixed deadline can be already too late: the planner words that error
-    who = attempt_from(
-        os.environ,
-        workflow=request.get("workflow"),
-        run_id=request.get("run_id"),
-        task=request.get("task"),
-        attempt=request.get("attempt"),
-    )
     warm_up = LedgerWarmUp(request.ledger)
     requested = utcnow()
     ran = _metered(spec, who, list(request.command), warm_up, 0.0 if mode == "wait" else WARM_UP_AFTER_S)
@@ -404,5 +404,5 @@ def _fail(error: GreenflowError) -> int:
 
 
 def _say(line: str) -> None:
-    sys.stderr.write(line + "\n")
+    sys.stderr.write(printable(line) + "\n")
     sys.stderr.flush()

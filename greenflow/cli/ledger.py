@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from greenflow.cli.context import open_ledger, state
-from greenflow.cli.output import console, err_console, handle_errors, print_json, print_table
+from greenflow.cli.output import console, err_console, handle_errors, print_json, print_table, say
 from greenflow.clock import format_duration, parse_duration, parse_time, utcnow
 from greenflow.errors import InvalidInput
 from greenflow.ledger import Entry, EntryFilter, VerificationReport
@@ -70,7 +70,7 @@ def show(
         print_json([{k: v for k, v in e.to_dict().items() if k not in _SHOW_OMITS} for e in entries])
         return
     if not entries:
-        console.print("no entries yet: run a task with `greenflow run -- CMD` or add CarbonAwareOperator to a DAG")
+        say("no entries yet: run a task with `greenflow run -- CMD` or add CarbonAwareOperator to a DAG")
         return
     print_table(
         "Ledger",
@@ -176,7 +176,7 @@ def _write_csv(entries: list[Entry], stream: Any) -> None:
 @handle_errors
 def verify(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Recompute the hash chain; exit 1 and name the damaged entries if it does not hold."""
-    report = open_ledger().verify()
+    report = open_ledger(must_exist=True).verify()
     if as_json:
         print_json(report.to_dict())
     else:
