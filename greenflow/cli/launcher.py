@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -241,15 +241,21 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
         return _typer(args)  # a fixed deadline can be already too late: the planner words that error
     warm_up = LedgerWarmUp(request.ledger)
     requested = utcnow()
-    ran = _metered(spec, who, list(request.command), warm_up, 0.0 if mode == "wait" else WARM_UP_AFTER_S)
 
-    from greenflow.spool import SpooledRun, spool, spool_dir, start_writer
+    from greenflow.spool import SpooledRun, in_progress, spool, spool_dir, start_writer
 
     directory = spool_dir(request.ledger)
+    identity, spec_kwargs = who.identity_fields(), spec.to_kwargs()
+
+    def leave_trace(started: datetime) -> Path:
+        # Before the command starts: if greenflow is killed, this file is what records the attempt.
+        return spool(in_progress(identity, spec_kwargs, requested, started), directory, durable=False)
+
+    ran = _metered(spec, who, list(request.command), warm_up, 0.0 if mode == "wait" else WARM_UP_AFTER_S, leave_trace)
     path = spool(
         SpooledRun(
-            identity=who.identity_fields(),
-            spec=spec.to_kwargs(),
+            identity=identity,
+            spec=spec_kwargs,
             requested_at=requested,
             started=ran.started,
             measurement=ran.measurement.to_dict(),
@@ -257,6 +263,7 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
             error=ran.error,
         ),
         directory,
+        path=ran.trace,
     )
     quiet = bool(request.get("quiet"))
     if mode == "wait" or warm_up.ready():
@@ -265,6 +272,11 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
             _say(
                 f"greenflow: the ledger entry could not be written now ({delivery.reason}); the measurement is "
                 f"kept in {path}: run `greenflow ledger flush` to write it"
+            )
+        elif delivery.status == "rejected":
+            _say(
+                f"greenflow: the ledger refused the entry ({delivery.reason}); the measurement was moved to "
+                f"{delivery.moved_to} with the reason beside it"
             )
         elif not quiet and delivery.entry is not None:
             _summary(delivery.entry)
@@ -290,11 +302,22 @@ class _Ran:
     code: int
     outcome: Literal["failed", "interrupted"] | None
     error: str | None
+    trace: Path
     start_error: InvalidInput | None = None
 
 
-def _metered(spec: CarbonSpec, who: Attempt, command: list[str], warm_up: LedgerWarmUp, warm_after: float) -> _Ran:
-    """Run ``command`` in its own process group under the meter, forwarding SIGINT/SIGTERM to it."""
+def _metered(
+    spec: CarbonSpec,
+    who: Attempt,
+    command: list[str],
+    warm_up: LedgerWarmUp,
+    warm_after: float,
+    leave_trace: Callable[[datetime], Path],
+) -> _Ran:
+    """Run ``command`` in its own process group under the meter, forwarding SIGINT/SIGTERM to it.
+
+    ``leave_trace`` writes the attempt's in-progress spool file just before the command starts.
+    """
     from greenflow.metering.meter import Meter
 
     # The forwarder opens before the meter: a signal that arrives before the command starts is not lost.
@@ -303,6 +326,7 @@ def _metered(spec: CarbonSpec, who: Attempt, command: list[str], warm_up: Ledger
         window = f"{who.task_id}#{who.attempt}"
         timer: threading.Timer | None = None
         started = utcnow()
+        trace = leave_trace(started)
         meter.begin_window(window)
         try:
             try:
@@ -310,7 +334,7 @@ def _metered(spec: CarbonSpec, who: Attempt, command: list[str], warm_up: Ledger
             except OSError as error:
                 failure = InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command")
                 measurement = meter.end_window(window)
-                return _Ran(measurement, started, 2, "failed", f"InvalidInput: {failure}", failure)
+                return _Ran(measurement, started, 2, "failed", f"InvalidInput: {failure}", trace, failure)
             timer = warm_up.start_after(warm_after)
             code = child.wait()
             measurement = meter.end_window(window)
@@ -320,11 +344,11 @@ def _metered(spec: CarbonSpec, who: Attempt, command: list[str], warm_up: Ledger
             meter.close()
     if signals.stopped_code is not None:
         stopped = signals.stopped_code
-        return _Ran(measurement, started, stopped, "interrupted", f"CommandStopped: {stopped}")
+        return _Ran(measurement, started, stopped, "interrupted", f"CommandStopped: {stopped}", trace)
     if code != 0:
         failed = 128 - code if code < 0 else code
-        return _Ran(measurement, started, failed, "failed", f"CommandFailed: command exited with code {failed}")
-    return _Ran(measurement, started, 0, None, None)
+        return _Ran(measurement, started, failed, "failed", f"CommandFailed: command exited with code {failed}", trace)
+    return _Ran(measurement, started, 0, None, None, trace)
 
 
 class LedgerWarmUp:

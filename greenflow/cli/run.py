@@ -13,6 +13,7 @@ runs them without importing Typer or the ledger first (see there for when their 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 import typer
 
 from greenflow.cli.attempt import attempt_from, provider_options
-from greenflow.cli.context import open_ledger
+from greenflow.cli.context import open_ledger, state
 from greenflow.cli.forwarding import SignalForwarder
 from greenflow.cli.launcher import WRITE_MODE_ENV, write_mode
 from greenflow.cli.output import handle_errors, say
@@ -191,6 +192,7 @@ def _wait_for_window(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -
 
 
 def _run_metered(lifecycle: Lifecycle, decision: Decision, command: list[str]) -> int:
+    trace = _leave_trace(lifecycle, decision)
     try:
         with SignalForwarder() as signals, lifecycle.metered(decision):
             try:
@@ -203,7 +205,29 @@ def _run_metered(lifecycle: Lifecycle, decision: Decision, command: list[str]) -
             if code != 0:
                 raise CommandFailed(128 - code if code < 0 else code)
     except CommandStopped as stopped:
+        trace.unlink(missing_ok=True)
         return int(stopped.code or 1)
     except CommandFailed as failed:
+        trace.unlink(missing_ok=True)
         return failed.code
+    except InvalidInput:
+        trace.unlink(missing_ok=True)  # recorded as failed: the command could not start
+        raise
+    # Only once the entry is in the ledger: a greenflow killed before this leaves the trace, which
+    # `greenflow ledger flush` records as interrupted (idempotent if the entry made it after all).
+    trace.unlink(missing_ok=True)
     return 0
+
+
+def _leave_trace(lifecycle: Lifecycle, decision: Decision) -> Path:
+    """The attempt's in-progress spool file, with its decision and reservation, before the command starts."""
+    from greenflow import spool
+
+    run = spool.in_progress(
+        dataclasses.asdict(lifecycle.identity),
+        lifecycle.spec.to_kwargs(),
+        decision.attempt_requested_at,
+        lifecycle.now(),
+        decision=decision.to_dict(),
+    )
+    return spool.spool(run, spool.spool_dir(state.ledger_url), durable=False)
