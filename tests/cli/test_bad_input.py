@@ -153,3 +153,15 @@ def test_verify_of_a_ledger_that_does_not_exist_creates_nothing(tmp_path: Path) 
     result = _greenflow(f"sqlite:///{missing}", "ledger", "verify")
     _one_line_exit_2(result, str(missing))
     assert not missing.exists() and not missing.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        pytest.param(["b" * 121, "--limit", "1g"], ["budget name=", "121 characters", "120"], id="name-too-long"),
+        pytest.param(["b", "--limit", "1g", "--scope", "tag:" + "t" * 251], ["--scope value="], id="scope-too-long"),
+    ],
+)
+def test_a_budget_name_or_scope_over_its_column_exits_2(ledger_url: str, args: list[str], needles: list[str]) -> None:
+    _one_line_exit_2(_greenflow(ledger_url, "budget", "set", *args), *needles)
+    assert Ledger(ledger_url).budgets.list() == []
