@@ -87,6 +87,17 @@ def check_text(value: Any, name: str, *, limit: int | None = None, fix: str | No
     return value
 
 
+def storable_text(value: str) -> str:
+    """``value`` with what no database stores (lone surrogates, NUL) written as escapes (``\\udcff``)."""
+    if "\x00" not in value:
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            pass
+    return value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def check_entry_text(value: str | None, name: str) -> str | None:
     """A text field of a ledger entry: within its column when it has one, valid UTF-8 in any case."""
     if value is None:

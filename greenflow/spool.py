@@ -186,6 +186,22 @@ def spool(run: SpooledRun, directory: Path, *, path: Path | None = None, durable
     return final
 
 
+def leave_trace(run: SpooledRun, directory: Path) -> Path:
+    """Write the in-progress file of a run about to start; :class:`ConfigError` if the directory refuses it.
+
+    Without it a killed greenflow would leave no trace, so the command does not start.
+    """
+    from greenflow.errors import ConfigError
+
+    try:
+        return spool(run, directory, durable=False)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write the run's spool file in {directory}: {error.strerror or error}",
+            fix=f"make it writable or set {SPOOL_DIR_ENV} to a writable directory",
+        ) from None
+
+
 def this_process() -> dict[str, Any]:
     """The owner record of the calling process: pid, start time (so a reused pid is told apart), host."""
     import socket

@@ -32,7 +32,7 @@ def test_the_text_limits_are_the_ledger_columns() -> None:
         ({"operational_g": -1.0}, "operational_g=-1.0 is out of range"),
         ({"host": "h" * 256}, "host="),
         ({"region": "GB\udcff"}, "not valid UTF-8"),
-        ({"error": "bad\x00"}, "NUL"),
+        ({"team": "bad\x00"}, "NUL"),
         ({"actual_start": datetime(1970, 1, 1, tzinfo=UTC)}, "outside the years 2000-2199"),
         ({"extra": {"speed": math.nan}}, "extra.speed holds nan"),
         ({"tags": ("t" * 251,)}, "tag="),
@@ -67,3 +67,8 @@ def test_entries_at_the_limits_are_stored_and_verify(ledger_url: str) -> None:
     [stored] = ledger.entries()
     assert stored.entry_hash == entry.entry_hash and stored.task_id == "t" * 250
     assert ledger.verify().ok
+
+
+def test_free_text_keeps_the_entry_with_unstorable_characters_escaped() -> None:
+    entry = Entry.for_attempt(Identity("cli", "wf", "run", "task"), "failed", error="cannot open '\udcff'\x00")
+    assert entry.error == "cannot open '\\udcff'\\x00"

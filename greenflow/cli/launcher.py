@@ -242,16 +242,19 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
     warm_up = LedgerWarmUp(request.ledger)
     requested = utcnow()
 
-    from greenflow.spool import SpooledRun, in_progress, spool, spool_dir, start_writer
+    from greenflow.spool import SpooledRun, in_progress, leave_trace, spool, spool_dir, start_writer
 
     directory = spool_dir(request.ledger)
     identity, spec_kwargs = who.identity_fields(), spec.to_kwargs()
 
-    def leave_trace(started: datetime) -> Path:
+    def trace(started: datetime) -> Path:
         # Before the command starts: if greenflow is killed, this file is what records the attempt.
-        return spool(in_progress(identity, spec_kwargs, requested, started), directory, durable=False)
+        return leave_trace(in_progress(identity, spec_kwargs, requested, started), directory)
 
-    ran = _metered(spec, who, list(request.command), warm_up, 0.0 if mode == "wait" else WARM_UP_AFTER_S, leave_trace)
+    try:
+        ran = _metered(spec, who, list(request.command), warm_up, 0.0 if mode == "wait" else WARM_UP_AFTER_S, trace)
+    except GreenflowError as error:  # the trace could not be written: the command did not start
+        return _fail(error)
     path = spool(
         SpooledRun(
             identity=identity,
@@ -322,11 +325,11 @@ def _metered(
 
     # The forwarder opens before the meter: a signal that arrives before the command starts is not lost.
     with SignalForwarder() as signals:
+        started = utcnow()
+        trace = leave_trace(started)
         meter = Meter(sample_interval=spec.sample_interval)
         window = f"{who.task_id}#{who.attempt}"
         timer: threading.Timer | None = None
-        started = utcnow()
-        trace = leave_trace(started)
         meter.begin_window(window)
         try:
             try:

@@ -230,4 +230,4 @@ def _leave_trace(lifecycle: Lifecycle, decision: Decision) -> Path:
         lifecycle.now(),
         decision=decision.to_dict(),
     )
-    return spool.spool(run, spool.spool_dir(state.ledger_url), durable=False)
+    return spool.leave_trace(run, spool.spool_dir(state.ledger_url))

@@ -177,6 +177,10 @@ class Entry:
                 continue
             if isinstance(value, datetime):
                 bounds.check_time(value, f.name)
+            elif isinstance(value, str) and f.name in _FREE_TEXT:
+                # Free text describes what happened (an error, a note): losing the entry over a stray
+                # byte would be worse than keeping it with that byte escaped.
+                object.__setattr__(self, f.name, bounds.storable_text(value))
             elif isinstance(value, str):
                 bounds.check_entry_text(value, f.name)
             elif f.name in _FLOAT_FIELDS:
@@ -246,6 +250,8 @@ def _jsonable(value: Any) -> Any:
 
 ENTRY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Entry))
 _FLOAT_FIELDS = frozenset(f.name for f in dataclasses.fields(Entry) if str(f.type).startswith("float"))
+# Unbounded text columns (Text) that describe rather than identify: escaped, never refused.
+_FREE_TEXT = frozenset({"error", "forecast_note", "estimate_source"})
 # Range of each float field; the others are grams in [0, 1 Gt].
 _FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "deferred_seconds": (0.0, bounds.MAX_SECONDS),

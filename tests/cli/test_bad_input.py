@@ -165,3 +165,17 @@ def test_verify_of_a_ledger_that_does_not_exist_creates_nothing(tmp_path: Path) 
 def test_a_budget_name_or_scope_over_its_column_exits_2(ledger_url: str, args: list[str], needles: list[str]) -> None:
     _one_line_exit_2(_greenflow(ledger_url, "budget", "set", *args), *needles)
     assert Ledger(ledger_url).budgets.list() == []
+
+
+def test_a_spool_directory_that_cannot_be_written_stops_the_run_before_the_command(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the spool directory should be")
+    env = {**os.environ, "GREENFLOW_LEDGER_URL": sqlite_url, "GREENFLOW_SPOOL_DIR": str(blocked)}
+    result = subprocess.run(
+        [*GREENFLOW, "run", "--", "touch", str(marker)], env=env, capture_output=True, text=True, timeout=120
+    )
+    _one_line_exit_2(result, "cannot write the run's spool file", "GREENFLOW_SPOOL_DIR")
+    assert not marker.exists()  # a command that could not leave a trace would run unrecorded if killed
