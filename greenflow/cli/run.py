@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -157,7 +158,7 @@ def run(
         say(f"greenflow: not started: {refused.one_line()}", error=True)
         raise typer.Exit(EXIT_BUDGET_REFUSED) from None
     if decision_source is None:
-        decision = _wait_for_window(lifecycle, decision, quiet=quiet)
+        decision = _wait_reserved(lifecycle, decision, quiet=quiet)
     code = _run_metered(lifecycle, decision, command)
     entry = lifecycle.ledger.for_attempt(who.identity)
     if entry is not None and not quiet:
@@ -168,6 +169,27 @@ def run(
             error=True,
         )
     raise typer.Exit(code)
+
+
+def _wait_reserved(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -> Decision:
+    """:func:`_wait_for_window`, giving the reservation back if the wait is stopped (Ctrl-C, SIGTERM).
+
+    Nothing ran, so nothing is charged and no entry is written (as before the reservation moved ahead
+    of the wait); only a ``kill -9`` leaves the reservation to expire on its own.
+    """
+    previous = signal.signal(signal.SIGTERM, _stop_waiting)
+    try:
+        return _wait_for_window(lifecycle, decision, quiet=quiet)
+    except BaseException:
+        if decision.reservation_id is not None:
+            lifecycle.ledger.budgets.release(decision.reservation_id)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_waiting(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _wait_for_window(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -> Decision:

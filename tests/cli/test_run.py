@@ -416,3 +416,29 @@ def test_a_bad_ledger_write_mode_stops_before_the_command_starts(sqlite_url: str
     assert "--ledger-write='sometimes' is not one of auto, background, wait" in result.stderr
     assert not marker.exists()
     assert _entries(sqlite_url) == []
+
+
+def test_a_wait_stopped_by_sigterm_gives_the_reservation_back(sqlite_url: str, tmp_path: Path) -> None:
+    Ledger(sqlite_url).budgets.set(Budget.parse("gpu", "1kg", "day"))
+    marker = tmp_path / "started"
+    env = {**os.environ, "GREENFLOW_LEDGER_URL": sqlite_url, "GREENFLOW_CPU_TDP_W": "100"}
+    args = ["--task", "patient", "--budget", "gpu", "--estimate", "30g", "--region", "ES", "--provider", "trace"]
+    # speed=1: the replayed clock runs in real time, so the green window is hours away.
+    args += ["--provider-option", "now=2022-06-01T00:00Z", "--provider-option", "speed=1", "--max-delay", "14h"]
+    process = subprocess.Popen(
+        [*GREENFLOW, "run", *args, "--expected-duration", "2h", "--", "touch", str(marker)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()  # the readiness signal: it reserved, then said what it waits for
+    assert "waiting until" in line, line + process.communicate(timeout=60)[1]
+    assert Ledger(sqlite_url).budgets.status("gpu").reserved == 30.0  # held through the wait
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert not marker.exists()
+    assert Ledger(sqlite_url).budgets.status("gpu").reserved == 0.0
+    assert Ledger(sqlite_url).entries() == []
