@@ -13,6 +13,10 @@ command (300 ms). So ``run`` is parsed here first. When it has nothing to plan o
 * always in this process with ``--ledger-write wait``, which ``auto`` (the default) picks where the
   command's end may tear everything down: PID 1 of a container, Kubernetes, a Slurm job.
 
+Before the command starts, the attempt's spool file is written marked "in progress" (its owner's pid
+and start time), and the command is started to die with greenflow (``PR_SET_PDEATHSIG`` on Linux): a
+``kill -9`` of greenflow leaves that file, which ``greenflow ledger flush`` records as ``interrupted``.
+
 Every other command line (plans, budgets, ``--decision``, help, anything this parser does not know)
 goes to the Typer app unchanged, so its behaviour and error messages stay the reference.
 """

@@ -168,3 +168,12 @@ def test_a_transient_failure_keeps_the_file_for_the_next_flush(
 @pytest.fixture(autouse=True)
 def _no_tdp(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENFLOW_CPU_TDP_W", "100")
+
+
+def test_an_owner_is_alive_only_while_its_very_process_runs() -> None:
+    me = spool.this_process()
+    assert spool.owner_alive(me)
+    assert not spool.owner_alive({**me, "start": "0"})  # the pid reused by another process
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert not spool.owner_alive({**me, "pid": int(finished.stdout)})
+    assert spool.owner_alive({**me, "host": "another-host"})  # cannot be judged from here: left alone
