@@ -153,10 +153,10 @@ def _flush(url: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("path_args", _PATHS)
 def test_kill_9_of_greenflow_takes_the_command_with_it_and_leaves_an_interrupted_attempt(
-    sqlite_url: str, tmp_path: Path, path_args: list[str]
+    ledger_url: str, tmp_path: Path, path_args: list[str]
 ) -> None:
-    Ledger(sqlite_url).budgets.set(Budget.parse("big", "1kg", "day"))
-    env = {**os.environ, "GREENFLOW_LEDGER_URL": sqlite_url, "GREENFLOW_CPU_TDP_W": "100"}
+    Ledger(ledger_url).budgets.set(Budget.parse("big", "1kg", "day"))
+    env = {**os.environ, "GREENFLOW_LEDGER_URL": ledger_url, "GREENFLOW_CPU_TDP_W": "100"}
     pid_file = tmp_path / "child.pid"
     process = subprocess.Popen(
         [
@@ -177,27 +177,27 @@ def test_kill_9_of_greenflow_takes_the_command_with_it_and_leaves_an_interrupted
     )
     child = _wait_for_pid(pid_file, process)
     # While greenflow runs, its attempt's file is left alone: a flush never records a live run.
-    live = _flush(sqlite_url)
+    live = _flush(ledger_url)
     assert live.returncode == 0, live.stderr
     assert "1 still running" in live.stdout
-    assert Ledger(sqlite_url).entries() == []
+    assert Ledger(ledger_url).entries() == []
 
     process.kill()
     process.wait(timeout=60)
     assert _ended(child), "the command outlived greenflow, running unmetered"
 
-    flushed = _flush(sqlite_url)
+    flushed = _flush(ledger_url)
     assert flushed.returncode == 0, flushed.stdout + flushed.stderr
-    [entry] = Ledger(sqlite_url).entries()
+    [entry] = Ledger(ledger_url).entries()
     assert (entry.task_id, entry.decision) == ("killed", "interrupted")
     assert entry.actual_start is not None and entry.ended_at is None  # when it stopped is not known
     assert entry.energy_kwh is None and "killed" in entry.measurement_notes["cpu"]
     assert entry.error is not None and "killed" in entry.error
-    assert spool.pending(spool.spool_dir(sqlite_url)) == []
+    assert spool.pending(spool.spool_dir(ledger_url)) == []
     if path_args:  # the reservation made before the start is settled, by the estimate (labelled)
         assert entry.reservation_id is not None
-        assert Ledger(sqlite_url).budgets.status("big").reserved == 0.0
-    assert Ledger(sqlite_url).verify().ok
+        assert Ledger(ledger_url).budgets.status("big").reserved == 0.0
+    assert Ledger(ledger_url).verify().ok
 
 
 def test_a_budget_that_cannot_cover_the_estimate_refuses_at_once_instead_of_after_the_wait(
