@@ -48,16 +48,24 @@ def parse_time(text: str | datetime, name: str = "time") -> datetime:
 def parse_duration(text: str | timedelta | float | int, name: str = "duration") -> timedelta:
     """Parse ``90m``, ``2h``, ``1d``, ``PT2H`` or a number of seconds into a ``timedelta``.
 
-    Negative durations are rejected; zero is allowed (callers that need positive check it).
+    Negative durations are rejected; zero is allowed (callers that need positive check it). Durations
+    beyond what ``timedelta`` holds (~2.7 million years) and NaN are refused here; callers bound the rest.
     """
-    if isinstance(text, timedelta):
-        value = text
-    elif isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = timedelta(seconds=float(text))
-    elif isinstance(text, str):
-        value = _parse_duration_text(text, name)
-    else:
-        raise InvalidInput(f"{name}={text!r} is not a duration", fix="write it like 90m, 2h, 1d or PT2H")
+    try:
+        if isinstance(text, timedelta):
+            value = text
+        elif isinstance(text, (int, float)) and not isinstance(text, bool):
+            value = timedelta(seconds=float(text))
+        elif isinstance(text, str):
+            value = _parse_duration_text(text, name)
+        else:
+            raise InvalidInput(f"{name}={text!r} is not a duration", fix="write it like 90m, 2h, 1d or PT2H")
+    except (OverflowError, ValueError) as error:
+        if isinstance(error, InvalidInput):
+            raise
+        raise InvalidInput(
+            f"{name}={text!r} is not a usable duration", fix="write it like 90m, 2h, 1d or PT2H"
+        ) from None
     if value < timedelta(0):
         raise InvalidInput(f"{name}={text!r} is negative", fix="give a duration of zero or more")
     return value

@@ -504,8 +504,13 @@ class Lifecycle:
         error: str | None = None,
         started: datetime | None = None,
         functional_units: float | None = None,
+        end_known: bool = True,
     ) -> Entry:
-        """Account the measurement and append the attempt's entry, settling its reservation with it."""
+        """Account the measurement and append the attempt's entry, settling its reservation with it.
+
+        ``end_known=False`` (a run whose greenflow was killed) records ``ended_at`` as ``None``: when the
+        command stopped is not known, and a made-up end would read as a measured duration.
+        """
         started = started or measurement.start
         ended = started + (measurement.end - measurement.start)
         account, source, actuals_note = self._account(decision, measurement, started, ended)
@@ -553,6 +558,8 @@ class Lifecycle:
             charged_kwh=facility_kwh,
             error=error,
         )
+        if not end_known:
+            entry = entry.replace(ended_at=None)
         return self.ledger.append(entry, settle=decision.reservation_id)
 
     def decision_fields(self, decision: Decision) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Unpack
 
+from greenflow import bounds
 from greenflow.clock import parse_duration, parse_time
 from greenflow.errors import ConfigError, InvalidInput
 from greenflow.intensity.correction import CORRECTION_MODES, CorrectionMode
@@ -100,6 +101,7 @@ class CarbonSpec:
                 f"forecast_correction={self.forecast_correction!r} is not a correction mode",
                 fix=f"use one of {', '.join(CORRECTION_MODES)}, or None for none",
             )
+        self._check_bounds()
         OutagePolicy(self.on_provider_error, self.max_staleness)  # validates both
         try:
             provider = self.make_provider()
@@ -109,6 +111,57 @@ class CarbonSpec:
             return
         for region in self.candidate_regions:
             provider.validate_region(region)  # no network: names and ids only
+
+    def _check_bounds(self) -> None:
+        """Every value within what the ledger holds (see :mod:`greenflow.bounds`), before anything runs."""
+        text_limits = {"region": bounds.ENTRY_TEXT_LIMITS["region"], "budget": bounds.BUDGET_NAME_LENGTH}
+        text_limits |= {
+            "team": bounds.ENTRY_TEXT_LIMITS["team"],
+            "functional_unit": bounds.ENTRY_TEXT_LIMITS["functional_unit"],
+        }
+        for name, limit in text_limits.items():
+            if (value := getattr(self, name)) is not None:
+                bounds.check_text(value, name, limit=limit)
+        for region in self.regions:
+            bounds.check_text(region, "region", limit=bounds.ENTRY_TEXT_LIMITS["region"])
+        for tag in self.tags:
+            bounds.check_text(tag, "tag", limit=bounds.TAG_LENGTH)
+        for name in ("expected_duration", "max_delay", "max_staleness"):
+            if (duration := getattr(self, name)) is not None:
+                bounds.check_duration(duration, name)
+        if isinstance(self.deadline, timedelta):
+            bounds.check_duration(self.deadline, "deadline")
+        elif isinstance(self.deadline, datetime):
+            bounds.check_time(self.deadline, "deadline")
+        bounds.check_number(self.min_savings_pct, "min_savings", low=0, high=100, fix="give a percentage from 0 to 100")
+        if self.threshold is not None:
+            bounds.check_number(
+                self.threshold, "threshold", low=0, high=bounds.MAX_INTENSITY, fix="give gCO2e/kWh, e.g. 150"
+            )
+        if self.pue is not None:
+            bounds.check_number(
+                self.pue,
+                "pue",
+                low=1,
+                high=bounds.MAX_PUE,
+                fix=f"PUE is facility energy / IT energy: from 1.0 to {bounds.MAX_PUE:g}",
+            )
+        if self.embodied_g is not None:
+            bounds.check_number(
+                self.embodied_g, "embodied", low=0, high=bounds.MAX_GRAMS, fix="give e.g. 120g or 1.5kg"
+            )
+        if self.functional_units is not None:
+            bounds.check_number(
+                self.functional_units,
+                "functional_units",
+                low=0,
+                high=bounds.MAX_GRAMS,
+                low_open=True,
+                fix="give R, the count of functional units",
+            )
+        bounds.check_number(
+            self.sample_interval, "sample_interval", low=0.01, high=60, fix="give seconds between 0.01 and 60"
+        )
 
     @classmethod
     def build(cls, **options: Unpack[CarbonOptions]) -> CarbonSpec:

@@ -5,10 +5,12 @@ Internally greenflow keeps emissions in grams of CO2e and energy in kWh.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
 
+from greenflow import bounds
 from greenflow.errors import InvalidInput
 
 Unit = Literal["gCO2e", "kWh"]
@@ -33,8 +35,23 @@ class Quantity:
 def parse_quantity(text: str | float | int, *, name: str = "limit", default_unit: Unit | None = None) -> Quantity:
     """Parse ``500g``/``12kg``/``1.5t`` (gCO2e) or ``40kWh``/``2MWh`` (kWh).
 
-    A bare number needs ``default_unit``. Raises :class:`InvalidInput` naming the bad value.
+    A bare number needs ``default_unit``. The amount must be finite and at most 1 Gt CO2e or 1 TWh.
+    Raises :class:`InvalidInput` naming the bad value.
     """
+    return _bounded(_parse(text, name, default_unit), text, name)
+
+
+def _bounded(quantity: Quantity, text: str | float | int, name: str) -> Quantity:
+    high = bounds.MAX_GRAMS if quantity.unit == "gCO2e" else bounds.MAX_KWH
+    if not math.isfinite(quantity.value) or abs(quantity.value) > high:
+        raise InvalidInput(
+            f"{name}={text!r} is not a finite amount up to {Quantity(high, quantity.unit)}",
+            fix="give a real amount, e.g. 500g, 12kg or 40kWh",
+        )
+    return quantity
+
+
+def _parse(text: str | float | int, name: str, default_unit: Unit | None) -> Quantity:
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         if default_unit is None:
             raise InvalidInput(f"{name}={text!r} has no unit", fix="write it like 500g, 12kg, 1.5t or 40kWh")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from greenflow.bounds import check_identity
 from greenflow.clock import utcnow
 from greenflow.errors import InvalidInput
 
@@ -26,6 +27,11 @@ class Attempt:
     task_id: str
     attempt: int
     source: str
+
+    def __post_init__(self) -> None:
+        # Checked here, before the command starts: an id the ledger cannot hold would leave a spool file
+        # that no flush could ever write.
+        check_identity(workflow_id=self.workflow_id, run_id=self.run_id, task_id=self.task_id, attempt=self.attempt)
 
     def identity_fields(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~greenflow.ledger.Identity`."""
@@ -48,7 +54,7 @@ def attempt_from(
         workflow = workflow or env["AIRFLOW_CTX_DAG_ID"]
         run_id = run_id or env.get("AIRFLOW_CTX_DAG_RUN_ID")
         task = task or env.get("AIRFLOW_CTX_TASK_ID")
-        attempt = attempt or _int(env.get("AIRFLOW_CTX_TRY_NUMBER"))
+        attempt = attempt if attempt is not None else _int(env.get("AIRFLOW_CTX_TRY_NUMBER"))
     elif env.get("PREFECT__FLOW_RUN_ID"):
         orchestrator, source = "prefect", "Prefect flow run (PREFECT__FLOW_RUN_ID)"
         run_id = run_id or env["PREFECT__FLOW_RUN_ID"]
@@ -59,7 +65,7 @@ def attempt_from(
         workflow_id=workflow or "adhoc",
         run_id=run_id or f"run-{utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
         task_id=task or "command",
-        attempt=attempt or 1,
+        attempt=1 if attempt is None else attempt,
         source=source,
     )
 

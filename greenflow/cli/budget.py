@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from greenflow.bounds import BUDGET_NAME_LENGTH, SCOPE_VALUE_LENGTH, check_text
 from greenflow.cli.context import open_ledger
-from greenflow.cli.output import console, handle_errors, print_json, print_table
+from greenflow.cli.output import handle_errors, print_json, print_table, say
 from greenflow.ledger import Budget, BudgetStatus
 
 app = typer.Typer(help="Carbon and energy budgets.", no_args_is_help=True)
@@ -21,9 +22,13 @@ def set_budget(
     timezone: str = typer.Option("UTC", "--timezone", help="IANA time zone of calendar periods."),
 ) -> None:
     """Create or change a budget."""
+    # Checked here too (budgets are also set from Python): a name or scope the ledger cannot hold.
+    check_text(name, "budget name", limit=BUDGET_NAME_LENGTH)
     budget = Budget.parse(name, limit, period, scope, timezone)
+    if budget.scope.value is not None:
+        check_text(budget.scope.value, "--scope value", limit=SCOPE_VALUE_LENGTH)
     open_ledger().budgets.set(budget)
-    console.print(f"budget {budget.name}: {budget.limit} per {budget.period}, scope {budget.scope}")
+    say(f"budget {budget.name}: {budget.limit} per {budget.period}, scope {budget.scope}")
 
 
 @app.command("list")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from greenflow.errors import InvalidInput
 from greenflow.ledger import Ledger
+from greenflow.ledger.database import sqlite_file
 
 
 @dataclass
@@ -17,6 +19,19 @@ class CliState:
 state = CliState()
 
 
-def open_ledger(*, create_if_empty: bool = True) -> Ledger:
-    """The ledger the command works on: ``--ledger``, else ``$GREENFLOW_LEDGER_URL``, else the default file."""
+def open_ledger(*, create_if_empty: bool = True, must_exist: bool = False) -> Ledger:
+    """The ledger the command works on: ``--ledger``, else ``$GREENFLOW_LEDGER_URL``, else the default file.
+
+    ``must_exist`` (commands that judge a ledger, such as ``verify``) refuses a SQLite file that is not
+    there instead of creating an empty ledger, which would "verify" a typo as an intact chain.
+    """
+    if must_exist:
+        from greenflow.config import ledger_url
+
+        path = sqlite_file(ledger_url(state.ledger_url))
+        if path is not None and not path.exists():
+            raise InvalidInput(
+                f"there is no ledger at {path}", fix="check the path given with --ledger or GREENFLOW_LEDGER_URL"
+            )
+        create_if_empty = False
     return Ledger(state.ledger_url, create_if_empty=create_if_empty)

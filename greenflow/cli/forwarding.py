@@ -3,18 +3,54 @@
 The command runs in its own process group (``start_new_session=True``), so a signal sent to greenflow
 alone would not reach it; greenflow forwards it to the whole group and remembers it, so the attempt
 is recorded as ``interrupted`` with the exit code a shell would report (128 + the signal's number).
+
+A signal cannot be forwarded when greenflow is killed outright (``kill -9``, the OOM killer). On Linux
+the command is then killed by the kernel: it starts with ``PR_SET_PDEATHSIG`` = SIGKILL, so it never
+runs on unmetered without greenflow. (Processes the command itself starts are not covered unless they
+die with it; ``exec`` in a wrapper script keeps the command the direct child.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when greenflow dies (Linux), else ``None``.
+
+    Everything is looked up here, in the parent: between ``fork`` and ``exec`` the child only calls the
+    prepared ``prctl`` and ``getppid``, taking no lock another thread of greenflow (the meter's sampler,
+    the ledger warm-up) could hold at the fork. The signal fires when the *thread* that forked exits:
+    greenflow starts the command from its main thread, which lives as long as the process.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+    kill = int(signal.SIGKILL)
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0)
+        if os.getppid() != parent:  # greenflow died before the line above: the signal will never come
+            os.kill(os.getpid(), kill)
+
+    return arm
 
 
 class SignalForwarder:
@@ -40,8 +76,11 @@ class SignalForwarder:
             signal.signal(sig, handler)
 
     def start(self, command: list[str]) -> subprocess.Popen[bytes]:
-        """Start ``command`` in its own process group; raises ``OSError`` when it cannot start."""
-        self._child = subprocess.Popen(command, start_new_session=True)
+        """Start ``command`` in its own process group; raises ``OSError`` when it cannot start.
+
+        On Linux the command dies with greenflow (see :func:`die_with_parent`).
+        """
+        self._child = subprocess.Popen(command, start_new_session=True, preexec_fn=die_with_parent())
         if self.received:
             self._kill(self.received[0])
         return self._child

@@ -13,6 +13,10 @@ command (300 ms). So ``run`` is parsed here first. When it has nothing to plan o
 * always in this process with ``--ledger-write wait``, which ``auto`` (the default) picks where the
   command's end may tear everything down: PID 1 of a container, Kubernetes, a Slurm job.
 
+Before the command starts, the attempt's spool file is written marked "in progress" (its owner's pid
+and start time), and the command is started to die with greenflow (``PR_SET_PDEATHSIG`` on Linux): a
+``kill -9`` of greenflow leaves that file, which ``greenflow ledger flush`` records as ``interrupted``.
+
 Every other command line (plans, budgets, ``--decision``, help, anything this parser does not know)
 goes to the Typer app unchanged, so its behaviour and error messages stay the reference.
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from greenflow.cli.attempt import Attempt, attempt_from, provider_options
 from greenflow.cli.forwarding import SignalForwarder
+from greenflow.cli.printable import printable
 from greenflow.clock import utcnow
 from greenflow.errors import GreenflowError, InvalidInput
 from greenflow.units import format_energy
@@ -151,8 +156,7 @@ def parse_run(args: Sequence[str]) -> RunRequest | None:
 def _convert(text: str, kind: _Kind) -> Any:
     try:
         if kind == "int":
-            number = int(text)
-            return number if number >= 1 else None  # --attempt has min=1
+            return int(text)  # its range is checked with the attempt's identity, as on the full path
         if kind == "float":
             return float(text)
     except ValueError:
@@ -228,28 +232,37 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
             team=request.get("team"),
         )
         mode = write_mode(request.get("ledger_write"), os.environ, os.getpid())
+        who = attempt_from(
+            os.environ,
+            workflow=request.get("workflow"),
+            run_id=request.get("run_id"),
+            task=request.get("task"),
+            attempt=request.get("attempt"),
+        )
     except GreenflowError as error:
         return _fail(error)
     if isinstance(spec.deadline, datetime):
         return _typer(args)  # a fixed deadline can be already too late: the planner words that error
-    who = attempt_from(
-        os.environ,
-        workflow=request.get("workflow"),
-        run_id=request.get("run_id"),
-        task=request.get("task"),
-        attempt=request.get("attempt"),
-    )
     warm_up = LedgerWarmUp(request.ledger)
     requested = utcnow()
-    ran = _metered(spec, who, list(request.command), warm_up, 0.0 if mode == "wait" else WARM_UP_AFTER_S)
 
-    from greenflow.spool import SpooledRun, spool, spool_dir, start_writer
+    from greenflow.spool import SpooledRun, in_progress, leave_trace, spool, spool_dir, start_writer
 
     directory = spool_dir(request.ledger)
+    identity, spec_kwargs = who.identity_fields(), spec.to_kwargs()
+
+    def trace(started: datetime) -> Path:
+        # Before the command starts: if greenflow is killed, this file is what records the attempt.
+        return leave_trace(in_progress(identity, spec_kwargs, requested, started), directory)
+
+    try:
+        ran = _metered(spec, who, list(request.command), warm_up, 0.0 if mode == "wait" else WARM_UP_AFTER_S, trace)
+    except GreenflowError as error:  # the trace could not be written: the command did not start
+        return _fail(error)
     path = spool(
         SpooledRun(
-            identity=who.identity_fields(),
-            spec=spec.to_kwargs(),
+            identity=identity,
+            spec=spec_kwargs,
             requested_at=requested,
             started=ran.started,
             measurement=ran.measurement.to_dict(),
@@ -257,6 +270,7 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
             error=ran.error,
         ),
         directory,
+        path=ran.trace,
     )
     quiet = bool(request.get("quiet"))
     if mode == "wait" or warm_up.ready():
@@ -265,6 +279,11 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
             _say(
                 f"greenflow: the ledger entry could not be written now ({delivery.reason}); the measurement is "
                 f"kept in {path}: run `greenflow ledger flush` to write it"
+            )
+        elif delivery.status == "rejected":
+            _say(
+                f"greenflow: the ledger refused the entry ({delivery.reason}); the measurement was moved to "
+                f"{delivery.moved_to} with the reason beside it"
             )
         elif not quiet and delivery.entry is not None:
             _summary(delivery.entry)
@@ -290,19 +309,31 @@ class _Ran:
     code: int
     outcome: Literal["failed", "interrupted"] | None
     error: str | None
+    trace: Path
     start_error: InvalidInput | None = None
 
 
-def _metered(spec: CarbonSpec, who: Attempt, command: list[str], warm_up: LedgerWarmUp, warm_after: float) -> _Ran:
-    """Run ``command`` in its own process group under the meter, forwarding SIGINT/SIGTERM to it."""
+def _metered(
+    spec: CarbonSpec,
+    who: Attempt,
+    command: list[str],
+    warm_up: LedgerWarmUp,
+    warm_after: float,
+    leave_trace: Callable[[datetime], Path],
+) -> _Ran:
+    """Run ``command`` in its own process group under the meter, forwarding SIGINT/SIGTERM to it.
+
+    ``leave_trace`` writes the attempt's in-progress spool file just before the command starts.
+    """
     from greenflow.metering.meter import Meter
 
     # The forwarder opens before the meter: a signal that arrives before the command starts is not lost.
     with SignalForwarder() as signals:
+        started = utcnow()
+        trace = leave_trace(started)
         meter = Meter(sample_interval=spec.sample_interval)
         window = f"{who.task_id}#{who.attempt}"
         timer: threading.Timer | None = None
-        started = utcnow()
         meter.begin_window(window)
         try:
             try:
@@ -310,7 +341,7 @@ def _metered(spec: CarbonSpec, who: Attempt, command: list[str], warm_up: Ledger
             except OSError as error:
                 failure = InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command")
                 measurement = meter.end_window(window)
-                return _Ran(measurement, started, 2, "failed", f"InvalidInput: {failure}", failure)
+                return _Ran(measurement, started, 2, "failed", f"InvalidInput: {failure}", trace, failure)
             timer = warm_up.start_after(warm_after)
             code = child.wait()
             measurement = meter.end_window(window)
@@ -320,11 +351,11 @@ def _metered(spec: CarbonSpec, who: Attempt, command: list[str], warm_up: Ledger
             meter.close()
     if signals.stopped_code is not None:
         stopped = signals.stopped_code
-        return _Ran(measurement, started, stopped, "interrupted", f"CommandStopped: {stopped}")
+        return _Ran(measurement, started, stopped, "interrupted", f"CommandStopped: {stopped}", trace)
     if code != 0:
         failed = 128 - code if code < 0 else code
-        return _Ran(measurement, started, failed, "failed", f"CommandFailed: command exited with code {failed}")
-    return _Ran(measurement, started, 0, None, None)
+        return _Ran(measurement, started, failed, "failed", f"CommandFailed: command exited with code {failed}", trace)
+    return _Ran(measurement, started, 0, None, None, trace)
 
 
 class LedgerWarmUp:
@@ -404,5 +435,5 @@ def _fail(error: GreenflowError) -> int:
 
 
 def _say(line: str) -> None:
-    sys.stderr.write(line + "\n")
+    sys.stderr.write(printable(line) + "\n")
     sys.stderr.flush()

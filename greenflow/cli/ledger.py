@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from greenflow.cli.context import open_ledger, state
-from greenflow.cli.output import console, err_console, handle_errors, print_json, print_table
+from greenflow.cli.output import console, err_console, handle_errors, print_json, print_table, say
 from greenflow.clock import format_duration, parse_duration, parse_time, utcnow
 from greenflow.errors import InvalidInput
 from greenflow.ledger import Entry, EntryFilter, VerificationReport
@@ -70,7 +70,7 @@ def show(
         print_json([{k: v for k, v in e.to_dict().items() if k not in _SHOW_OMITS} for e in entries])
         return
     if not entries:
-        console.print("no entries yet: run a task with `greenflow run -- CMD` or add CarbonAwareOperator to a DAG")
+        say("no entries yet: run a task with `greenflow run -- CMD` or add CarbonAwareOperator to a DAG")
         return
     print_table(
         "Ledger",
@@ -176,7 +176,7 @@ def _write_csv(entries: list[Entry], stream: Any) -> None:
 @handle_errors
 def verify(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Recompute the hash chain; exit 1 and name the damaged entries if it does not hold."""
-    report = open_ledger().verify()
+    report = open_ledger(must_exist=True).verify()
     if as_json:
         print_json(report.to_dict())
     else:
@@ -203,29 +203,43 @@ def _print_report(report: VerificationReport) -> None:
 @app.command("flush")
 @handle_errors
 def flush(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Write the runs `greenflow run` spooled and not yet recorded (waits for writers still at work)."""
+    """Write the runs `greenflow run` spooled and not yet recorded (waits for writers still at work).
+
+    A file the ledger can never take is moved to the spool's rejected/ directory with its reason beside
+    it (exit 1); one that failed for a passing reason (database down) is kept for the next flush (exit 1).
+    The files of runs still under way are left to them; those of runs whose greenflow was killed become
+    ``interrupted`` entries.
+    """
     from greenflow import spool
 
     directory = spool.spool_dir(state.ledger_url)
     report = spool.flush(open_ledger(), directory)
-    failed = [d for d in report.deliveries if d.status in ("failed", "busy")]
+    kept = [d for d in report.deliveries if d.status in ("failed", "busy")]
+    rejected = [d for d in report.deliveries if d.status == "rejected"]
     if as_json:
         print_json(
             {
                 "spool": str(directory),
                 "written": report.count("written"),
                 "already_written": report.count("gone"),
-                "kept": [{"file": d.path.name, "reason": d.reason} for d in failed],
+                "running": report.count("running"),
+                "kept": [{"file": d.path.name, "reason": d.reason} for d in kept],
+                "rejected": [{"file": d.path.name, "reason": d.reason, "moved_to": str(d.moved_to)} for d in rejected],
             }
         )
     else:
-        console.print(
+        say(
             f"{report.count('written')} spooled run(s) written, {report.count('gone')} already written by "
-            f"another writer, {len(failed)} kept in {directory}",
-            markup=False,
-            highlight=False,
+            f"another writer, {report.count('running')} still running, {len(kept)} kept in {directory}, "
+            f"{len(rejected)} rejected"
         )
-        for delivery in failed:
-            err_console.print(f"kept {delivery.path.name}: {delivery.reason}", markup=False, highlight=False)
-    if failed:
+        for delivery in kept:
+            say(f"kept {delivery.path.name} for the next flush: {delivery.reason}", error=True)
+        for delivery in rejected:
+            say(
+                f"rejected {delivery.path.name}: {delivery.reason}; moved to {delivery.moved_to} "
+                f"(reason in {delivery.path.name}.reason beside it)",
+                error=True,
+            )
+    if kept or rejected:
         raise typer.Exit(1)

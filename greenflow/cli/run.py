@@ -3,8 +3,9 @@
 The command runs as a child process in its own process group; SIGINT and SIGTERM sent to greenflow are
 forwarded to that group, and a command stopped that way is recorded as ``interrupted`` with the energy
 used so far. The child's exit code is passed through (128 + signal number when it was killed). With
-``--budget`` the estimate is reserved first: if it does not fit, the command is not started and
-greenflow exits 3. With ``--max-delay``/``--deadline`` greenflow waits for the green window first.
+``--budget`` the estimate is reserved as soon as the start is planned, before any wait: if it does not
+fit, greenflow exits 3 at once and the command is not started. With ``--max-delay``/``--deadline``
+greenflow then waits for the green window.
 
 Command lines with nothing to plan or reserve never reach this module: :mod:`greenflow.cli.launcher`
 runs them without importing Typer or the ledger first (see there for when their entry is written).
@@ -12,8 +13,10 @@ runs them without importing Typer or the ledger first (see there for when their 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -23,10 +26,10 @@ from pathlib import Path
 import typer
 
 from greenflow.cli.attempt import attempt_from, provider_options
-from greenflow.cli.context import open_ledger
+from greenflow.cli.context import open_ledger, state
 from greenflow.cli.forwarding import SignalForwarder
 from greenflow.cli.launcher import WRITE_MODE_ENV, write_mode
-from greenflow.cli.output import err_console, handle_errors
+from greenflow.cli.output import handle_errors, say
 from greenflow.clock import utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
 from greenflow.ledger import Identity
@@ -88,7 +91,7 @@ def run(
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Run id (default: Airflow/Prefect run, else generated)."),
     task: str | None = typer.Option(None, "--task", help="Task id (default: Airflow task id, else 'command')."),
-    attempt: int | None = typer.Option(None, "--attempt", min=1, help="Attempt number (default: Airflow try)."),
+    attempt: int | None = typer.Option(None, "--attempt", help="Attempt number (default: Airflow try)."),
     region: list[str] = typer.Option([], "--region", help="Grid region; repeat to let greenflow choose."),
     provider: str = typer.Option("ukgrid", "--provider", help="Intensity provider."),
     provider_option: list[str] = typer.Option([], "--provider-option", help="KEY=VALUE for the provider."),
@@ -143,29 +146,50 @@ def run(
         team=team,
     )
     lifecycle = Lifecycle(spec, who.identity, ledger=open_ledger())
-    if decision_source is not None:
-        # The orchestrator planned, reserved and waited (e.g. an Airflow trigger): keep its provenance. Its
-        # request times come along, so the entry is "deferred" exactly when the orchestrator's wait was.
-        decision = _read_decision(decision_source)
-    else:
-        decision = _wait_for_window(lifecycle, lifecycle.plan(), quiet=quiet)
+    # An orchestrator's plan (e.g. an Airflow trigger's) was planned, reserved and waited for: keep its
+    # provenance. Its request times come along, so the entry is "deferred" exactly when its wait was.
+    decision = lifecycle.plan() if decision_source is None else _read_decision(decision_source)
+    # Reserve before waiting, as the operators do: an attempt its budget cannot cover is refused at once,
+    # not after holding a process for hours; one that fits keeps its share through the wait.
     try:
         decision = lifecycle.reserve(decision)
     except BudgetExceeded as refused:
         lifecycle.skip(decision, refused)
-        err_console.print(f"greenflow: not started: {refused.one_line()}", markup=False, highlight=False)
+        say(f"greenflow: not started: {refused.one_line()}", error=True)
         raise typer.Exit(EXIT_BUDGET_REFUSED) from None
+    if decision_source is None:
+        decision = _wait_reserved(lifecycle, decision, quiet=quiet)
     code = _run_metered(lifecycle, decision, command)
     entry = lifecycle.ledger.for_attempt(who.identity)
     if entry is not None and not quiet:
-        err_console.print(
+        say(
             f"greenflow: {entry.decision} {entry.workflow_id}/{entry.task_id}#{entry.attempt} "
             f"energy {format_energy(entry.energy_kwh)}, emissions {format_mass(entry.operational_g)}, "
             f"entry {entry.entry_id}",
-            markup=False,
-            highlight=False,
+            error=True,
         )
     raise typer.Exit(code)
+
+
+def _wait_reserved(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -> Decision:
+    """:func:`_wait_for_window`, giving the reservation back if the wait is stopped (Ctrl-C, SIGTERM).
+
+    Nothing ran, so nothing is charged and no entry is written (as before the reservation moved ahead
+    of the wait); only a ``kill -9`` leaves the reservation to expire on its own.
+    """
+    previous = signal.signal(signal.SIGTERM, _stop_waiting)
+    try:
+        return _wait_for_window(lifecycle, decision, quiet=quiet)
+    except BaseException:
+        if decision.reservation_id is not None:
+            lifecycle.ledger.budgets.release(decision.reservation_id)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_waiting(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _wait_for_window(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -> Decision:
@@ -176,11 +200,10 @@ def _wait_for_window(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -
     """
     while decision.action in ("defer", "retry"):
         if not quiet:
-            err_console.print(
+            say(
                 f"greenflow: waiting until {decision.start_at.isoformat()} "
                 f"(latest start {decision.latest_start.isoformat()}): {decision.reason}",
-                markup=False,
-                highlight=False,
+                error=True,
             )
         while (remaining := (decision.wake_at - utcnow()).total_seconds()) > 0:
             time.sleep(min(remaining, _PROGRESS_EVERY_S))
@@ -191,6 +214,7 @@ def _wait_for_window(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -
 
 
 def _run_metered(lifecycle: Lifecycle, decision: Decision, command: list[str]) -> int:
+    trace = _leave_trace(lifecycle, decision)
     try:
         with SignalForwarder() as signals, lifecycle.metered(decision):
             try:
@@ -203,7 +227,29 @@ def _run_metered(lifecycle: Lifecycle, decision: Decision, command: list[str]) -
             if code != 0:
                 raise CommandFailed(128 - code if code < 0 else code)
     except CommandStopped as stopped:
+        trace.unlink(missing_ok=True)
         return int(stopped.code or 1)
     except CommandFailed as failed:
+        trace.unlink(missing_ok=True)
         return failed.code
+    except InvalidInput:
+        trace.unlink(missing_ok=True)  # recorded as failed: the command could not start
+        raise
+    # Only once the entry is in the ledger: a greenflow killed before this leaves the trace, which
+    # `greenflow ledger flush` records as interrupted (idempotent if the entry made it after all).
+    trace.unlink(missing_ok=True)
     return 0
+
+
+def _leave_trace(lifecycle: Lifecycle, decision: Decision) -> Path:
+    """The attempt's in-progress spool file, with its decision and reservation, before the command starts."""
+    from greenflow import spool
+
+    run = spool.in_progress(
+        dataclasses.asdict(lifecycle.identity),
+        lifecycle.spec.to_kwargs(),
+        decision.attempt_requested_at,
+        lifecycle.now(),
+        decision=decision.to_dict(),
+    )
+    return spool.leave_trace(run, spool.spool_dir(state.ledger_url))

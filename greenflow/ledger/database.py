@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from greenflow.errors import ConfigError, LedgerSchemaOutdated, LedgerUnavailable
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 READONLY = "greenflow_readonly"
+# The (synchronous) drivers of the backends whose locking greenflow relies on (see the module docstring).
+SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg", "postgresql+psycopg2")
+_SQLITE_HEADER = b"SQLite format 3\x00"
 # The newest migration in migrations/versions (a test checks it against Alembic's head). Kept as a
 # constant so that opening a ledger does not import Alembic (~0.7 s), which every task process does.
 SCHEMA_REVISION = "0003"
@@ -43,7 +46,37 @@ def normalise_url(url: str) -> str:
         ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        raise ConfigError(
+            f"ledger URL {safe_url(url)!r} uses {parsed.drivername}, which greenflow does not support",
+            fix="use sqlite:///path/ledger.db or postgresql://user@host/db",
+        )
     return parsed.render_as_string(hide_password=False)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite ledger URL, ``None`` for in-memory databases and other backends."""
+    parsed = make_url(normalise_url(url))
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def _check_sqlite_file(path: Path) -> None:
+    # sqlite3 only finds out that a file is not a database at the first query, deep in a traceback.
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise ConfigError(f"ledger file {path} cannot be read: {error.strerror}", fix="check its permissions") from None
+    if header and header != _SQLITE_HEADER:
+        raise ConfigError(
+            f"ledger file {path} is not a SQLite database",
+            fix="point --ledger / GREENFLOW_LEDGER_URL at a greenflow ledger, or at a new file to create one",
+        )
 
 
 def safe_url(url: str) -> str:
@@ -58,17 +91,24 @@ def create_ledger_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for the ledger at ``url`` with the locking behaviour greenflow relies on."""
     url = normalise_url(url)
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        # NullPool: each checkout is a fresh connection, so a forked worker never shares a SQLite handle.
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60}, **kwargs)
-        _sqlite_locking(engine)
-        return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 5)
-    return create_engine(url, **kwargs)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            path = sqlite_file(url)
+            if path is not None:
+                _check_sqlite_file(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+            # NullPool: each checkout is a fresh connection, so a forked worker never shares a SQLite handle.
+            engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60}, **kwargs)
+            _sqlite_locking(engine)
+            return engine
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_size", 5)
+        return create_engine(url, **kwargs)
+    except (ImportError, NoSuchModuleError) as error:
+        raise ConfigError(
+            f"ledger URL {safe_url(url)!r} needs a database driver that is not installed ({error})",
+            fix="use postgresql:// (psycopg, installed with greenflow) or sqlite:///path/ledger.db",
+        ) from None
 
 
 @contextmanager

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
 
+from greenflow import bounds
 from greenflow.clock import require_aware
 from greenflow.errors import InvalidInput
 from greenflow.intensity.forecast import canonical_json
@@ -43,11 +45,13 @@ class Identity:
             raise InvalidInput(
                 f"orchestrator={self.orchestrator!r} is unknown", fix=f"use one of {', '.join(ORCHESTRATORS)}"
             )
-        for name in ("workflow_id", "run_id", "task_id"):
-            if not getattr(self, name):
-                raise InvalidInput(f"{name} is empty", fix=f"give the {name.replace('_', ' ')} of the attempt")
-        if self.attempt < 1:
-            raise InvalidInput(f"attempt={self.attempt} is below 1", fix="attempts count from 1")
+        bounds.check_identity(
+            workflow_id=self.workflow_id,
+            run_id=self.run_id,
+            task_id=self.task_id,
+            attempt=self.attempt,
+            map_index=self.map_index,
+        )
 
     @property
     def idempotency_key(self) -> str:
@@ -154,6 +158,38 @@ class Entry:
                 # The database gives floats back: hash 2.0 whether the caller wrote 2 or 2.0.
                 object.__setattr__(self, f.name, float(value))
         object.__setattr__(self, "tags", tuple(self.tags))
+        if self.seq is None:
+            # A new entry: everything in it must fit the ledger. Stored entries (seq set) are read back as
+            # they are, whatever an older greenflow let in: `ledger verify` judges them, not this check.
+            self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        bounds.check_identity(
+            workflow_id=self.workflow_id,
+            run_id=self.run_id,
+            task_id=self.task_id,
+            attempt=self.attempt,
+            map_index=self.map_index,
+        )
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, datetime):
+                bounds.check_time(value, f.name)
+            elif isinstance(value, str) and f.name in _FREE_TEXT:
+                # Free text describes what happened (an error, a note): losing the entry over a stray
+                # byte would be worse than keeping it with that byte escaped.
+                object.__setattr__(self, f.name, bounds.storable_text(value))
+            elif isinstance(value, str):
+                bounds.check_entry_text(value, f.name)
+            elif f.name in _FLOAT_FIELDS:
+                low, high = _FLOAT_RANGES.get(f.name, (0.0, bounds.MAX_GRAMS))
+                bounds.check_number(value, f.name, low=low, high=high, fix=f"{f.name} must be in [{low:g}, {high:g}]")
+            elif isinstance(value, (dict, list)):
+                bounds.check_json(value, f.name)
+        for tag in self.tags:
+            bounds.check_text(tag, "tag", limit=bounds.TAG_LENGTH)
 
     @classmethod
     def for_attempt(cls, identity: Identity, decision: Decision, **fields: Any) -> Entry:
@@ -214,3 +250,27 @@ def _jsonable(value: Any) -> Any:
 
 ENTRY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Entry))
 _FLOAT_FIELDS = frozenset(f.name for f in dataclasses.fields(Entry) if str(f.type).startswith("float"))
+# Unbounded text columns (Text) that describe rather than identify: escaped, never refused.
+_FREE_TEXT = frozenset({"error", "forecast_note", "estimate_source"})
+# Range of each float field; the others are grams in [0, 1 Gt].
+_FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "deferred_seconds": (0.0, bounds.MAX_SECONDS),
+    "pue": (1.0, bounds.MAX_PUE),
+    "intensity_g_per_kwh": (0.0, bounds.MAX_INTENSITY),
+    "counterfactual_intensity_g_per_kwh": (0.0, bounds.MAX_INTENSITY),
+    "functional_units": (0.0, bounds.MAX_GRAMS),
+    "sci_g_per_unit": (0.0, sys.float_info.max),  # per unit: a fraction of a unit can be dear
+    "saved_g": (-bounds.MAX_GRAMS, bounds.MAX_GRAMS),  # negative when waiting cost
+    "active_energy_kwh": (-bounds.MAX_KWH, bounds.MAX_KWH),
+    **{
+        name: (0.0, bounds.MAX_KWH)
+        for name in (
+            "energy_gpu_kwh",
+            "energy_cpu_kwh",
+            "energy_dram_kwh",
+            "energy_kwh",
+            "estimate_kwh",
+            "charged_kwh",
+        )
+    },
+}

@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from greenflow.bounds import MAX_DURATION
 from greenflow.clock import require_aware
 from greenflow.errors import InvalidInput
 
 PeriodKind = Literal["day", "week", "month", "rolling"]
 PERIOD_KINDS: tuple[str, ...] = ("day", "week", "month", "rolling")
+_MAX_HOURS = MAX_DURATION.total_seconds() / 3600
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,10 @@ class Period:
             raise InvalidInput(
                 f"time zone {self.timezone!r} is unknown", fix="use an IANA name such as UTC or Europe/London"
             ) from None
-        if self.kind == "rolling" and (self.hours is None or self.hours <= 0):
+        if self.kind == "rolling" and (self.hours is None or not 0 < self.hours <= _MAX_HOURS):
             raise InvalidInput(
-                f"rolling period of {self.hours!r} hours", fix="give a positive length, e.g. rolling:24h"
+                f"rolling period of {self.hours!r} hours",
+                fix=f"give a length above 0 and at most {_MAX_HOURS:g}h ({MAX_DURATION.days} days), e.g. rolling:24h",
             )
 
     @classmethod

@@ -43,7 +43,7 @@ def test_options_end_at_the_command_as_with_typer() -> None:
     [
         ["run", "--help"],
         ["run", "--nope", "--", "true"],
-        ["run", "--attempt", "0", "--", "true"],
+        ["run", "--attempt", "first", "--", "true"],
         ["run", "--pue", "high", "--", "true"],
         ["run", "--"],
         ["--version"],

@@ -129,3 +129,29 @@ def test_show_marks_replayed_entries_and_says_what_their_times_are(cli, ledger_u
     out = cli("ledger", "show").stdout
     assert "replay 3600x" in out and "real" in out
     assert "times are the trace's, not real time" in out
+
+
+def test_show_prints_no_terminal_escape_codes_from_task_names(sqlite_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GREENFLOW_LEDGER_URL": sqlite_url, "GREENFLOW_LEDGER_WRITE": "wait"}
+    greenflow = [sys.executable, "-m", "greenflow.cli"]
+    evil = "fit\x1b[2J\x1b]0;pwned\x07\u202e"  # clears the screen, retitles the terminal, reverses the text
+    ran = subprocess.run(
+        [*greenflow, "run", "--task", evil, "--workflow", "[bold]dag[/bold]", "--", "true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    shown = subprocess.run([*greenflow, "ledger", "show"], env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    for output in (ran.stderr, shown.stdout):
+        assert "\x1b" not in output and "\x07" not in output and "\u202e" not in output
+    assert "fit\\x1b[2J" in shown.stdout  # shown escaped, so the name can still be told apart
+    assert "[bold]dag[/bold]" in shown.stdout  # names are text, never rich markup
+    [entry] = Ledger(sqlite_url).entries()
+    assert entry.task_id == evil  # the ledger keeps the name as given

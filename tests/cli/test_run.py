@@ -84,16 +84,52 @@ def test_a_budget_that_cannot_cover_the_estimate_stops_the_command_before_it_sta
     assert entry.decision == "skipped_budget"
 
 
-@pytest.mark.parametrize(
-    "path_args",
-    [pytest.param([], id="fast-path"), pytest.param(["--budget", "big", "--estimate", "1g"], id="full-path")],
-)
+_PATHS = [pytest.param([], id="fast-path"), pytest.param(["--budget", "big", "--estimate", "1g"], id="full-path")]
+
+
+def _child_script(pid_file: Path, body: str) -> str:
+    """A command that says it started (its pid, written atomically to ``pid_file``), then runs ``body``."""
+    return (
+        "import os, pathlib, time\n"
+        f"ready = pathlib.Path({str(pid_file)!r})\n"
+        "ready.with_suffix('.tmp').write_text(str(os.getpid()))\n"
+        "ready.with_suffix('.tmp').replace(ready)\n"
+        f"{body}\n"
+    )
+
+
+def _wait_for_pid(pid_file: Path, process: subprocess.Popen[str], timeout: float = 120.0) -> int:
+    """The command's pid, once it has started (the readiness signal; fails if greenflow exits first)."""
+    give_up = time.monotonic() + timeout
+    while not pid_file.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < give_up, "the command never started"
+        time.sleep(0.05)
+    return int(pid_file.read_text())
+
+
+def _ended(pid: int, timeout: float = 60.0) -> bool:
+    """Whether process ``pid`` ends (or is a zombie: dead, not reaped) within ``timeout`` seconds."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("path_args", _PATHS)
 def test_sigterm_is_forwarded_and_recorded_as_interrupted_with_the_energy_used(
     sqlite_url: str, tmp_path: Path, path_args: list[str]
 ) -> None:
     Ledger(sqlite_url).budgets.set(Budget.parse("big", "1kg", "day"))
     env = {**os.environ, "GREENFLOW_LEDGER_URL": sqlite_url, "GREENFLOW_CPU_TDP_W": "100"}
-    script = "import time\nwhile True: sum(range(10000))"
+    pid_file = tmp_path / "child.pid"
+    script = _child_script(pid_file, "while True: sum(range(10000))")
     process = subprocess.Popen(
         [*GREENFLOW, "run", "--task", "long", *path_args, "--", sys.executable, "-c", script],
         env=env,
@@ -101,13 +137,105 @@ def test_sigterm_is_forwarded_and_recorded_as_interrupted_with_the_energy_used(
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)  # let it start and burn some CPU
+    _wait_for_pid(pid_file, process)
     process.send_signal(signal.SIGTERM)
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, err
     [entry] = _entries(sqlite_url)
     assert entry.decision == "interrupted"
     assert entry.energy_cpu_kwh is not None and entry.energy_cpu_kwh > 0
+
+
+def _flush(url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GREENFLOW_LEDGER_URL": url}
+    return subprocess.run([*GREENFLOW, "ledger", "flush"], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("path_args", _PATHS)
+def test_kill_9_of_greenflow_takes_the_command_with_it_and_leaves_an_interrupted_attempt(
+    ledger_url: str, tmp_path: Path, path_args: list[str]
+) -> None:
+    Ledger(ledger_url).budgets.set(Budget.parse("big", "1kg", "day"))
+    env = {**os.environ, "GREENFLOW_LEDGER_URL": ledger_url, "GREENFLOW_CPU_TDP_W": "100"}
+    pid_file = tmp_path / "child.pid"
+    process = subprocess.Popen(
+        [
+            *GREENFLOW,
+            "run",
+            "--task",
+            "killed",
+            *path_args,
+            "--",
+            sys.executable,
+            "-c",
+            _child_script(pid_file, "time.sleep(600)"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    child = _wait_for_pid(pid_file, process)
+    # While greenflow runs, its attempt's file is left alone: a flush never records a live run.
+    live = _flush(ledger_url)
+    assert live.returncode == 0, live.stderr
+    assert "1 still running" in live.stdout
+    assert Ledger(ledger_url).entries() == []
+
+    process.kill()
+    process.wait(timeout=60)
+    assert _ended(child), "the command outlived greenflow, running unmetered"
+
+    flushed = _flush(ledger_url)
+    assert flushed.returncode == 0, flushed.stdout + flushed.stderr
+    [entry] = Ledger(ledger_url).entries()
+    assert (entry.task_id, entry.decision) == ("killed", "interrupted")
+    assert entry.actual_start is not None and entry.ended_at is None  # when it stopped is not known
+    assert entry.energy_kwh is None and "killed" in entry.measurement_notes["cpu"]
+    assert entry.error is not None and "killed" in entry.error
+    assert spool.pending(spool.spool_dir(ledger_url)) == []
+    if path_args:  # the reservation made before the start is settled, by the estimate (labelled)
+        assert entry.reservation_id is not None
+        assert Ledger(ledger_url).budgets.status("big").reserved == 0.0
+    assert Ledger(ledger_url).verify().ok
+
+
+def test_a_budget_that_cannot_cover_the_estimate_refuses_at_once_instead_of_after_the_wait(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    Ledger(sqlite_url).budgets.set(Budget.parse("tiny", "1g", "day"))
+    marker = tmp_path / "started"
+    # The trace's green window is hours after `now`: a run that planned first would wait for it.
+    result = _run(
+        sqlite_url,
+        "--task",
+        "shift",
+        "--budget",
+        "tiny",
+        "--estimate",
+        "5g",
+        "--region",
+        "ES",
+        "--provider",
+        "trace",
+        "--provider-option",
+        "now=2022-06-01T00:00Z",
+        "--expected-duration",
+        "2h",
+        "--max-delay",
+        "12h",
+        "--",
+        "touch",
+        str(marker),
+    )
+    assert result.returncode == 3, result.stderr
+    assert "waiting until" not in result.stderr  # refused before any wait
+    assert "budget 'tiny' cannot cover 5 g" in result.stderr
+    assert not marker.exists()
+    [entry] = Ledger(sqlite_url).entries()
+    assert entry.decision == "skipped_budget"
+    assert entry.planned_start is not None and entry.requested_at is not None
+    assert entry.planned_start > entry.requested_at  # the window it would have waited for
 
 
 def test_waits_for_the_green_window_when_allowed_to(sqlite_url: str) -> None:
@@ -288,3 +416,29 @@ def test_a_bad_ledger_write_mode_stops_before_the_command_starts(sqlite_url: str
     assert "--ledger-write='sometimes' is not one of auto, background, wait" in result.stderr
     assert not marker.exists()
     assert _entries(sqlite_url) == []
+
+
+def test_a_wait_stopped_by_sigterm_gives_the_reservation_back(sqlite_url: str, tmp_path: Path) -> None:
+    Ledger(sqlite_url).budgets.set(Budget.parse("gpu", "1kg", "day"))
+    marker = tmp_path / "started"
+    env = {**os.environ, "GREENFLOW_LEDGER_URL": sqlite_url, "GREENFLOW_CPU_TDP_W": "100"}
+    args = ["--task", "patient", "--budget", "gpu", "--estimate", "30g", "--region", "ES", "--provider", "trace"]
+    # speed=1: the replayed clock runs in real time, so the green window is hours away.
+    args += ["--provider-option", "now=2022-06-01T00:00Z", "--provider-option", "speed=1", "--max-delay", "14h"]
+    process = subprocess.Popen(
+        [*GREENFLOW, "run", *args, "--expected-duration", "2h", "--", "touch", str(marker)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()  # the readiness signal: it reserved, then said what it waits for
+    assert "waiting until" in line, line + process.communicate(timeout=60)[1]
+    assert Ledger(sqlite_url).budgets.status("gpu").reserved == 30.0  # held through the wait
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert not marker.exists()
+    assert Ledger(sqlite_url).budgets.status("gpu").reserved == 0.0
+    assert Ledger(sqlite_url).entries() == []

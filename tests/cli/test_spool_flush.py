@@ -95,16 +95,85 @@ def test_a_spool_file_holds_no_credentials(tmp_path: Path) -> None:
     assert path.parent.name not in url  # directories are named by a hash of the URL
 
 
-def test_a_file_that_is_not_a_spooled_run_is_kept_and_reported(cli, ledger_url: str) -> None:
+def test_a_file_that_is_not_a_spooled_run_is_moved_aside_and_reported(cli, ledger_url: str) -> None:
     directory = spool.spool_dir(ledger_url)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "garbage.json").write_text("{}")
     result = cli("ledger", "flush")
     assert result.exit_code == 1
-    assert "garbage.json" in result.output and "not a greenflow spool file" in result.output
-    assert (directory / "garbage.json").exists()
+    assert "rejected garbage.json" in result.output and "not a greenflow spool file" in result.output
+    assert not (directory / "garbage.json").exists()
+    assert (directory / "rejected" / "garbage.json").read_text() == "{}"
+    assert "not a greenflow spool file" in (directory / "rejected" / "garbage.json.reason").read_text()
+    assert cli("ledger", "flush").exit_code == 0  # not retried forever
+
+
+def _console_flush(url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GREENFLOW_LEDGER_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "greenflow.cli", "ledger", "flush"], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        pytest.param("task_id", "t" * 300, "300 characters", id="task-over-its-column"),
+        pytest.param("attempt", 99999999999999999999, "attempt=99999999999999999999", id="attempt-over-integer"),
+        pytest.param("workflow_id", "bad\x00nul", "NUL", id="nul-in-a-name"),
+    ],
+)
+def test_a_run_the_ledger_can_never_take_is_rejected_once_not_retried_forever(
+    ledger_url: str, field: str, value: object, why: str
+) -> None:
+    # What an older greenflow spooled without checking: no flush could ever write it.
+    path = _spooled(ledger_url, "fit")
+    data = json.loads(path.read_text())
+    data["identity"][field] = value
+    path.write_text(json.dumps(data))
+    first = _console_flush(ledger_url)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert f"rejected {path.name}" in first.stderr and why in first.stderr
+    assert "Traceback" not in first.stderr
+    rejected = path.parent / "rejected"
+    assert json.loads((rejected / path.name).read_text())["identity"][field] == value  # kept for a human
+    assert why in (rejected / f"{path.name}.reason").read_text()
+    assert spool.pending(path.parent) == []
+    again = _console_flush(ledger_url)
+    assert again.returncode == 0, again.stderr
+    assert Ledger(ledger_url).entries() == []
+    assert Ledger(ledger_url).verify().ok
+
+
+def test_a_transient_failure_keeps_the_file_for_the_next_flush(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    path = _spooled(sqlite_url, "fit")
+    ledger = Ledger(sqlite_url)
+
+    def database_down(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("INSERT", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(ledger, "append", database_down)
+    [delivery] = spool.flush(ledger, path.parent).deliveries
+    assert delivery.status == "failed" and "connection refused" in (delivery.reason or "")
+    assert path.exists() and not (path.parent / "rejected").exists()
+    monkeypatch.undo()
+    [delivery] = spool.flush(Ledger(sqlite_url), path.parent).deliveries
+    assert delivery.status == "written"
 
 
 @pytest.fixture(autouse=True)
 def _no_tdp(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENFLOW_CPU_TDP_W", "100")
+
+
+def test_an_owner_is_alive_only_while_its_very_process_runs() -> None:
+    me = spool.this_process()
+    assert spool.owner_alive(me)
+    assert not spool.owner_alive({**me, "start": "0"})  # the pid reused by another process
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert not spool.owner_alive({**me, "pid": int(finished.stdout)})
+    assert spool.owner_alive({**me, "host": "another-host"})  # cannot be judged from here: left alone
