@@ -159,7 +159,7 @@ def test_max_delay_bounds_the_whole_job_latest_finish() -> None:
         ({"max_segments": 0}, "max_segments=0"),
         ({"max_segments": True}, "max_segments=True"),
         ({"deadline": at(30)}, "deadline="),
-        ({"deadline": datetime(2024, 5, 1, 4)}, "naive"),
+        ({"deadline": datetime(2024, 5, 1, 4)}, "naive"),  # noqa: DTZ001 - the naive time is the point
         ({"max_delay": H}, "exactly one"),
     ],
 )
