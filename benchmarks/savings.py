@@ -1347,11 +1347,11 @@ INTERRUPTIBLE_ORDER = {
 def run_interruptible(args: argparse.Namespace, zones: Sequence[str], root: Path) -> int:
     """``--interruptible``: replay the interruptible-jobs policies and write their report."""
     began = time.perf_counter()
-    tasks = [
+    # The longest replay (GB published, re-planned at every tick) first, so the workers finish together.
+    tasks = [("GB", kind, str(root), args.quick) for kind in ("published", "perfect") if "GB" in zones]
+    tasks += [
         (zone, kind, str(root), args.quick) for zone in EM_ZONES if zone in zones for kind in ("perfect", "persistence")
     ]
-    if "GB" in zones:
-        tasks += [("GB", kind, str(root), args.quick) for kind in ("perfect", "published")]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         outcomes = sorted(pool.map(replay_interruptible, tasks), key=lambda o: INTERRUPTIBLE_ORDER[o.zone, o.forecast])
     for outcome in outcomes:
