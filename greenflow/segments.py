@@ -286,6 +286,7 @@ def _forward(
     every plan found) cannot lead to a better plan and is dropped.
     """
     floors = _Floors(cells) if floors is None else floors
+    least = floors.least  # bound once: called for every state
     paused: dict[tuple[int, int], tuple[float, _Path]] = {(0, 0): (0.0, None)}
     running: dict[tuple[int, int, int], tuple[float, _Path]] = {}
     best: tuple[float, int, _Path] | None = None
@@ -311,7 +312,7 @@ def _forward(
         for key, (cost, path) in paused.items():
             u, n = key
             # Staying paused must leave room (and hope) to finish after this slot.
-            if u - overhead + room >= target and cost + floors.least(index + 1, target - u + overhead) <= ceiling:
+            if u - overhead + room >= target and cost + least(index + 1, target - u + overhead) <= ceiling:
                 held = next_paused.get(key)
                 if held is None or cost < held[0]:
                     next_paused[key] = (cost, path)
@@ -332,7 +333,7 @@ def _forward(
                 if r2 >= min_len and _better(total, b, best):
                     best = (total, b, (b, (a, path)))
                 continue
-            if u2 + room < target or total + floors.least(index + 1, target - u2) > ceiling:
+            if u2 + room < target or total + least(index + 1, target - u2) > ceiling:
                 continue
             key2 = (u2, n + 1 if counted else 0, r2)
             held2 = next_running.get(key2)
@@ -347,7 +348,7 @@ def _forward(
             if (  # pause at a, skip this slot
                 r >= min_len
                 and u - overhead + room >= target
-                and cost + floors.least(index + 1, target - u + overhead) <= ceiling
+                and cost + least(index + 1, target - u + overhead) <= ceiling
             ):
                 pkey = (u, n)
                 held = next_paused.get(pkey)
@@ -364,7 +365,7 @@ def _forward(
                 if r2 >= min_len and _better(total, b, best):
                     best = (total, b, (b, path))
                 continue
-            if u2 + room < target or total + floors.least(index + 1, target - u2) > ceiling:
+            if u2 + room < target or total + least(index + 1, target - u2) > ceiling:
                 continue
             key2 = (u2, n, r2)
             held2 = next_running.get(key2)
