@@ -7,7 +7,10 @@ them to ``benchmarks/results/savings.md``. ``--quick`` replays eight weeks of El
 ``--zones GB`` replays only the named zones (GB: the published forecasts) into ``savings-subset.md``.
 ``--spatial`` replays only "where and when" (the spatial + temporal policies over the four Electricity Maps
 zones, see :func:`replay_spatial`) and writes that section into the file, keeping the rest; a run without
-it keeps an earlier spatial section.
+it keeps an earlier spatial section. ``--interruptible`` replays only interruptible jobs (4/8/24 h with
+12/24/48 h of slack, the segment planner ``greenflow.segments.plan_segments`` against the whole-job planner,
+run-now and the interruptible oracle, see :func:`replay_interruptible`) into
+``benchmarks/results/savings-interruptible.md``; it takes ``--quick`` and ``--zones`` too.
 
 Data (real, in ``../shared/data`` or the copies shipped in ``greenflow/data``):
 
