@@ -7,7 +7,10 @@ them to ``benchmarks/results/savings.md``. ``--quick`` replays eight weeks of El
 ``--zones GB`` replays only the named zones (GB: the published forecasts) into ``savings-subset.md``.
 ``--spatial`` replays only "where and when" (the spatial + temporal policies over the four Electricity Maps
 zones, see :func:`replay_spatial`) and writes that section into the file, keeping the rest; a run without
-it keeps an earlier spatial section.
+it keeps an earlier spatial section. ``--interruptible`` replays only interruptible jobs (4/8/24 h with
+12/24/48 h of slack, the segment planner ``greenflow.segments.plan_segments`` against the whole-job planner,
+run-now and the interruptible oracle, see :func:`replay_interruptible`) into
+``benchmarks/results/savings-interruptible.md``; it takes ``--quick`` and ``--zones`` too.
 
 Data (real, in ``../shared/data`` or the copies shipped in ``greenflow/data``):
 
@@ -68,6 +71,7 @@ from greenflow.clock import parse_time  # noqa: E402 - needs the repo on sys.pat
 from greenflow.intensity.correction import BiasMode, ErrorRecord, lookback  # noqa: E402
 from greenflow.intensity.forecast import Forecast, ForecastPoint  # noqa: E402
 from greenflow.planning import Candidate, plan  # noqa: E402
+from greenflow.segments import SegmentPlan, plan_segments  # noqa: E402
 
 EM_ZONES = ("BR", "ES", "NO", "US-CAL-CISO")
 DURATIONS_H = (1, 4, 8)
@@ -854,6 +858,521 @@ def kept_section(path: Path) -> str | None:
     return SPATIAL_BEGIN + text.split(SPATIAL_BEGIN, 1)[1].split(SPATIAL_END, 1)[0] + SPATIAL_END + "\n"
 
 
+# -- interruptible jobs: the segment planner -----------------------------------------------------------
+
+INTERRUPTIBLE_DURATIONS_H = (4, 8, 24)
+INTERRUPTIBLE_SLACKS_H = (12, 24, 48)
+INTERRUPTIBLE_HORIZON_H = 72  # perfect and persistence forecasts cover the longest window (24 h + 48 h)
+RESUME_OVERHEAD = timedelta(minutes=5)
+# Submissions every so many hours (an odd count, so the hour of day rotates): each job is a few dynamic
+# programmes, so the replay samples submissions instead of taking every hour. --quick: one year, sparser.
+INTERRUPTIBLE_EVERY_H = {"EM": 97, "GB": 5}
+INTERRUPTIBLE_QUICK_EVERY_H = {"EM": 193, "GB": 11}
+INTERRUPTIBLE_POLICIES = (
+    "whole-job",
+    "whole-job re-plan",
+    "interruptible",
+    "interruptible re-plan",
+    "whole-job re-plan + correction",
+    "interruptible re-plan + correction",
+    "whole-job oracle",
+    "interruptible oracle",
+)
+
+
+@dataclass
+class InterruptibleOutcome:
+    """Emission sums per policy and (duration, slack) for one zone and forecast, interruptible mode."""
+
+    zone: str
+    forecast: str
+    jobs: int = 0
+    sums: dict[str, dict[tuple[int, int], float]] = field(default_factory=dict)
+    segments: dict[str, int] = field(default_factory=dict)  # policy -> segments run over all jobs
+    late: int = 0  # re-planned jobs that could no longer meet their deadline and ran past it
+    calls: int = 0
+    seconds: float = 0.0
+
+    def total(self, policy: str, combo: tuple[int, int] | None = None) -> float:
+        sums = self.sums[policy]
+        return sum(sums.values()) if combo is None else sums[combo]
+
+    def reduction(self, policy: str, combo: tuple[int, int] | None = None) -> float | None:
+        """Reduction of emissions vs run-now, in percent (None when the policy was not run)."""
+        if policy not in self.sums:
+            return None
+        return 100.0 * (1 - self.total(policy, combo) / self.total("run-now", combo))
+
+    def share(self, policy: str, combo: tuple[int, int] | None = None) -> float | None:
+        """The policy's reduction as a percentage of the interruptible oracle's."""
+        mine, best = self.reduction(policy, combo), self.reduction("interruptible oracle", combo)
+        return None if mine is None or not best else 100.0 * mine / best
+
+
+class Frozen(Source):
+    """Another source's values at every tick of a range, computed once in time order.
+
+    A corrected forecast learns from every actual up to its tick, so it must be read in time order; the
+    interruptible replay walks one job at a time, so it reads these stored values instead.
+    """
+
+    def __init__(self, base: Source, first: int, last: int) -> None:
+        super().__init__(base.grid)
+        self.name = base.name
+        self.repeats = False
+        self.horizon = base.horizon
+        self.stored = {t: base.values(t) for t in range(first, last + 1)}
+
+    def values(self, t: int) -> list[float | None]:
+        return self.stored[t]
+
+
+def make_interruptible_jobs(
+    grid: Grid, first: int, last: int, every: int, keep: Callable[[int], bool] | None = None
+) -> list[Job]:
+    """Jobs of 4/8/24 h with 12/24/48 h of slack, submitted every ``every`` hours, where the whole
+    feasible range has known actuals (so the oracles are defined)."""
+    jobs: list[Job] = []
+    actual, hour = grid.actual, grid.per_hour
+    for t0 in range(first, last + 1, every * hour):
+        if keep is not None and not keep(t0):
+            continue
+        for duration in INTERRUPTIBLE_DURATIONS_H:
+            for slack in INTERRUPTIBLE_SLACKS_H:
+                length, latest = duration * hour, t0 + slack * hour
+                end = latest + length
+                if end > len(actual) or any(v is None for v in actual[t0:end]):
+                    continue
+                jobs.append(Job(len(jobs), t0, length, latest, (duration, slack)))
+    return jobs
+
+
+class Scorer:
+    """Actual emissions (intensity x slots) of stretches given in slot units, fractions included."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.actual = [value or 0.0 for value in grid.actual]  # jobs are only made where all are known
+        self.prefix = _prefix(grid)
+
+    def at(self, moment: datetime) -> float:
+        """``moment`` in slot units after the grid's origin."""
+        return (moment - self.grid.origin).total_seconds() / self.grid.step
+
+    def integral(self, x1: float, x2: float) -> float:
+        i1, i2 = math.floor(x1), math.floor(x2)
+        if i1 == i2:
+            return self.actual[i1] * (x2 - x1)
+        total = self.actual[i1] * (i1 + 1 - x1) + self.prefix[i2] - self.prefix[i1 + 1]
+        return total + (self.actual[i2] * (x2 - i2) if x2 > i2 else 0.0)
+
+
+def _segments_plan(candidate: Candidate, grid: Grid, job: Job, t: int, work: timedelta, resumed: bool) -> SegmentPlan:
+    return plan_segments(
+        candidate,
+        duration=work,
+        deadline=grid.moment(job.latest + job.length),
+        now=grid.moment(t),
+        resume_overhead=RESUME_OVERHEAD,
+        resumed=resumed,
+    )
+
+
+def replay_interruptible_job(
+    planner: Planner, scorer: Scorer, job: Job, published: Published | None, every_tick: bool = False
+) -> tuple[float, float, int, int, bool]:
+    """One interruptible job planned at submission, run as planned (``once``) and, when ``published`` is
+    given, re-planned while paused whenever a newer published forecast has become usable (``replan``).
+
+    Returns (once emissions, replan emissions, once segments, replan segments, replan ran late). The
+    re-planning job runs its segments as planned; between them, at the first tick a newer snapshot is
+    usable, it plans its remaining work again (``resumed`` once it has run: the next segment pays the
+    resume overhead). With ``every_tick`` (a corrected forecast, new at every tick) it plans again at every
+    tick while paused. Overheads are scored where they happen, on actuals.
+    """
+    grid, step = planner.grid, planner.grid.step
+    work = timedelta(seconds=job.length * step)
+    first = _segments_plan(planner.candidate(job.t0), grid, job, job.t0, work, False)
+    planner.calls += 1
+    spans = [(scorer.at(s.start), scorer.at(s.end)) for s in first.segments]
+    once = sum(scorer.integral(a, b) for a, b in spans)
+    if published is None:
+        return once, once, len(spans), len(spans), False
+    overhead = RESUME_OVERHEAD.total_seconds() / step  # slots
+    left = float(job.length)  # work still to do, in slots
+    emitted, pieces, ran, late = 0.0, 0, False, False
+    planned_with, planned_at = published.snapshot_index(job.t0), job.t0
+    clock = float(job.t0)  # the job is paused (or not started) from here
+    while left > 1e-6:  # slots: float noise of adding up microsecond edges
+        if not spans:  # every planned segment ran and work is left (not expected): run on to completion
+            spans = [(clock, clock + left + (overhead if ran else 0.0))]
+        start, end = spans[0]
+        # A newer snapshot usable at a tick while paused, before the next segment starts: plan again.
+        tick = math.ceil(clock - 1e-9)
+        newer = None
+        if every_tick:
+            tick = max(tick, planned_at + 1)
+            newer = tick if tick < start - 1e-9 else None
+        else:
+            for usable in published.ticks:
+                if usable >= tick and usable < start - 1e-9 and published.snapshot_index(usable) != planned_with:
+                    newer = usable
+                    break
+        if newer is not None:
+            planned_with, planned_at = published.snapshot_index(newer), newer
+            remaining = timedelta(microseconds=round(left * step * 1e6))
+            again = _segments_plan(planner.candidate(newer), grid, job, newer, remaining, ran)
+            planner.calls += 1
+            late = late or again.late
+            spans = [(scorer.at(s.start), scorer.at(s.end)) for s in again.segments]
+            clock = float(newer)
+            continue
+        spans.pop(0)
+        paid = overhead if ran else 0.0
+        end = min(end, start + paid + left)  # stops once its work is done
+        emitted += scorer.integral(start, end)
+        left -= end - start - paid
+        ran, clock, pieces = True, end, pieces + 1
+    return once, emitted, len(first.segments), pieces, late
+
+
+def replay_interruptible(task: tuple[str, str, str, bool]) -> InterruptibleOutcome:
+    """Every interruptible-mode policy for one zone and one forecast kind."""
+    zone, kind, root, quick = task
+    began = time.perf_counter()
+    grid = load_gb(Path(root)) if zone == "GB" else load_em(Path(root), zone)
+    published = Published(grid) if zone == "GB" else None
+    keep = None
+    if published is not None:
+
+        def keep(t0: int) -> bool:
+            age = published.age(t0)
+            return age is not None and age <= MAX_SNAPSHOT_AGE
+
+    every = (INTERRUPTIBLE_QUICK_EVERY_H if quick else INTERRUPTIBLE_EVERY_H)["GB" if zone == "GB" else "EM"]
+    first, last = submission_range(grid, quick)
+    if quick and zone != "GB":
+        last = grid.slot(parse_time("2022-12-31T00:00Z"))
+    jobs = make_interruptible_jobs(grid, first, last, every, keep)
+    source: Source
+    if kind == "published":
+        assert published is not None
+        source = published
+    else:
+        source = {"perfect": Perfect, "persistence": Persistence}[kind](grid)
+    source.horizon = INTERRUPTIBLE_HORIZON_H * grid.per_hour
+    outcome = InterruptibleOutcome(zone, kind, len(jobs))
+    scorer = Scorer(grid)
+    planner = Planner(source)
+    truth = Planner(Perfect(grid))
+    whole = replay_planner(jobs, planner)
+    corrected: Planner | None = None
+    if kind == "published" and jobs:
+        assert published is not None
+        fixed = Corrected(published)
+        fixed.horizon = source.horizon
+        ticks = (min(job.t0 for job in jobs), max(job.latest + job.length for job in jobs))
+        corrected = Planner(Frozen(fixed, *ticks))
+        whole_fixed = replay_planner(jobs, Planner(Corrected(published)))["replan"]
+    emitted: dict[str, list[float]] = {policy: [] for policy in ("run-now", *INTERRUPTIBLE_POLICIES)}
+    outcome.segments = dict.fromkeys(INTERRUPTIBLE_POLICIES, 0)
+    oracle_starts = replay_oracle(grid, jobs)
+    for job in jobs:
+        once, replanned, pieces_once, pieces_replan, late = replay_interruptible_job(
+            planner, scorer, job, published if kind == "published" else None
+        )
+        # The interruptible oracle: the same programme on the actuals of the job's whole window.
+        points = tuple(
+            ForecastPoint(grid.moment(h), grid.moment(h + 1), grid.actual[h])
+            for h in range(job.t0, job.latest + job.length)
+        )
+        actuals = Candidate(grid.zone, Forecast(grid.zone, "actual", "average", grid.moment(job.t0), points))
+        best = _segments_plan(actuals, grid, job, job.t0, timedelta(seconds=job.length * grid.step), False)
+        truth.calls += 1
+        oracle = sum(scorer.integral(scorer.at(s.start), scorer.at(s.end)) for s in best.segments)
+        emitted["run-now"].append(scorer.integral(job.t0, job.t0 + job.length))
+        for policy, start in (
+            ("whole-job", whole["once"][job.ident]),
+            ("whole-job re-plan", whole["replan"][job.ident]),
+            ("whole-job oracle", oracle_starts[job.ident]),
+        ):
+            if not job.t0 <= start <= job.latest:
+                raise AssertionError(f"{policy}: job {job} started at {start}, outside its feasible range")
+            emitted[policy].append(scorer.integral(start, start + job.length))
+            outcome.segments[policy] += 1
+        if corrected is not None:
+            _, fixed_emitted, _, fixed_pieces, fixed_late = replay_interruptible_job(
+                corrected, scorer, job, published, every_tick=True
+            )
+            emitted["interruptible re-plan + correction"].append(fixed_emitted)
+            outcome.segments["interruptible re-plan + correction"] += fixed_pieces
+            outcome.late += fixed_late
+            start = whole_fixed[job.ident]
+            emitted["whole-job re-plan + correction"].append(scorer.integral(start, start + job.length))
+            outcome.segments["whole-job re-plan + correction"] += 1
+        emitted["interruptible"].append(once)
+        emitted["interruptible re-plan"].append(replanned)
+        emitted["interruptible oracle"].append(oracle)
+        outcome.segments["interruptible"] += pieces_once
+        outcome.segments["interruptible re-plan"] += pieces_replan
+        outcome.segments["interruptible oracle"] += len(best.segments)
+        outcome.late += late
+    for policy, values in emitted.items():
+        if jobs and not values:
+            continue  # not replayed for this forecast
+        sums: dict[tuple[int, int], float] = {}
+        for job, value in zip(jobs, values, strict=True):
+            sums[job.combo] = sums.get(job.combo, 0.0) + value
+        outcome.sums[policy] = sums
+    if kind != "published":
+        del outcome.sums["interruptible re-plan"]  # the same as planning once: the forecast never changes
+    outcome.calls = planner.calls + truth.calls + (0 if corrected is None else corrected.calls)
+    outcome.seconds = time.perf_counter() - began
+    return outcome
+
+
+def time_segment_planner(runs: int) -> list[tuple[str, float, float, float]]:
+    """p50 and p99 of the CPU time, and p50 of the wall time (milliseconds), of planning segments on a
+    48-hour forecast of 30-minute slots. CPU time is the figure to read on a shared machine: the wall time
+    also counts the time other processes held the cores."""
+    import random
+
+    rng = random.Random(11)
+    origin = datetime(2024, 5, 1, tzinfo=UTC)
+    step = timedelta(minutes=30)
+    level, values = 200.0, []
+    for _ in range(96):
+        level = max(5.0, level + rng.gauss(0, 15))
+        values.append(round(level, 1))
+    forecast = Forecast(
+        "X",
+        "bench",
+        "average",
+        origin,
+        tuple(ForecastPoint(origin + i * step, origin + (i + 1) * step, v) for i, v in enumerate(values)),
+    )
+    candidate = [Candidate("X", forecast)]
+    deadline = origin + timedelta(hours=48)
+    cases: list[tuple[str, Callable[[], object]]] = [
+        (
+            "plan_segments(), 8 h job, now on a slot boundary",
+            lambda: plan_segments(candidate, duration=timedelta(hours=8), deadline=deadline, now=origin),
+        ),
+        (
+            "plan_segments(), 8 h job, now 7 min into a slot",
+            lambda: plan_segments(
+                candidate, duration=timedelta(hours=8), deadline=deadline, now=origin + timedelta(minutes=7)
+            ),
+        ),
+        (
+            "plan_segments(), 24 h job, now on a slot boundary",
+            lambda: plan_segments(candidate, duration=timedelta(hours=24), deadline=deadline, now=origin),
+        ),
+        (
+            "plan(), 8 h whole job (for comparison)",
+            lambda: plan(candidate, duration=timedelta(hours=8), deadline=deadline, now=origin),
+        ),
+    ]
+    rows = []
+    for name, call in cases:
+        call()  # warm up
+        samples, walls = [], []
+        for _ in range(runs):
+            began, cpu = time.perf_counter_ns(), time.process_time_ns()
+            call()
+            samples.append((time.process_time_ns() - cpu) / 1e6)
+            walls.append((time.perf_counter_ns() - began) / 1e6)
+        samples.sort()
+        p99 = samples[min(len(samples) - 1, int(0.99 * len(samples)))]
+        rows.append((name, statistics.median(samples), p99, statistics.median(walls)))
+    return rows
+
+
+def interruptible_report(
+    outcomes: Sequence[InterruptibleOutcome],
+    timings: Sequence[tuple[str, float, float, float]],
+    quick: bool,
+    workers: int,
+    elapsed: float,
+) -> str:
+    """The interruptible-jobs report (its own file: ``benchmarks/results/savings-interruptible.md``)."""
+    lines: list[str] = []
+    add = lines.append
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    every = INTERRUPTIBLE_QUICK_EVERY_H if quick else INTERRUPTIBLE_EVERY_H
+    add(f"# Interruptible jobs: the segment planner ({'quick subset' if quick else 'full run'}, {stamp})")
+    add("")
+    add(
+        "Reduction of total emissions against running every job at submission (run-now), and in brackets the "
+        "share of the **interruptible oracle**'s reduction (the same dynamic programme, "
+        "`greenflow.segments.plan_segments`, on the actuals: perfect foresight). Scored on actuals; a job draws "
+        f"constant power, and each resume costs {_span_text(RESUME_OVERHEAD)} at that power, scored where it "
+        "happens. Jobs of 4/8/24 h with 12/24/48 h of slack (deadline = submission + duration + slack), "
+        f"submitted every {every['EM']} h on the Electricity Maps zones"
+        + (" (2022 only)" if quick else "")
+        + f" and every {every['GB']} h on GB (where a published forecast at most 14 h old exists), kept where "
+        "the actuals cover the whole window. Policies: **whole-job** is `greenflow.planning.plan` once at "
+        "submission, **whole-job re-plan** the same re-planned whenever the forecast changes (as in the main "
+        "table), **interruptible** `plan_segments` once at submission, its segments run as planned, "
+        "**interruptible re-plan** (published forecasts) the same, planning the remaining work again while "
+        "paused whenever a newer snapshot is usable, **… + correction** (published forecasts) the same on the "
+        "forecast corrected by `greenflow.intensity.correction` (as in the main table; the interruptible job "
+        "re-plans at every tick while paused, the whole job at every tick while waiting), **whole-job oracle** "
+        "the best single window on actuals. "
+        f"Perfect and persistence forecasts reach {INTERRUPTIBLE_HORIZON_H} h ahead (the longest window); the "
+        "published GB forecasts are 48 h as NESO published them."
+    )
+    add("")
+    add("| zone | forecast | jobs | " + " | ".join(INTERRUPTIBLE_POLICIES) + " | interruptible vs whole-job |")
+    add("| --- | --- | ---: | " + " | ".join("---:" for _ in INTERRUPTIBLE_POLICIES) + " | ---: |")
+    for outcome in outcomes:
+        cells = []
+        for policy in INTERRUPTIBLE_POLICIES:
+            reduction, share = outcome.reduction(policy), outcome.share(policy)
+            cells.append("—" if reduction is None else f"{reduction:.1f} % ({share:.0f} %)")
+        add(
+            f"| {outcome.zone} | {outcome.forecast} | {outcome.jobs} | " + " | ".join(cells) + f" | {_extra(outcome)} |"
+        )
+    add("")
+    add(
+        "*interruptible vs whole-job*: how much lower the interruptible policy's emissions are than the "
+        "whole-job policy's on the same forecast (re-planned against re-planned on published forecasts, "
+        "planned once against planned once otherwise), and the extra reduction in percentage points of run-now."
+    )
+    add("")
+    add("## Goals")
+    add("")
+    for line in interruptible_goals(outcomes):
+        add(f"- {line}")
+    add("")
+    add("## By duration and slack (reduction vs run-now: whole-job → interruptible → interruptible oracle)")
+    add("")
+    combos = [(d, s) for d in INTERRUPTIBLE_DURATIONS_H for s in INTERRUPTIBLE_SLACKS_H]
+    add("| zone | forecast | " + " | ".join(f"{d} h / +{s} h" for d, s in combos) + " |")
+    add("| --- | --- | " + " | ".join("---:" for _ in combos) + " |")
+    for outcome in outcomes:
+        if outcome.forecast == "perfect":
+            continue
+        mine, theirs = _headline_pair(outcome)
+        cells = []
+        for combo in combos:
+            if combo not in outcome.sums["run-now"]:
+                cells.append("—")
+                continue
+            values = [outcome.reduction(p, combo) or 0.0 for p in (theirs, mine, "interruptible oracle")]
+            cells.append(" → ".join(f"{v:.0f}" for v in values))
+        add(f"| {outcome.zone} | {outcome.forecast} | " + " | ".join(cells) + " |")
+    add("")
+    add("Segments per job (mean): " + "; ".join(_segments_text(o) for o in outcomes if o.forecast != "perfect") + ".")
+    add("")
+    add("## Segment planner speed: a 48-hour forecast of 30-minute slots (96 points), deadline at its end")
+    add("")
+    add("| case | CPU p50 (ms) | CPU p99 (ms) | wall p50 (ms) |")
+    add("| --- | ---: | ---: | ---: |")
+    for name, p50, p99, wall in timings:
+        add(f"| {name} | {p50:.2f} | {p99:.2f} | {wall:.2f} |")
+    add("")
+    calls = sum(outcome.calls for outcome in outcomes)
+    add(
+        f"Replays made {calls:,} planner calls; the run took {elapsed:.0f} s on {workers} worker process(es) "
+        f"(Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the "
+        "end: the machine was shared, so the times are upper bounds)."
+    )
+    add("")
+    add(
+        'Data: Electricity Maps hourly life-cycle intensity (ODbL 1.0, attribute "Electricity Maps"). '
+        "GB: Contains data from the National Energy System Operator Carbon Intensity API (CC BY 4.0), "
+        "as collected by nmpowell/carbon-intensity-forecast-tracking."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _span_text(value: timedelta) -> str:
+    return f"{round(value.total_seconds() / 60)} min"
+
+
+def _headline_pair(outcome: InterruptibleOutcome) -> tuple[str, str]:
+    """(interruptible policy, whole-job policy) compared in the headline: re-planned on published forecasts."""
+    if outcome.forecast == "published":
+        return "interruptible re-plan + correction", "whole-job re-plan + correction"
+    return "interruptible", "whole-job"
+
+
+def _extra(outcome: InterruptibleOutcome) -> str:
+    mine, theirs = _headline_pair(outcome)
+    lower = 100.0 * (1 - outcome.total(mine) / outcome.total(theirs))
+    points = (outcome.reduction(mine) or 0.0) - (outcome.reduction(theirs) or 0.0)
+    return f"{lower:.1f} % lower (+{points:.1f} pts)"
+
+
+def _segments_text(outcome: InterruptibleOutcome) -> str:
+    mine, _ = _headline_pair(outcome)
+    oracle = outcome.segments["interruptible oracle"] / max(outcome.jobs, 1)
+    return (
+        f"{outcome.zone} {outcome.forecast} {outcome.segments[mine] / max(outcome.jobs, 1):.2f} (oracle {oracle:.2f})"
+    )
+
+
+def interruptible_goals(outcomes: Sequence[InterruptibleOutcome]) -> Iterator[str]:
+    """The issue's goals for interruptible jobs, checked against what was measured."""
+    for outcome in outcomes:
+        if outcome.forecast == "perfect":
+            share = outcome.share("interruptible") or 0.0
+            ok = abs(share - 100) < 0.005
+            yield (
+                f"{'met' if ok else 'NOT met'}: {outcome.zone}, perfect forecast: interruptible reaches {share:.3f} % "
+                "of the interruptible oracle (a check of the planner and of the replay: 100 %)"
+            )
+    for outcome in outcomes:
+        if outcome.forecast == "published":
+            share = outcome.share("interruptible re-plan + correction") or 0.0
+            once = outcome.share("interruptible") or 0.0
+            plain = outcome.share("interruptible re-plan") or 0.0
+            yield (
+                f"{'met' if share >= 80 else 'NOT met'}: GB, published forecast: interruptible re-plan + correction "
+                f"reaches {share:.1f} % of the interruptible oracle (goal >= 80 %; planned once: {once:.1f} %, "
+                f"re-planned without correction: {plain:.1f} %); {outcome.late} re-planned jobs could no longer "
+                "meet their deadline and ran past it"
+            )
+    for outcome in outcomes:
+        if outcome.forecast == "perfect":
+            continue
+        mine, theirs = _headline_pair(outcome)
+        ok = outcome.total(mine) < outcome.total(theirs)
+        verdict = "met" if ok else "NOT met"
+        yield f"{verdict}: {outcome.zone}, {outcome.forecast}: {mine} saves more than {theirs}: {_extra(outcome)}"
+
+
+INTERRUPTIBLE_ORDER = {
+    (zone, kind): index
+    for index, (zone, kind) in enumerate(
+        (z, k) for z in (*EM_ZONES, "GB") for k in ("perfect", "persistence", "published")
+    )
+}
+
+
+def run_interruptible(args: argparse.Namespace, zones: Sequence[str], root: Path) -> int:
+    """``--interruptible``: replay the interruptible-jobs policies and write their report."""
+    began = time.perf_counter()
+    # The longest replay (GB published, re-planned at every tick) first, so the workers finish together.
+    tasks = [("GB", kind, str(root), args.quick) for kind in ("published", "perfect") if "GB" in zones]
+    tasks += [
+        (zone, kind, str(root), args.quick) for zone in EM_ZONES if zone in zones for kind in ("perfect", "persistence")
+    ]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        outcomes = sorted(pool.map(replay_interruptible, tasks), key=lambda o: INTERRUPTIBLE_ORDER[o.zone, o.forecast])
+    for outcome in outcomes:
+        summary = f"{outcome.jobs} jobs, {outcome.calls:,} plans, {outcome.seconds:.0f} s"
+        print(f"  replayed {outcome.zone} {outcome.forecast}: {summary}", file=sys.stderr)
+    timings = time_segment_planner(10 if args.quick else 50)
+    text = interruptible_report(outcomes, timings, args.quick, args.workers, time.perf_counter() - began)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return 0
+
+
 # -- planner timing -----------------------------------------------------------------------------------
 
 
@@ -1074,6 +1593,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated zones to replay (e.g. GB for the published GB forecasts alone); the subset's "
         "report goes to benchmarks/results/savings-subset.md unless --out is given",
     )
+    parser.add_argument(
+        "--interruptible",
+        action="store_true",
+        help="replay only interruptible jobs (4/8/24 h, slack 12/24/48 h) with the segment planner, into "
+        "benchmarks/results/savings-interruptible.md unless --out is given",
+    )
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", help="report file (default benchmarks/results/savings.md)")
     args = parser.parse_args(argv)
@@ -1083,8 +1608,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--zones: unknown zone(s) {', '.join(unknown)}; use some of {', '.join((*EM_ZONES, 'GB'))}")
     if args.zones and args.spatial:
         parser.error("--zones does not apply to --spatial (which replays the four EM zones together)")
+    if args.interruptible and (args.spatial or args.ablation):
+        parser.error("--interruptible is a mode of its own: give it without --spatial or --ablation")
     results = REPO / "benchmarks" / "results"
     # A subset must not overwrite the full report it would only partly reproduce.
+    if args.interruptible:
+        name = "savings-interruptible-subset.md" if args.zones else "savings-interruptible.md"
+        args.out = args.out or str(results / name)
+        return run_interruptible(args, zones, data_dir(args.data))
     args.out = args.out or str(results / ("savings-subset.md" if args.zones else "savings.md"))
     root = data_dir(args.data)
     began = time.perf_counter()
