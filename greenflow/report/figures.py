@@ -1,0 +1,318 @@
+"""The computation: totals, splits, SCI and breakdowns from the attempts of a period, in plain sums.
+
+Rules every figure follows (docs/reports.md restates them for readers):
+
+- energy is the metered (IT) energy ``energy_kwh``; facility energy is that x PUE (1 when undeclared);
+- a component's energy is *measured* when its method is a meter (NVML, RAPL), *estimated* when its
+  method is ``estimate``; energy in ``energy_kwh`` that no component accounts for is *unattributed*
+  and counts as not measured;
+- attempts with no energy (and not refused by a budget) are listed, never counted as 0: a total over
+  them says how much of the work it covers instead;
+- location-based emissions are the entries' ``operational_g``; savings are ``saved_g`` against each
+  entry's own counterfactual (start at once in its home region), location-based by construction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from greenflow.report.attempt import ReportAttempt
+from greenflow.report.model import BreakdownLine, Figure, SciLine
+
+NO_KEY = "(none)"
+# Float noise below this share of an entry's energy is not "unattributed" energy.
+_NOISE = 1e-9
+
+
+def split_energy(attempt: ReportAttempt) -> tuple[float, float, float]:
+    """(measured, estimated, unattributed) kWh of one attempt with energy."""
+    assert attempt.energy_kwh is not None
+    measured = sum((kwh for _c, kwh, method in attempt.components() if method not in (None, "estimate")), 0.0)
+    estimated = sum((kwh for _c, kwh, method in attempt.components() if method == "estimate"), 0.0)
+    rest = attempt.energy_kwh - measured - estimated
+    return measured, estimated, (0.0 if abs(rest) <= _NOISE * max(attempt.energy_kwh, 1e-12) else rest)
+
+
+def optional_sum(values: Iterable[float | None]) -> float | None:
+    """Sum of the values that are numbers; ``None`` when none is (never 0 for "nothing known")."""
+    numbers = [v for v in values if v is not None]
+    return sum(numbers) if numbers else None
+
+
+def counts(attempts: Sequence[ReportAttempt]) -> dict[str, int]:
+    """How many entries, refused, ran, measured, unmeasured."""
+    refused = sum(1 for a in attempts if a.refused)
+    measured = sum(1 for a in attempts if a.energy_kwh is not None)
+    return {
+        "entries": len(attempts),
+        "refused_by_budget": refused,
+        "ran_or_attempted": len(attempts) - refused,
+        "with_energy": measured,
+        "without_energy": sum(1 for a in attempts if a.unmeasured),
+        "with_location_based_emissions": sum(1 for a in attempts if a.operational_g is not None),
+    }
+
+
+def energy_tables(attempts: Sequence[ReportAttempt]) -> tuple[dict[str, float], dict[str, float]]:
+    """kWh by method (``unrecorded`` for unattributed energy) and by component (``unattributed``)."""
+    by_method: dict[str, float] = defaultdict(float)
+    by_component: dict[str, float] = defaultdict(float)
+    for attempt in attempts:
+        if attempt.energy_kwh is None:
+            continue
+        for component, kwh, method in attempt.components():
+            by_method[method or "unrecorded"] += kwh
+            by_component[component] += kwh
+        rest = split_energy(attempt)[2]
+        if rest:
+            by_method["unrecorded"] += rest
+            by_component["unattributed"] += rest
+    return dict(sorted(by_method.items())), dict(sorted(by_component.items()))
+
+
+def totals(attempts: Sequence[ReportAttempt]) -> dict[str, Figure]:
+    """The headline figures (location-based only; market-based figures are added by the instruments)."""
+    with_energy = [a for a in attempts if a.energy_kwh is not None]
+    unmeasured = [a for a in attempts if a.unmeasured]
+    missing = _missing_note(unmeasured)
+    figures: dict[str, Figure] = {}
+    if not with_energy:
+        reason = "no entry in the period and scope has measured or estimated energy" + missing
+        for name, unit in (
+            ("energy_kwh", "kWh"),
+            ("energy_mwh", "MWh"),
+            ("facility_energy_kwh", "kWh"),
+            ("measured_energy_kwh", "kWh"),
+            ("estimated_energy_kwh", "kWh"),
+            ("unattributed_energy_kwh", "kWh"),
+            ("estimated_share", "ratio"),
+        ):
+            figures[name] = Figure(None, unit, "none: there is no number", reason=reason)
+    else:
+        splits = [split_energy(a) for a in with_energy]
+        energy = sum(a.energy_kwh for a in with_energy if a.energy_kwh is not None)
+        measured = sum(s[0] for s in splits)
+        estimated = sum(s[1] for s in splits)
+        unattributed = sum(s[2] for s in splits)
+        share = (estimated + unattributed) / energy if energy > 0 else None
+        basis = (
+            f"sum of energy_kwh over {len(with_energy)} entries; {_pct(share)} of it is estimated "
+            f"(method 'estimate') or unattributed to a metered component{missing}"
+        )
+        figures["energy_kwh"] = Figure(energy, "kWh", basis)
+        figures["energy_mwh"] = Figure(energy / 1000, "MWh", basis)
+        facility = sum(a.facility_energy_kwh or 0.0 for a in with_energy)
+        declared_pue = sum(1 for a in with_energy if a.pue is not None)
+        figures["facility_energy_kwh"] = Figure(
+            facility,
+            "kWh",
+            f"energy x PUE; {declared_pue} of {len(with_energy)} entries declared a PUE, the others count at PUE 1",
+        )
+        figures["measured_energy_kwh"] = Figure(measured, "kWh", "components metered by NVML or RAPL" + missing)
+        figures["estimated_energy_kwh"] = Figure(
+            estimated, "kWh", "components with method 'estimate' (TDP x utilisation or a declared figure)"
+        )
+        figures["unattributed_energy_kwh"] = Figure(
+            unattributed, "kWh", "energy_kwh not accounted for by any component's number (no method recorded)"
+        )
+        figures["estimated_share"] = (
+            Figure(share, "ratio", "(estimated + unattributed) / energy_kwh")
+            if share is not None
+            else Figure(None, "ratio", "none", reason="the total energy is 0 kWh")
+        )
+    figures["location_based_g"] = _location_based(with_energy, missing)
+    figures["embodied_g"] = _embodied(attempts)
+    figures.update(_savings(attempts))
+    refused = sum(1 for a in attempts if a.refused)
+    figures["budget_refusals"] = Figure(
+        float(refused), "entries", "count of entries with decision skipped_budget (work a budget refused)"
+    )
+    return figures
+
+
+def _location_based(with_energy: Sequence[ReportAttempt], missing: str) -> Figure:
+    covered = [a for a in with_energy if a.operational_g is not None]
+    if not covered:
+        return Figure(
+            None,
+            "gCO2e",
+            "none",
+            reason="no entry with energy has a grid intensity (operational_g is empty on all of them)" + missing,
+        )
+    facility = sum(a.facility_energy_kwh or 0.0 for a in with_energy)
+    covered_facility = sum(a.facility_energy_kwh or 0.0 for a in covered)
+    coverage = covered_facility / facility if facility > 0 else 1.0
+    left_out = [a.seq for a in with_energy if a.operational_g is None]
+    estimated_intensity = sum(1 for a in covered if (a.intensity_source or "").startswith("forecast"))
+    return Figure(
+        sum(a.operational_g for a in covered if a.operational_g is not None),
+        "gCO2e",
+        f"sum of operational_g (facility energy x grid intensity over the run) of {len(covered)} entries; "
+        f"coverage {_pct(coverage)} of facility energy"
+        + (f"; left out (energy but no intensity): seq {_seqs(left_out)}" if left_out else "")
+        + (f"; {estimated_intensity} entries used a forecast, not actual intensity" if estimated_intensity else "")
+        + missing,
+        coverage=coverage,
+    )
+
+
+def _embodied(attempts: Sequence[ReportAttempt]) -> Figure:
+    declared = [a.embodied_g for a in attempts if a.embodied_g is not None and not a.refused]
+    if not declared:
+        return Figure(None, "gCO2e", "none", reason="no entry in the period declares embodied emissions (embodied_g)")
+    return Figure(
+        sum(declared),
+        "gCO2e",
+        f"sum of the embodied_g {len(declared)} entries declared (the user's figure, not measured)",
+    )
+
+
+def _savings(attempts: Sequence[ReportAttempt]) -> dict[str, Figure]:
+    known = [a for a in attempts if a.saved_g is not None and a.counterfactual_g is not None]
+    if not known:
+        reason = "no entry has a counterfactual (intensity had the attempt started at once)"
+        return {
+            "counterfactual_g": Figure(None, "gCO2e", "none", reason=reason),
+            "saved_g": Figure(None, "gCO2e", "none", reason=reason),
+            "deferral_saved_g": Figure(None, "gCO2e", "none", reason=reason),
+        }
+    deferred = [a for a in known if a.decision == "deferred"]
+    note = (
+        f"location-based, over {len(known)} entries with a counterfactual; the counterfactual is the home "
+        "region's mean intensity had the attempt started at its request, itself a forecast or an actual series"
+    )
+    return {
+        "counterfactual_g": Figure(sum(a.counterfactual_g or 0.0 for a in known), "gCO2e", note),
+        "saved_g": Figure(sum(a.saved_g or 0.0 for a in known), "gCO2e", note),
+        "deferral_saved_g": (
+            Figure(
+                sum(a.saved_g or 0.0 for a in deferred),
+                "gCO2e",
+                f"saved_g of the {len(deferred)} deferred entries (negative: waiting cost)",
+            )
+            if deferred
+            else Figure(None, "gCO2e", "none", reason="no deferred entry has a counterfactual in the period")
+        ),
+    }
+
+
+def savings_by_decision(attempts: Sequence[ReportAttempt]) -> dict[str, float]:
+    """saved_g summed per decision (ran_now, deferred, interrupted, …), entries with a number only."""
+    out: dict[str, float] = defaultdict(float)
+    for attempt in attempts:
+        if attempt.saved_g is not None:
+            out[attempt.decision] += attempt.saved_g
+    return dict(sorted(out.items()))
+
+
+def sci_lines(attempts: Sequence[ReportAttempt]) -> tuple[SciLine, ...]:
+    """SCI per declared functional unit: (Σ operational + Σ embodied) / Σ units over entries with emissions."""
+    groups: dict[str, list[ReportAttempt]] = defaultdict(list)
+    for attempt in attempts:
+        if attempt.functional_unit and attempt.functional_units and attempt.functional_units > 0:
+            groups[attempt.functional_unit].append(attempt)
+    lines = []
+    for unit, members in sorted(groups.items()):
+        counted = [a for a in members if a.operational_g is not None]
+        if not counted:
+            continue
+        operational = sum(a.operational_g or 0.0 for a in counted)
+        embodied = optional_sum(a.embodied_g for a in counted)
+        units = sum(a.functional_units or 0.0 for a in counted)
+        lines.append(
+            SciLine(
+                functional_unit=unit,
+                entries=len(counted),
+                units=units,
+                operational_g=operational,
+                embodied_g=embodied,
+                sci_g_per_unit=(operational + (embodied or 0.0)) / units,
+                excluded=len(members) - len(counted),
+            )
+        )
+    return tuple(lines)
+
+
+DIMENSIONS: dict[str, Callable[[ReportAttempt], str]] = {
+    "total": lambda a: "all",
+    "team": lambda a: a.team or NO_KEY,
+    "workflow": lambda a: a.workflow_id,
+    "region": lambda a: a.region or NO_KEY,
+    "month": lambda a: a.recorded_at.strftime("%Y-%m"),
+    "day": lambda a: a.recorded_at.strftime("%Y-%m-%d"),
+}
+
+
+def breakdowns(attempts: Sequence[ReportAttempt]) -> dict[str, tuple[BreakdownLine, ...]]:
+    """One line for the total, then one per team, workflow, region, month and day (keys sorted)."""
+    out: dict[str, tuple[BreakdownLine, ...]] = {}
+    for dimension, key_of in DIMENSIONS.items():
+        groups: dict[str, list[ReportAttempt]] = defaultdict(list)
+        for attempt in attempts:
+            groups[key_of(attempt)].append(attempt)
+        out[dimension] = tuple(_line(dimension, key, members) for key, members in sorted(groups.items()))
+    return out
+
+
+def _line(dimension: str, key: str, members: Sequence[ReportAttempt]) -> BreakdownLine:
+    with_energy = [a for a in members if a.energy_kwh is not None]
+    return BreakdownLine(
+        dimension=dimension,
+        key=key,
+        entries=len(members),
+        refused=sum(1 for a in members if a.refused),
+        unmeasured=sum(1 for a in members if a.unmeasured),
+        energy_kwh=optional_sum(a.energy_kwh for a in with_energy),
+        facility_energy_kwh=optional_sum(a.facility_energy_kwh for a in with_energy),
+        estimated_kwh=optional_sum(sum(split_energy(a)[1:]) for a in with_energy),
+        location_based_g=optional_sum(a.operational_g for a in members),
+        embodied_g=optional_sum(a.embodied_g for a in members if not a.refused),
+        saved_g=optional_sum(a.saved_g for a in members),
+    )
+
+
+def chart_series(attempts: Sequence[ReportAttempt], *, max_runs: int = 2000) -> dict[str, Any]:
+    """Daily emissions and savings, and each run's intensity (at most ``max_runs``, evenly thinned)."""
+    daily: dict[str, dict[str, float | None]] = {}
+    for line in breakdowns_for_day(attempts):
+        daily[line.key] = {"location_based_g": line.location_based_g, "saved_g": line.saved_g}
+    runs = [a for a in attempts if a.intensity_g_per_kwh is not None]
+    step = max(1, len(runs) // max_runs)
+    return {
+        "daily": [{"day": day, **values} for day, values in sorted(daily.items())],
+        "runs": [
+            {
+                "at": (a.actual_start or a.recorded_at).isoformat(),
+                "region": a.region or NO_KEY,
+                "intensity_g_per_kwh": a.intensity_g_per_kwh,
+                "decision": a.decision,
+            }
+            for a in runs[::step]
+        ],
+        "runs_thinned": step > 1,
+    }
+
+
+def breakdowns_for_day(attempts: Sequence[ReportAttempt]) -> tuple[BreakdownLine, ...]:
+    """The per-day breakdown alone."""
+    groups: dict[str, list[ReportAttempt]] = defaultdict(list)
+    for attempt in attempts:
+        groups[DIMENSIONS["day"](attempt)].append(attempt)
+    return tuple(_line("day", key, members) for key, members in sorted(groups.items()))
+
+
+def _missing_note(unmeasured: Sequence[ReportAttempt]) -> str:
+    if not unmeasured:
+        return ""
+    return f"; {len(unmeasured)} attempts without energy are not in it (listed in evidence.unmeasured_attempts)"
+
+
+def _pct(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.1%}"
+
+
+def _seqs(seqs: Sequence[int], limit: int = 20) -> str:
+    shown = ", ".join(str(s) for s in seqs[:limit])
+    return shown + (f" and {len(seqs) - limit} more" if len(seqs) > limit else "")
