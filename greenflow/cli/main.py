@@ -37,6 +37,7 @@ def _register() -> None:
     # Imported here so `greenflow --help` stays cheap and each group lives in its own module.
     from greenflow.cli import budget, db, demo, forecast, ledger, plan, run
     from greenflow.cli import prefect as prefect_cli
+    from greenflow.cli import report as report_cli
 
     app.add_typer(db.app, name="db")
     app.add_typer(budget.app, name="budget")
@@ -46,6 +47,7 @@ def _register() -> None:
     app.command("plan")(plan.plan_command)
     app.command("run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})(run.run)
     app.command("demo")(demo.demo)
+    app.command("report")(report_cli.report)
 
 
 _register()

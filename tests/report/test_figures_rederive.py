@@ -221,7 +221,7 @@ def test_every_figure_is_a_number_or_none_with_a_reason(mixed_ledger_url: str) -
 
 
 def test_a_team_with_nothing_measured_has_no_energy_figure_not_zero(sqlite_url: str) -> None:
-    from tests.report.conftest import NOVEMBER, make_entry  # the generator: only unmeasured and refused entries
+    from tests.report.mixed_ledger import NOVEMBER, make_entry  # the generator: only unmeasured and refused entries
 
     ledger = Ledger(sqlite_url)
     rng = random.Random(1)
