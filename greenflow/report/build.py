@@ -11,6 +11,7 @@ from greenflow.ledger.database import safe_url
 from greenflow.report import evidence, figures
 from greenflow.report.attempt import ReportAttempt
 from greenflow.report.budget_usage import budget_lines
+from greenflow.report.market import market_based
 from greenflow.report.model import Report
 from greenflow.report.period import ReportPeriod
 from greenflow.report.scope import ReportScope
@@ -34,7 +35,9 @@ def build_report(
 
     chosen = scope if isinstance(scope, ReportScope) else ReportScope.parse(scope)
     attempts = load_attempts(ledger, period, chosen)
-    return assemble(ledger, period, chosen, attempts, anchor=anchor, verify=verify, now=now)
+    # Instruments cover every scope's energy: a scoped report needs the whole period to take its share.
+    everyone = attempts if chosen.scope.kind == "all" else load_attempts(ledger, period, ReportScope.parse("all"))
+    return assemble(ledger, period, chosen, attempts, everyone, anchor=anchor, verify=verify, now=now)
 
 
 def assemble(
@@ -42,14 +45,18 @@ def assemble(
     period: ReportPeriod,
     scope: ReportScope,
     attempts: list[ReportAttempt],
+    everyone: list[ReportAttempt] | None = None,
     *,
     anchor: str | Path | None = None,
     verify: bool = True,
     now: datetime | None = None,
 ) -> Report:
-    """A report from attempts already loaded (used by :func:`build_report`)."""
+    """A report from attempts already loaded; ``everyone``: the period's attempts in every scope."""
     by_method, by_component = figures.energy_tables(attempts)
     totals = figures.totals(attempts)
+    totals["market_based_g"], market_section = market_based(
+        ledger, period, attempts, attempts if everyone is None else everyone
+    )
     checked = (
         evidence.verification(ledger)
         if verify
@@ -68,6 +75,7 @@ def assemble(
         sci=figures.sci_lines(attempts),
         breakdowns=figures.breakdowns(attempts),
         budgets=budget_lines(ledger, attempts),
+        market_based=market_section,
         evidence={
             "intensity_sources": evidence.intensity_sources(attempts),
             "intensity_granularity": "per entry: the run's energy is charged slot by slot at the series' own "

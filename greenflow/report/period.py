@@ -66,8 +66,8 @@ class ReportPeriod:
         if start is None or end is None:
             missing = "--from" if start is None else "--to"
             raise InvalidInput(f"{missing} is missing", fix=_FIX)
-        begin = _bound(start, "--from", inclusive_day=False)
-        finish = _bound(end, "--to", inclusive_day=True)
+        begin = parse_bound(start, "--from", inclusive_day=False)
+        finish = parse_bound(end, "--to", inclusive_day=True)
         return cls(begin, finish, f"{start.strip()} to {end.strip()}")
 
     @classmethod
@@ -104,7 +104,8 @@ def _midnight(year: int, month: int, text: str) -> datetime:
     return datetime(year, month, 1, tzinfo=UTC)
 
 
-def _bound(text: str, name: str, *, inclusive_day: bool) -> datetime:
+def parse_bound(text: str, name: str, *, inclusive_day: bool) -> datetime:
+    """A date (midnight UTC; the next midnight when ``inclusive_day``) or an ISO time with a zone."""
     raw = text.strip()
     if _DATE.match(raw):
         try:
