@@ -49,6 +49,7 @@ def _register() -> None:
     app.command("run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})(run.run)
     app.command("demo")(demo.demo)
     app.command("report")(report_cli.report)
+    app.command("evidence")(report_cli.evidence)
     app.add_typer(instruments_cli.app, name="instruments")
 
 

@@ -11,7 +11,7 @@ from greenflow.cli.context import open_ledger
 from greenflow.cli.output import err_console, handle_errors
 from greenflow.errors import InvalidInput
 
-FORMATS = ("json", "csv", "html", "pdf")
+FORMATS = ("json", "csv", "html", "pdf", "sci")
 
 
 @handle_errors
@@ -20,7 +20,7 @@ def report(
     start: str | None = typer.Option(None, "--from", help="First day (2026-11-01) or ISO time with a zone."),
     end: str | None = typer.Option(None, "--to", help="Last day, included (2026-11-30), or ISO time (exclusive)."),
     scope: str = typer.Option("all", "--scope", help="all, team:<name>, workflow:<id> or tag:<tag>."),
-    fmt: str = typer.Option("json", "--format", help="json, csv, html or pdf."),
+    fmt: str = typer.Option("json", "--format", help="json, csv, html, pdf, or sci (GSF SCI terms as JSON)."),
     output: str | None = typer.Option(None, "--output", "-o", help="File to write (stdout for json/csv/html)."),
     anchor: str | None = typer.Option(None, "--anchor", help="Anchor JSON file to check the ledger against."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify the whole hash chain (default)."),
@@ -60,6 +60,10 @@ def _render(built: object, fmt: str) -> str | bytes:
     assert isinstance(built, Report)
     if fmt == "json":
         return json.dumps(built.to_dict(), indent=2) + "\n"
+    if fmt == "sci":
+        from greenflow.report.exports import sci_export
+
+        return json.dumps(sci_export(built), indent=2) + "\n"
     if fmt == "csv":
         from greenflow.report.render_csv import render_csv
 
@@ -71,3 +75,33 @@ def _render(built: object, fmt: str) -> str | bytes:
     from greenflow.report.render_pdf import render_pdf
 
     return render_pdf(built)
+
+
+@handle_errors
+def evidence(
+    entry_id: str = typer.Argument(..., help="The entry id of the run (ledger show --json gives it)."),
+    anchor: str | None = typer.Option(None, "--anchor", help="Anchor JSON file covering the entry."),
+    output: str | None = typer.Option(None, "--output", "-o", help="File to write (stdout by default)."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify the whole hash chain (default)."),
+) -> None:
+    """One run's evidence as JSON for a model card or an AI Act technical file (greenflow.run-evidence/1)."""
+    import json
+
+    from greenflow.report.evidence import read_anchor
+    from greenflow.report.exports import run_evidence
+
+    if len(entry_id) > 36 or not entry_id.isprintable():
+        raise InvalidInput(f"entry id {entry_id!r} is not an entry id", fix="give the entry_id of a ledger entry")
+    ledger = open_ledger()
+    entry = ledger.get(entry_id)
+    if entry is None:
+        raise InvalidInput(
+            f"no ledger entry has id {entry_id!r}", fix="take the entry_id from greenflow ledger show --json"
+        )
+    verified = ledger.verify().ok if verify else None
+    content = json.dumps(run_evidence(entry, verified=verified, anchor=read_anchor(ledger, anchor)), indent=2) + "\n"
+    if output:
+        Path(output).expanduser().write_text(content, encoding="utf-8")
+        err_console.print(f"wrote the evidence of entry {entry_id} to {output}", markup=False)
+    else:
+        sys.stdout.write(content)

@@ -54,6 +54,7 @@ def assemble(
     """A report from attempts already loaded; ``everyone``: the period's attempts in every scope."""
     by_method, by_component = figures.energy_tables(attempts)
     totals = figures.totals(attempts)
+    lines = figures.breakdowns(attempts)
     totals["market_based_g"], market_section = market_based(
         ledger, period, attempts, attempts if everyone is None else everyone
     )
@@ -73,7 +74,7 @@ def assemble(
         energy_by_component=by_component,
         savings_by_decision=figures.savings_by_decision(attempts),
         sci=figures.sci_lines(attempts),
-        breakdowns=figures.breakdowns(attempts),
+        breakdowns=lines,
         budgets=budget_lines(ledger, attempts),
         market_based=market_section,
         evidence={
@@ -87,5 +88,5 @@ def assemble(
             "selection": f"entries with recorded_at in [{period.start.isoformat()}, {period.end.isoformat()}) "
             f"and scope {scope}",
         },
-        charts=figures.chart_series(attempts),
+        charts=figures.chart_series(lines["day"], attempts),
     )

@@ -226,6 +226,7 @@ def sci_lines(attempts: Sequence[ReportAttempt]) -> tuple[SciLine, ...]:
                 functional_unit=unit,
                 entries=len(counted),
                 units=units,
+                energy_kwh=sum(a.facility_energy_kwh or 0.0 for a in counted),
                 operational_g=operational,
                 embodied_g=embodied,
                 sci_g_per_unit=(operational + (embodied or 0.0)) / units,
@@ -246,42 +247,85 @@ DIMENSIONS: dict[str, Callable[[ReportAttempt], str]] = {
 
 
 def breakdowns(attempts: Sequence[ReportAttempt]) -> dict[str, tuple[BreakdownLine, ...]]:
-    """One line for the total, then one per team, workflow, region, month and day (keys sorted)."""
+    """One line for the total, then one per team, workflow, region, month and day (keys sorted).
+
+    One pass per dimension over contributions computed once per attempt: a year of a busy ledger is
+    hundreds of thousands of attempts.
+    """
+    contributions = [_contribution(a) for a in attempts]
     out: dict[str, tuple[BreakdownLine, ...]] = {}
     for dimension, key_of in DIMENSIONS.items():
-        groups: dict[str, list[ReportAttempt]] = defaultdict(list)
-        for attempt in attempts:
-            groups[key_of(attempt)].append(attempt)
-        out[dimension] = tuple(_line(dimension, key, members) for key, members in sorted(groups.items()))
+        groups: dict[str, list[float]] = {}
+        for attempt, contribution in zip(attempts, contributions, strict=True):
+            key = key_of(attempt)
+            totals = groups.get(key)
+            if totals is None:
+                totals = groups[key] = [0.0] * _WIDTH
+            for i, value in enumerate(contribution):
+                totals[i] += value
+        out[dimension] = tuple(_line(dimension, key, totals) for key, totals in sorted(groups.items()))
     return out
 
 
-def _line(dimension: str, key: str, members: Sequence[ReportAttempt]) -> BreakdownLine:
-    with_energy = [a for a in members if a.energy_kwh is not None]
-    return BreakdownLine(
-        dimension=dimension,
-        key=key,
-        entries=len(members),
-        refused=sum(1 for a in members if a.refused),
-        unmeasured=sum(1 for a in members if a.unmeasured),
-        energy_kwh=optional_sum(a.energy_kwh for a in with_energy),
-        facility_energy_kwh=optional_sum(a.facility_energy_kwh for a in with_energy),
-        estimated_kwh=optional_sum(sum(split_energy(a)[1:]) for a in with_energy),
-        location_based_g=optional_sum(a.operational_g for a in members),
-        embodied_g=optional_sum(a.embodied_g for a in members if not a.refused),
-        saved_g=optional_sum(a.saved_g for a in members),
+# A contribution: entries, refused, unmeasured, then (sum, count) for energy, facility energy, estimated
+# energy, location-based, embodied and saved; a count of 0 makes the line's figure None, not 0.
+_WIDTH = 15
+
+
+def _contribution(attempt: ReportAttempt) -> tuple[float, ...]:
+    energy = attempt.energy_kwh
+    if energy is not None:
+        _measured, estimated, unattributed = split_energy(attempt)
+        energy_part: tuple[float, ...] = (
+            energy, 1.0, energy * (attempt.pue or 1.0), 1.0, estimated + unattributed, 1.0
+        )  # fmt: skip
+    else:
+        energy_part = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    embodied = attempt.embodied_g if not attempt.refused else None
+    return (
+        1.0,
+        1.0 if attempt.refused else 0.0,
+        1.0 if attempt.unmeasured else 0.0,
+        *energy_part,
+        *_pair(attempt.operational_g),
+        *_pair(embodied),
+        *_pair(attempt.saved_g),
     )
 
 
-def chart_series(attempts: Sequence[ReportAttempt], *, max_runs: int = 2000) -> dict[str, Any]:
-    """Daily emissions and savings, and each run's intensity (at most ``max_runs``, evenly thinned)."""
-    daily: dict[str, dict[str, float | None]] = {}
-    for line in breakdowns_for_day(attempts):
-        daily[line.key] = {"location_based_g": line.location_based_g, "saved_g": line.saved_g}
+def _pair(value: float | None) -> tuple[float, float]:
+    return (0.0, 0.0) if value is None else (value, 1.0)
+
+
+def _line(dimension: str, key: str, totals: Sequence[float]) -> BreakdownLine:
+    def known(index: int) -> float | None:
+        return totals[index] if totals[index + 1] else None
+
+    return BreakdownLine(
+        dimension=dimension,
+        key=key,
+        entries=int(totals[0]),
+        refused=int(totals[1]),
+        unmeasured=int(totals[2]),
+        energy_kwh=known(3),
+        facility_energy_kwh=known(5),
+        estimated_kwh=known(7),
+        location_based_g=known(9),
+        embodied_g=known(11),
+        saved_g=known(13),
+    )
+
+
+def chart_series(
+    day_lines: Sequence[BreakdownLine], attempts: Sequence[ReportAttempt], *, max_runs: int = 2000
+) -> dict[str, Any]:
+    """Daily emissions and savings (from the day breakdown), and each run's intensity (at most ``max_runs``)."""
     runs = [a for a in attempts if a.intensity_g_per_kwh is not None]
     step = max(1, len(runs) // max_runs)
     return {
-        "daily": [{"day": day, **values} for day, values in sorted(daily.items())],
+        "daily": [
+            {"day": line.key, "location_based_g": line.location_based_g, "saved_g": line.saved_g} for line in day_lines
+        ],
         "runs": [
             {
                 "at": (a.actual_start or a.recorded_at).isoformat(),
@@ -293,14 +337,6 @@ def chart_series(attempts: Sequence[ReportAttempt], *, max_runs: int = 2000) -> 
         ],
         "runs_thinned": step > 1,
     }
-
-
-def breakdowns_for_day(attempts: Sequence[ReportAttempt]) -> tuple[BreakdownLine, ...]:
-    """The per-day breakdown alone."""
-    groups: dict[str, list[ReportAttempt]] = defaultdict(list)
-    for attempt in attempts:
-        groups[DIMENSIONS["day"](attempt)].append(attempt)
-    return tuple(_line("day", key, members) for key, members in sorted(groups.items()))
 
 
 def _missing_note(unmeasured: Sequence[ReportAttempt]) -> str:

@@ -13,6 +13,8 @@ from greenflow.report.period import ReportPeriod
 from greenflow.report.scope import ReportScope
 
 _COLUMNS = [getattr(EntryRow, name) for name in LOADED_FIELDS]
+# LOADED_FIELDS follow ReportAttempt's field order: rows build attempts positionally (cheaper than keywords).
+_TAGS = LOADED_FIELDS.index("tags")
 _BATCH = 5000
 
 
@@ -28,9 +30,9 @@ def load_attempts(ledger: Ledger, period: ReportPeriod, scope: ReportScope) -> l
     unmeasured: list[int] = []
     with ledger.read() as session:
         for row in session.execute(query):
-            values: dict[str, Any] = dict(zip(LOADED_FIELDS, row, strict=True))
-            values["tags"] = tuple(tag for tag in (values["tags"] or "").split(",") if tag)
-            attempt = ReportAttempt(**values)
+            values: list[Any] = list(row)
+            values[_TAGS] = tuple(tag for tag in (values[_TAGS] or "").split(",") if tag)
+            attempt = ReportAttempt(*values)
             if attempt.energy_kwh is None and not attempt.refused:
                 unmeasured.append(len(attempts))
             attempts.append(attempt)

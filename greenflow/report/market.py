@@ -81,7 +81,7 @@ def market_based(
     """
     store = InstrumentStore(ledger)
     mine, no_region = hourly_energy(attempts, period)
-    everyone, _ = hourly_energy(all_attempts, period)
+    everyone = mine if all_attempts is attempts else hourly_energy(all_attempts, period)[0]
     regions = sorted({region for region, _hour in mine})
     residuals = store.residuals()
     instruments = {region: store.instruments(region) for region in regions}

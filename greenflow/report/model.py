@@ -72,6 +72,8 @@ class SciLine:
     functional_unit: str
     entries: int
     units: float
+    energy_kwh: float
+    """Facility energy (E) of the counted entries."""
     operational_g: float
     embodied_g: float | None
     sci_g_per_unit: float

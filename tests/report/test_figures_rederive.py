@@ -146,6 +146,7 @@ def check_report(report: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         numerator = sum(r["operational_g"] + (r["embodied_g"] or 0.0) for r in members)
         assert s["sci_g_per_unit"] == approx(numerator / sum(r["functional_units"] for r in members))
         assert s["entries"] == len(members)
+        assert s["energy_kwh"] == approx(sum((r["energy_kwh"] or 0.0) * pue(r) for r in members))
 
     keys = {
         "total": lambda r: "all",
