@@ -15,7 +15,7 @@ Rules every figure follows (docs/reports.md restates them for readers):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from greenflow.report.attempt import ReportAttempt
@@ -29,8 +29,18 @@ _NOISE = 1e-9
 def split_energy(attempt: ReportAttempt) -> tuple[float, float, float]:
     """(measured, estimated, unattributed) kWh of one attempt with energy."""
     assert attempt.energy_kwh is not None
-    measured = sum((kwh for _c, kwh, method in attempt.components() if method not in (None, "estimate")), 0.0)
-    estimated = sum((kwh for _c, kwh, method in attempt.components() if method == "estimate"), 0.0)
+    measured = estimated = 0.0
+    for kwh, method in (
+        (attempt.energy_gpu_kwh, attempt.method_gpu),
+        (attempt.energy_cpu_kwh, attempt.method_cpu),
+        (attempt.energy_dram_kwh, attempt.method_dram),
+    ):
+        if kwh is None or method is None:
+            continue
+        if method == "estimate":
+            estimated += kwh
+        else:
+            measured += kwh
     rest = attempt.energy_kwh - measured - estimated
     return measured, estimated, (0.0 if abs(rest) <= _NOISE * max(attempt.energy_kwh, 1e-12) else rest)
 
@@ -236,14 +246,7 @@ def sci_lines(attempts: Sequence[ReportAttempt]) -> tuple[SciLine, ...]:
     return tuple(lines)
 
 
-DIMENSIONS: dict[str, Callable[[ReportAttempt], str]] = {
-    "total": lambda a: "all",
-    "team": lambda a: a.team or NO_KEY,
-    "workflow": lambda a: a.workflow_id,
-    "region": lambda a: a.region or NO_KEY,
-    "month": lambda a: a.recorded_at.strftime("%Y-%m"),
-    "day": lambda a: a.recorded_at.strftime("%Y-%m-%d"),
-}
+DIMENSIONS = ("total", "team", "workflow", "region", "month", "day")
 
 
 def breakdowns(attempts: Sequence[ReportAttempt]) -> dict[str, tuple[BreakdownLine, ...]]:
@@ -253,17 +256,25 @@ def breakdowns(attempts: Sequence[ReportAttempt]) -> dict[str, tuple[BreakdownLi
     hundreds of thousands of attempts.
     """
     contributions = [_contribution(a) for a in attempts]
+    days = [a.recorded_at.date().isoformat() for a in attempts]
+    keys: dict[str, list[str]] = {
+        "total": ["all"] * len(attempts),
+        "team": [a.team or NO_KEY for a in attempts],
+        "workflow": [a.workflow_id for a in attempts],
+        "region": [a.region or NO_KEY for a in attempts],
+        "month": [day[:7] for day in days],
+        "day": days,
+    }
     out: dict[str, tuple[BreakdownLine, ...]] = {}
-    for dimension, key_of in DIMENSIONS.items():
-        groups: dict[str, list[float]] = {}
-        for attempt, contribution in zip(attempts, contributions, strict=True):
-            key = key_of(attempt)
-            totals = groups.get(key)
-            if totals is None:
-                totals = groups[key] = [0.0] * _WIDTH
-            for i, value in enumerate(contribution):
-                totals[i] += value
-        out[dimension] = tuple(_line(dimension, key, totals) for key, totals in sorted(groups.items()))
+    for dimension in DIMENSIONS:
+        groups: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+        for key, contribution in zip(keys[dimension], contributions, strict=True):
+            groups[key].append(contribution)
+        # Column sums run in C (sum over zip): a year of entries is hundreds of thousands of rows.
+        out[dimension] = tuple(
+            _line(dimension, key, [sum(column) for column in zip(*members, strict=True)])
+            for key, members in sorted(groups.items())
+        )
     return out
 
 

@@ -118,6 +118,7 @@ def _region(
     residual: Any,
 ) -> tuple[dict[str, Any], str | None]:
     tampered = [s for s in stored if not s.intact]
+    usable = [s.value for s in stored if s.intact]  # hashing once, not once per hour
     hours = sorted(hour for r, hour in mine if r == region)
     matched_mine = 0.0
     instrument_g = 0.0
@@ -126,15 +127,15 @@ def _region(
         demand_all = everyone.get((region, hour), 0.0)
         share = mine[(region, hour)] / demand_all if demand_all > 0 else 0.0
         remaining = demand_all
-        for item in stored:
-            if remaining <= 0 or not item.intact:
+        for item in usable:
+            if remaining <= 0:
                 break
-            take = min(remaining, supply_in_hour(item.value, hour))
+            take = min(remaining, supply_in_hour(item, hour))
             if take > 0:
                 remaining -= take
-                used[item.value.instrument_id] += take * share
+                used[item.instrument_id] += take * share
                 matched_mine += take * share
-                instrument_g += take * share * item.value.factor_g_per_kwh
+                instrument_g += take * share * item.factor_g_per_kwh
     energy = sum(mine[(region, hour)] for hour in hours)
     unmatched = energy - matched_mine
     unmatched = 0.0 if unmatched <= 1e-9 * max(energy, 1e-12) else unmatched  # float noise of a full match
