@@ -36,7 +36,9 @@ def _root(
 def _register() -> None:
     # Imported here so `greenflow --help` stays cheap and each group lives in its own module.
     from greenflow.cli import budget, db, demo, forecast, ledger, plan, run
+    from greenflow.cli import instruments as instruments_cli
     from greenflow.cli import prefect as prefect_cli
+    from greenflow.cli import report as report_cli
 
     app.add_typer(db.app, name="db")
     app.add_typer(budget.app, name="budget")
@@ -46,6 +48,9 @@ def _register() -> None:
     app.command("plan")(plan.plan_command)
     app.command("run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})(run.run)
     app.command("demo")(demo.demo)
+    app.command("report")(report_cli.report)
+    app.command("evidence")(report_cli.evidence)
+    app.add_typer(instruments_cli.app, name="instruments")
 
 
 _register()
