@@ -34,10 +34,14 @@ redis:
 		redis-cli -h 127.0.0.1 -p 6379 ping; }
 
 # Debian tools the tests drive: Compose validates docker-compose.yml (no Docker engine runs here);
-# Chromium renders the Airflow UI pages in the browser test.
-SYSTEM_TOOLS := docker-compose chromium
+# Chromium renders the Airflow UI pages in the browser test; pdftoppm (poppler-utils) renders report PDFs.
+SYSTEM_TOOLS := docker-compose chromium pdftoppm
+# Debian libraries WeasyPrint loads at run time (`greenflow report --format pdf`) and a font for the charts.
+SYSTEM_LIBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 system-deps:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	missing=$$(echo "$$missing" | sed 's/ pdftoppm/ poppler-utils/'); \
+	for lib in $(SYSTEM_LIBS); do dpkg -s $$lib >/dev/null 2>&1 || missing="$$missing $$lib"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
 
 lint: install

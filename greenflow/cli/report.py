@@ -11,7 +11,7 @@ from greenflow.cli.context import open_ledger
 from greenflow.cli.output import err_console, handle_errors
 from greenflow.errors import InvalidInput
 
-FORMATS = ("json", "csv")
+FORMATS = ("json", "csv", "html", "pdf")
 
 
 @handle_errors
@@ -64,4 +64,10 @@ def _render(built: object, fmt: str) -> str | bytes:
         from greenflow.report.render_csv import render_csv
 
         return render_csv(built)
-    raise AssertionError(fmt)  # FORMATS is checked before the ledger is opened
+    if fmt == "html":
+        from greenflow.report.render_html import render_html
+
+        return render_html(built)
+    from greenflow.report.render_pdf import render_pdf
+
+    return render_pdf(built)
