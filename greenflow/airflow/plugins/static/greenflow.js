@@ -284,8 +284,12 @@
       var month = form.querySelector("input[name=period]");
       var dates = form.querySelectorAll("input[name=from], input[name=to]");
       if (!month) return;
-      month.addEventListener("change", function () { if (month.value) dates.forEach(function (d) { d.value = ""; }); });
-      dates.forEach(function (d) { d.addEventListener("change", function () { if (d.value) month.value = ""; }); });
+      function monthChosen() { if (month.value) dates.forEach(function (d) { d.value = ""; }); }
+      function dateChosen(event) { if (event.target.value) month.value = ""; }
+      ["input", "change"].forEach(function (kind) {
+        month.addEventListener(kind, monthChosen);
+        dates.forEach(function (d) { d.addEventListener(kind, dateChosen); });
+      });
     });
   }
 
