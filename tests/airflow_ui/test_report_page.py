@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import subprocess
 from datetime import timedelta
 from html import unescape
 from typing import Any
@@ -37,6 +38,12 @@ def _page_figures(html: str) -> dict[str, str]:
     """The figures table of the page: name -> the value cell's text."""
     rows = re.findall(r'<tr data-figure="([a-z_]+)">.*?<td class="num">([^<]*)</td>', html, re.S)
     return dict(rows)
+
+
+def _pdf_text(pdf: bytes) -> str:
+    """The PDF's text by poppler's pdftotext (installed with the report's system dependencies)."""
+    done = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True, timeout=120)
+    return done.stdout.decode()
 
 
 def _exact(value: float | None) -> str:
@@ -163,6 +170,8 @@ def test_downloads_have_their_content_types_and_parse(make_client: Any, seeded_s
             assert response.status_code == 200 and response.headers["content-type"].startswith(content_type)
             assert response.content.lstrip()[: len(magic)] == magic and b"secret_dag" not in response.content
             assert f'<a class="button" href="/greenflow/api/report.{fmt}?' in page
+            text = _pdf_text(response.content) if fmt == "pdf" else response.text
+            assert "train_llm" in text and "nightly_eval" in text and "secret_dag" not in text
         else:  # no button, and the page says why
             assert response.status_code == 400 and "not available" in response.json()["detail"]
             assert f'<span class="muted small download-missing" data-format="{fmt}"' in page
