@@ -20,6 +20,7 @@ from greenflow.airflow.plugins import report_view
 from greenflow.airflow.plugins.access import ReadableDags
 from greenflow.airflow.plugins.api import SourceDep
 from greenflow.airflow.plugins.integrity import verification
+from greenflow.airflow.plugins.ledger_source import LedgerSource
 from greenflow.airflow.plugins.pages import base_path, ledger_label, page_context, templates
 from greenflow.airflow.plugins.queries import scope_choices
 from greenflow.airflow.plugins.report_view import FORMATS, ReportRequest
@@ -51,7 +52,9 @@ def report_request(
 ReportRequestDep = Annotated[ReportRequest, Depends(report_request)]
 
 
-def _report(ledger: Ledger, request: ReportRequest, readable: frozenset[str], user: Any, source: Any) -> Report:
+def _report(
+    ledger: Ledger, request: ReportRequest, readable: frozenset[str], user: Any, source: LedgerSource
+) -> Report:
     checked = verification(ledger, "auto")  # reuses the Integrity page's result; verifies only small ledgers
     return report_view.visible_report(
         ledger,

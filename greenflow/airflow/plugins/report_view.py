@@ -20,6 +20,7 @@ both claim a PPA), so when instruments are declared the whole period is loaded t
 from __future__ import annotations
 
 import importlib
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_
 
-from greenflow.airflow.plugins.integrity import Outcome
+from greenflow.airflow.plugins.integrity import Outcome, redacted
 from greenflow.airflow.plugins.present import mask_json, mask_text
 from greenflow.airflow.plugins.queries import readable_seqs, visible
 from greenflow.clock import utcnow
@@ -188,8 +189,6 @@ def verification_evidence(outcome: Outcome | None, ledger: Ledger, readable: fro
         }
     report = result.report
     seqs = [p.seq for p in report.problems if p.seq is not None]
-    from greenflow.airflow.plugins.integrity import redacted
-
     problems = redacted(report, readable_seqs(ledger, seqs, readable))
     return {
         "ok": report.ok,
@@ -281,8 +280,6 @@ def _probe(fmt: str) -> str | None:
 
 def render(report: Report, fmt: str) -> bytes:
     """The report in ``fmt`` (one of :data:`FORMATS`), by the core's renderers."""
-    import json
-
     if fmt == "json":
         return json.dumps(report.to_dict(), indent=2, ensure_ascii=False).encode()
     missing = renderer_missing(fmt)
