@@ -25,6 +25,7 @@ from greenflow.prefect.budget import (
 )
 from greenflow.prefect.decorators import CarbonAware, carbon_aware, carbon_config, gpu_task
 from greenflow.prefect.deferral import GREEN_WINDOW_STATE, ScheduledRun, schedule_green
+from greenflow.prefect.report_artifact import PublishedReport, publish_report_artifact
 
 __all__ = [
     "BUDGET_EXHAUSTED_EVENT",
@@ -34,6 +35,7 @@ __all__ = [
     "GreenflowCredentials",
     "GreenflowLedger",
     "PublishedArtifacts",
+    "PublishedReport",
     "ScheduledRun",
     "budget_gate_task",
     "carbon_aware",
@@ -45,6 +47,7 @@ __all__ = [
     "ledger_artifacts_hook",
     "pause_work_pool_on_exhaustion",
     "publish_budget_artifact",
+    "publish_report_artifact",
     "publish_run_artifacts",
     "schedule_green",
     "with_ledger_artifacts",

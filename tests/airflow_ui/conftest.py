@@ -35,7 +35,13 @@ from greenflow.ledger import Budget, Entry, Identity, Ledger
 NOW = datetime.now(UTC).replace(microsecond=0)
 READABLE = frozenset({"train_llm", "nightly_eval"})
 ALL_DAGS = frozenset({*READABLE, "secret_dag"})
-TOKENS = {"admin": "token-admin", "viewer": "token-viewer", "blind": "token-blind", "nobody": "token-nobody"}
+TOKENS = {
+    "admin": "token-admin",
+    "viewer": "token-viewer",
+    "trainer": "token-trainer",
+    "blind": "token-blind",
+    "nobody": "token-nobody",
+}
 
 
 # -- the auth manager ----------------------------------------------------------------------------------
@@ -58,6 +64,7 @@ class FakeUser:
 USERS = {
     "admin": FakeUser("admin", ALL_DAGS, config=True),
     "viewer": FakeUser("viewer", READABLE),
+    "trainer": FakeUser("trainer", frozenset({"train_llm"})),  # one DAG only
     "blind": FakeUser("blind", frozenset()),
     "nobody": FakeUser("nobody", ALL_DAGS, plugins=False),
 }

@@ -342,3 +342,35 @@ def test_dark_theme_follows_airflow(browser: Any, server: Server) -> None:
     if target:  # refresh the README's images from this run
         for name in ("carbon-ledger.png", "task-instance-tab.png"):
             shutil.copy(ARTIFACTS / name, REPO / target / name)
+
+
+def test_report_page_renders_in_the_airflow_ui_without_console_errors(browser: Any, server: Server, ui: Any) -> None:
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    page = _logged_in_page(browser, server, errors)
+    ours: list[str] = []  # console errors of the plugin's pages (Airflow's own UI may log its own)
+    page.on(
+        "console", lambda m: ours.append(m.text) if m.type == "error" and "/greenflow/" in m.location["url"] else None
+    )
+    page.goto(f"{server.url}/plugin/carbon-ledger")
+    frame = page.frame_locator("iframe[title='Carbon Ledger']")
+    frame.get_by_role("link", name="Report", exact=True).click()
+    # A span over the month of history: both charts have points.
+    frame.locator("input[name=from]").fill((ui.NOW - timedelta(days=30)).date().isoformat())
+    frame.locator("input[name=to]").fill(ui.NOW.date().isoformat())
+    expect(frame.locator("input[name=period]")).to_have_value("", timeout=60_000)  # the script cleared the month
+    frame.get_by_role("button", name="Show").click()
+    frame.locator("#daily-chart[data-rendered='true']").wait_for(timeout=60_000)
+    frame.locator("#runs-chart[data-rendered='true']").wait_for(timeout=60_000)
+    expect(frame.locator("tr[data-line='workflow:prefect_flow']")).to_have_count(0)  # Airflow entries only
+    expect(frame.locator("tr[data-line='workflow:train_llm']")).to_have_count(1)
+    for fmt in ("html", "json", "csv"):
+        expect(frame.locator(f"a.button[data-format='{fmt}']")).to_have_count(1)
+    assert frame.locator("#runs-chart").evaluate("c => c.toDataURL().length") > 5000
+    shot = _shoot(page, "report-page.png")
+    target = os.environ.get("GREENFLOW_UI_SCREENSHOTS_TO")
+    if target:  # refresh docs/ui.md's image from this run
+        shutil.copy(shot, REPO / target / shot.name)
+    assert not ours, ours
+    assert not [e for e in errors if "Content Security Policy" in e or "greenflow" in e], errors

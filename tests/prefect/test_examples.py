@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -66,3 +68,28 @@ def test_the_deployment_example_waits_in_process_when_run_outside_a_deployment(e
     assert deployment.nightly_training(epochs=1)["epochs"] == 1
     [entry] = ledger.entries()
     assert entry.task_id == deployment.FLOW_NAME and entry.decision == "deferred"
+
+
+def test_the_monthly_report_publishes_last_months_report_and_is_scheduled_monthly(example, ledger, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from greenflow.prefect.report_artifact import last_month
+    from tests.prefect.report_seed import seed_month, totals
+
+    month = last_month()
+    entries = seed_month(ledger, month.start + timedelta(days=2))
+    seed_month(ledger, month.end + timedelta(hours=1))  # this month's: not in last month's report
+    monthly = example("monthly_report")
+    key = monthly.monthly_report()
+    assert key == f"greenflow-report-{month.label}"
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1, sort="CREATED_DESC"
+        )
+    expected = totals(entries)
+    assert f"| energy_kwh | {expected['energy_kwh']:.6g} | kWh |" in artifact.data
+    assert f"| location_based_g | {expected['location_based_g']:.6g} | gCO2e |" in artifact.data
+    monkeypatch.setitem(sys.modules, monthly.__name__, monthly)  # to_deployment imports the flow's module
+    (schedule,) = monthly.deployment().schedules
+    assert schedule.schedule.cron == monthly.CRON == "0 6 1 * *"

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from greenflow.airflow.plugins import api, pages
+from greenflow.airflow.plugins import api, pages, report_routes
 from greenflow.airflow.plugins.access import login_url, plugin_view
 from greenflow.airflow.plugins.present import mask_text
 from greenflow.errors import GreenflowError, InvalidInput
@@ -123,6 +123,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(report_routes.router)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi() -> dict[str, Any]:

@@ -62,6 +62,8 @@ templates.env.filters.update(
     decision=present.decision_label,
     badge=present.decision_badge,
     masked=present.mask_text,
+    figure=present.figure,
+    exact=present.exact,
 )
 templates.env.globals.update(amount=present.amount, method_label=present.method_label)
 
@@ -73,7 +75,7 @@ def base_path(request: Request) -> str:
     return str(request.scope.get("root_path") or MOUNT).rstrip("/")
 
 
-def _context(request: Request, source: LedgerSource, user: Any, **values: Any) -> dict[str, Any]:
+def page_context(request: Request, source: LedgerSource, user: Any, **values: Any) -> dict[str, Any]:
     base = base_path(request)
     return {
         "base": base,
@@ -185,7 +187,7 @@ def ledger_page(
         base, "/ledger", {**filters, "sort": paging.sort, "order": paging.order, "attempt": number}
     )
     values["sortable"] = SORTABLE
-    return templates.TemplateResponse(request, "ledger.html", _context(request, source, user, **values))
+    return templates.TemplateResponse(request, "ledger.html", page_context(request, source, user, **values))
 
 
 def _detail(ledger: Ledger, key: TaskInstanceKey, attempt: str | None) -> dict[str, Any]:
@@ -238,7 +240,7 @@ def task_tab(
         },
     )
     values = {"detail": detail, "key": key, "ledger_link": ledger_link, "attempt_link": attempt_link}
-    return templates.TemplateResponse(request, "task.html", _context(request, source, user, **values))
+    return templates.TemplateResponse(request, "task.html", page_context(request, source, user, **values))
 
 
 @router.get("/integrity", include_in_schema=False)
@@ -257,7 +259,7 @@ def integrity_page(
             "report": integrity_json(outcome, source.ledger, readable),
             "refresh_link": f"{base_path(request)}/integrity?refresh=1",
         }
-    return templates.TemplateResponse(request, "integrity.html", _context(request, source, user, **values))
+    return templates.TemplateResponse(request, "integrity.html", page_context(request, source, user, **values))
 
 
 @router.get("/static/{name}", include_in_schema=False)

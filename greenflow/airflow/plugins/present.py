@@ -383,3 +383,27 @@ def decision_label(decision: str | None) -> str:
 def decision_badge(decision: str | None) -> Markup:
     """A coloured badge for a decision."""
     return Markup('<span class="badge decision-{}">{}</span>').format(decision or "none", decision_label(decision))
+
+
+def figure(value: Any, unit: str) -> str:
+    """A report figure in the units people read (g → kg → t, Wh → kWh → MWh, ratio as %); ``None`` → ``—``."""
+    v = number(value)
+    if v is None:
+        return "—"
+    if unit == "gCO2e":
+        return mass(v)
+    if unit == "kWh":
+        return energy(v)
+    if unit == "MWh":
+        return energy(v * 1e3)
+    if unit == "ratio":
+        return f"{v * 100:.1f}%"
+    if unit == "entries":
+        return f"{v:,.0f}"
+    return f"{v:.4g} {unit}"
+
+
+def exact(value: Any) -> str:
+    """A number as the report's JSON holds it, to six significant digits (``None`` → ``—``, never 0)."""
+    v = number(value)
+    return "—" if v is None else f"{v:.6g}"

@@ -435,3 +435,20 @@ def any_entries(ledger: Ledger, readable: frozenset[str]) -> bool:
     """True when the user can see at least one entry."""
     with ledger.read() as session:
         return session.execute(select(EntryRow.seq).where(visible(readable)).limit(1)).first() is not None
+
+
+SCOPE_CHOICES = 200
+
+
+def scope_choices(ledger: Ledger, readable: frozenset[str], start: datetime, end: datetime) -> dict[str, list[str]]:
+    """Teams and tags recorded in ``[start, end)`` on entries the user may read (the Report page's pickers)."""
+    where = [visible(readable), EntryRow.recorded_at >= start, EntryRow.recorded_at < end]
+    with ledger.read() as session:
+        teams = session.execute(
+            select(EntryRow.team).where(*where, EntryRow.team.is_not(None)).distinct().limit(SCOPE_CHOICES)
+        ).scalars()
+        tag_lists = session.execute(
+            select(EntryRow.tags).where(*where, EntryRow.tags.is_not(None)).distinct().limit(SCOPE_CHOICES)
+        ).scalars()
+        tags = {tag for joined in tag_lists for tag in str(joined).split(",") if tag}
+        return {"team": sorted(str(team) for team in teams), "tag": sorted(tags)[:SCOPE_CHOICES]}

@@ -215,6 +215,30 @@
     return new window.Chart(canvas, { type: "line", data: { datasets: datasets }, options: options });
   }
 
+  function runsChart(canvas, data) {
+    // The report's runs: grid intensity at each run, one colour per region (time on a linear axis).
+    var palette = [css("--chart-forecast"), css("--chart-actual"), css("--chart-emitted"), css("--muted"), css("--warn")];
+    var regions = {};
+    (data.runs || []).forEach(function (run) {
+      (regions[run.region] = regions[run.region] || []).push({ x: Date.parse(run.at), y: run.intensity_g_per_kwh, decision: run.decision });
+    });
+    var datasets = Object.keys(regions).sort().map(function (region, i) {
+      return { label: region, data: regions[region], backgroundColor: palette[i % palette.length],
+               borderColor: palette[i % palette.length], pointRadius: 3, showLine: false };
+    });
+    var options = baseOptions();
+    options.parsing = false;
+    options.scales.x = { type: "linear", ticks: { color: css("--muted"), maxTicksLimit: 8, maxRotation: 0,
+      callback: function (value) { return MONTH_DAY.format(new Date(value)); } }, grid: { color: css("--chart-grid") } };
+    options.scales.y.min = 0;
+    options.scales.y.title = { display: true, text: "gCO2e/kWh", color: css("--muted") };
+    options.plugins.tooltip.callbacks = {
+      title: function (items) { return items.length ? formatMs(items[0].parsed.x) : ""; },
+      label: function (item) { return item.dataset.label + ": " + Math.round(item.parsed.y) + " gCO2e/kWh (" + item.raw.decision + ")"; }
+    };
+    return new window.Chart(canvas, { type: "scatter", data: { datasets: datasets }, options: options });
+  }
+
   function drawCharts() {
     charts.forEach(function (c) { c.destroy(); });
     charts = [];
@@ -223,7 +247,8 @@
       var data = json(canvas.getAttribute("data-source"));
       if (!data) return;
       var kind = canvas.getAttribute("data-chart");
-      var chart = kind === "daily" ? dailyChart(canvas, data) : kind === "forecast" ? forecastChart(canvas, data) : powerChart(canvas, data);
+      var chart = kind === "daily" ? dailyChart(canvas, data) : kind === "forecast" ? forecastChart(canvas, data)
+        : kind === "runs" ? runsChart(canvas, data) : powerChart(canvas, data);
       canvas.setAttribute("data-rendered", "true");
       charts.push(chart);
     });
@@ -253,10 +278,26 @@
       .catch(function () { badge.textContent = "integrity: not checked"; });
   }
 
+  // -- the Report page's period: a month or from/to, never both (choosing one clears the other) ---------
+  function reportForm() {
+    document.querySelectorAll("form[data-report-form]").forEach(function (form) {
+      var month = form.querySelector("input[name=period]");
+      var dates = form.querySelectorAll("input[name=from], input[name=to]");
+      if (!month) return;
+      function monthChosen() { if (month.value) dates.forEach(function (d) { d.value = ""; }); }
+      function dateChosen(event) { if (event.target.value) month.value = ""; }
+      ["input", "change"].forEach(function (kind) {
+        month.addEventListener(kind, monthChosen);
+        dates.forEach(function (d) { d.addEventListener(kind, dateChosen); });
+      });
+    });
+  }
+
   function start() {
     if (ensureZoneInUrl()) return;
     localiseTimes(document);
     drawCharts();
+    reportForm();
     integrityBadge();
     document.addEventListener("greenflow:theme", drawCharts);
   }
