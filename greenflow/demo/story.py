@@ -108,7 +108,7 @@ def _intro(layout: DemoLayout, with_airflow: bool, with_prefect: bool) -> None:
         if not present:
             console.print(
                 f"[yellow]{name} is not installed[/]: its part is left out "
-                f"(install it with `pip install 'greenflow[{extra}]'`)"
+                f"(install it with `pip install 'greenflow-carbon[{extra}]'`)"
             )
     if not (with_airflow and with_prefect):
         console.print("[yellow]with one orchestrator the budget act may not close the evaluation gate[/]")
