@@ -12,7 +12,7 @@ import pynvml
 import pytest
 
 from greenflow.metering import Meter, NvmlBackend, NvmlUnavailable
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
 
 
 def test_the_fake_is_an_autospec_of_the_real_library() -> None:

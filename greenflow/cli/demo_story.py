@@ -17,8 +17,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from greenflow.cli import demo_report as report
 from greenflow.cli.output import console
-from greenflow.demo import report
 from greenflow.demo.layout import DemoLayout, find_examples
 from greenflow.demo.parts import REPLAY_SPEED, PartPlan, RunningPart, airflow_plan, installed, prefect_plan
 from greenflow.demo.progress import LogFollower, LogParser, Progress, describe_wait
