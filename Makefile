@@ -40,8 +40,10 @@ system-deps:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
 
+# lint-imports: the import contracts in pyproject.toml (layers, independent adapters, no cycles).
 lint: install
 	$(BIN)/ruff check greenflow tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy greenflow
