@@ -161,6 +161,12 @@ def _convert(text: str, kind: _Kind) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``greenflow`` with ``argv`` (default: the process's arguments); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:
+        # Answered here: the Typer app imports every command (SQLAlchemy, the lifecycle), about 1 s of CPU.
+        from greenflow import __version__
+
+        sys.stdout.write(f"{__version__}\n")
+        return 0
     request = parse_run(args)
     if request is None or request.plans_or_reserves:
         return _typer(args)
