@@ -44,8 +44,10 @@ system-deps:
 	for lib in $(SYSTEM_LIBS); do dpkg -s $$lib >/dev/null 2>&1 || missing="$$missing $$lib"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
 
+# lint-imports: the import contracts in pyproject.toml (layers, independent adapters, no cycles).
 lint: install
 	$(BIN)/ruff check greenflow tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy greenflow

@@ -6,7 +6,7 @@
 
 Each row opens one window on a meter and sleeps in the main thread for the duration, so the process's
 CPU time (``getrusage``, user + system) minus that of the same sleep without a meter is what sampling
-costs. The GPUs are :class:`~greenflow.metering.fake_nvml.FakeNvml` GPUs without the mock layer, whose
+costs. The GPUs are :class:`~greenflow.testing.fake_nvml.FakeNvml` GPUs without the mock layer, whose
 every NVML call busy-waits ``--call-cost-us`` (default 365 us). That default is an upper bound taken
 from a report of ~2 700 ``nvmlDeviceGetPowerUsage`` calls per second from Python on one GPU
 (gpustat issue #76), all of it billed as CPU time; real calls partly wait on the driver. A row with a
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenflow.metering import Meter
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
 
 RESULTS = Path(__file__).parent / "results" / "metering.md"
 GOAL_SHARE_AT_10HZ = 0.005

@@ -6,11 +6,13 @@ one line and exit 2, and an Airflow DAG fails to import with the same message.
 
 from __future__ import annotations
 
+from greenflow import exit_codes
+
 
 class GreenflowError(Exception):
     """Base class: a message that names the bad value, plus how to fix it."""
 
-    exit_code = 2
+    exit_code = exit_codes.INVALID_INPUT
 
     def __init__(self, message: str, *, fix: str | None = None) -> None:
         self.message = message
@@ -45,7 +47,7 @@ class BudgetNotFound(GreenflowError, LookupError):
 class BudgetExceeded(GreenflowError):
     """A reservation does not fit in what is left of a budget."""
 
-    exit_code = 3
+    exit_code = exit_codes.BUDGET_REFUSED
 
 
 class ProviderError(GreenflowError):

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from greenflow.clock import parse_time, require_aware, utcnow
 from greenflow.config import Defaults
@@ -44,13 +44,16 @@ from greenflow.intensity.correction import correct_from_provider
 from greenflow.intensity.forecast import Forecast
 from greenflow.intensity.policy import RetryUntil, UseForecast
 from greenflow.intensity.providers.base import IntensityProvider
-from greenflow.ledger import Entry, Identity, Ledger
-from greenflow.ledger.budgets import Reservation
+from greenflow.ledger.entry import Entry, Identity
 from greenflow.metering.carbon import CarbonAccount, emissions
 from greenflow.metering.measurement import Measurement
 from greenflow.metering.meter import Meter
 from greenflow.planning import Candidate, plan
 from greenflow.spec import CarbonSpec
+
+if TYPE_CHECKING:
+    from greenflow.ledger.budgets import Reservation
+    from greenflow.ledger.store import Ledger
 
 log = logging.getLogger("greenflow.lifecycle")
 P = ParamSpec("P")
@@ -197,6 +200,8 @@ class Lifecycle:
     def ledger(self) -> Ledger:
         """The ledger (``GREENFLOW_LEDGER_URL`` unless one was given), opened on first use."""
         if self._ledger is None:
+            from greenflow.ledger.store import Ledger  # SQLAlchemy loads only when a ledger is opened
+
             self._ledger = Ledger()
         return self._ledger
 

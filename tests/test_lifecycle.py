@@ -20,9 +20,9 @@ from greenflow.intensity.providers.trace import TraceProvider
 from greenflow.intensity.providers.ukgrid import UKGridProvider
 from greenflow.ledger import Budget, Identity, Ledger
 from greenflow.lifecycle import Decision, Lifecycle
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
 from greenflow.metering.meter import Meter
 from greenflow.spec import CarbonSpec
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
 
 # Midnight in Spain, June 2022: solar makes the middle of the day much greener than the night.
 MIDNIGHT = datetime(2022, 6, 1, 0, 0, tzinfo=UTC)

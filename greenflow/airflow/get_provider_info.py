@@ -1,12 +1,15 @@
 """What Airflow learns about greenflow through the ``apache_airflow_provider`` entry point.
 
-Plain data and no imports: Airflow calls :func:`get_provider_info` while it is still loading its own
-configuration, so importing Airflow (or anything heavy) from here would recurse or slow every CLI call.
+Plain data, importing only the package root (itself import-free): Airflow calls :func:`get_provider_info`
+while it is still loading its own configuration, so importing Airflow (or anything heavy) from here would
+recurse or slow every CLI call.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from greenflow import distribution_name
 
 _INTEGRATION = "greenflow"
 _HIDDEN_ALL = ["host", "schema", "port", "login", "password", "extra"]
@@ -188,9 +191,13 @@ CONFIG: dict[str, Any] = {
 
 
 def get_provider_info() -> dict[str, Any]:
-    """The provider metadata Airflow's ProvidersManager reads (``package-name`` is the distribution)."""
+    """The provider metadata Airflow's ProvidersManager reads (``package-name`` is the distribution).
+
+    Airflow refuses a provider whose ``package-name`` differs from the distribution that declares it,
+    so it is the installed distribution's name (``greenflow-carbon``, or an older install's name).
+    """
     return {
-        "package-name": "greenflow",
+        "package-name": distribution_name(),
         "name": "greenflow",
         "description": "Carbon-aware, accountable GPU work: green windows, deferral, metering, a provenance "
         "ledger and carbon budgets.\n",

@@ -15,20 +15,33 @@ is when the DAG file is parsed:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from airflow.sdk.bases.operator import get_merged_defaults
 from airflow.sdk.bases.operator import partial as sdk_partial
-from airflow.sdk.definitions._internal.expandinput import DictOfListsExpandInput, ExpandInput
 from airflow.sdk.definitions.mappedoperator import MappedOperator, OperatorPartial
 
 from greenflow.airflow.settings import on_budget_exceeded as budget_refusal_setting
 from greenflow.airflow.spec_params import SPEC_ARGS, check_execution_timeout, validate_at_parse
 
-if TYPE_CHECKING:
-    from greenflow.airflow.carbon_aware_base import CarbonAwareBaseOperator
+
+class CheckedOperatorClass(Protocol):
+    """What the checks need of a greenflow operator class (``CarbonAwareBaseOperator`` and its subclasses).
+
+    A protocol, not the class itself: the base operator builds its partials here, so importing it back
+    would make the two modules a cycle.
+    """
+
+    # Members as the class object shows them: a class attribute and a classmethod, already bound.
+    @property
+    def reserves_budget(self) -> bool:
+        """Whether the operator reserves budget (a sensor or a gate does not)."""
+
+    def refuse_inapplicable(self, *, budget: Any, estimate: Any, on_budget_exceeded: Any) -> None:
+        """Refuse budget arguments the operator cannot use."""
+
 
 # Every carbon-aware argument of CarbonAwareBaseOperator.__init__ (beyond the spec's own).
 CARBON_ARGS: frozenset[str] = frozenset(
@@ -43,7 +56,7 @@ _SHORTEST = timedelta(microseconds=1)
 
 
 def check_mapped_arguments(
-    operator_class: type[CarbonAwareBaseOperator],
+    operator_class: CheckedOperatorClass,
     given: Mapping[str, Any],
     mapped: Collection[str] | None,
     defaults: Mapping[str, Any] | None = None,
@@ -86,30 +99,41 @@ def check_mapped_arguments(
         check_execution_timeout(spec, fixed.get("execution_timeout"))
 
 
-def mapped_names(expand_input: ExpandInput) -> frozenset[str] | None:
-    """The argument names an ``expand()``/``expand_kwargs()`` maps; ``None`` when only run time knows."""
-    if isinstance(expand_input, DictOfListsExpandInput):
-        return frozenset(expand_input.value)
-    value = expand_input.value
-    if isinstance(value, list) and all(isinstance(item, Mapping) for item in value):
-        return frozenset(name for item in value for name in item)
+def mapped_names(kwargs: object) -> frozenset[str] | None:
+    """The argument names ``expand_kwargs(kwargs)`` maps; ``None`` when only run time knows."""
+    if isinstance(kwargs, Sequence) and all(isinstance(item, Mapping) for item in kwargs):
+        return frozenset(name for item in kwargs for name in item)
     return None  # an upstream task's output, or a list holding one
 
 
 class CarbonAwareOperatorPartial(OperatorPartial):
-    """``Operator.partial(...)`` of a greenflow operator: validates when ``expand`` is called."""
+    """``Operator.partial(...)`` of a greenflow operator: validates when ``expand``/``expand_kwargs`` is called.
 
-    def _expand(self, expand_input: ExpandInput, *, strict: bool) -> MappedOperator:
-        self._expand_called = True  # a refused expand is still not a task "never mapped"
-        task_group = self.kwargs.get("task_group")
-        defaults, _ = get_merged_defaults(self.kwargs.get("dag"), task_group, None, None)
-        operator_class = cast("type[CarbonAwareBaseOperator]", self.operator_class)  # set by carbon_aware_partial
-        check_mapped_arguments(operator_class, self.kwargs, mapped_names(expand_input), defaults)
-        mapped: MappedOperator = super()._expand(expand_input, strict=strict)
+    Hooks the public ``expand``/``expand_kwargs``. The one private name it touches is
+    ``_expand_called`` (a refused expand must not also warn "never mapped"); the contract test
+    ``tests/airflow/test_airflow_contract.py`` pins it.
+    """
+
+    def expand(self, **mapped_kwargs: Any) -> MappedOperator:
+        """Check the fixed carbon-aware arguments, then Airflow's ``expand``."""
+        self._check(frozenset(mapped_kwargs))
+        mapped: MappedOperator = super().expand(**mapped_kwargs)
         return mapped
 
+    def expand_kwargs(self, kwargs: Any, *, strict: bool = True) -> MappedOperator:
+        """Check the fixed carbon-aware arguments, then Airflow's ``expand_kwargs``."""
+        self._check(mapped_names(kwargs))
+        mapped: MappedOperator = super().expand_kwargs(kwargs, strict=strict)
+        return mapped
 
-def carbon_aware_partial(operator_class: type[CarbonAwareBaseOperator], **kwargs: Any) -> CarbonAwareOperatorPartial:
+    def _check(self, mapped: frozenset[str] | None) -> None:
+        self._expand_called = True  # a refused expand is still not a task "never mapped"
+        defaults, _ = get_merged_defaults(self.kwargs.get("dag"), self.kwargs.get("task_group"), None, None)
+        operator_class = cast(CheckedOperatorClass, self.operator_class)  # set by carbon_aware_partial
+        check_mapped_arguments(operator_class, self.kwargs, mapped, defaults)
+
+
+def carbon_aware_partial(operator_class: type[Any], **kwargs: Any) -> CarbonAwareOperatorPartial:
     """Airflow's ``partial()`` for a greenflow operator, returning the validating partial."""
     plain = sdk_partial(operator_class, **kwargs)
     plain._expand_called = True  # replaced below: it must not warn that it was never mapped

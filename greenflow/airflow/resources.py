@@ -1,9 +1,10 @@
 """Objects one Airflow process shares among all the greenflow tasks and triggers it hosts.
 
-A triggerer runs a thousand waiting tasks in one process: one database engine per ledger URL and one
-provider client per (provider, connection, options) keep that at one connection pool and one HTTP
-session instead of a thousand. The forecast cache on top of them (:func:`greenflow.lifecycle.shared_cache`)
-is what makes those tasks share one fetch per region per refresh.
+A triggerer runs a thousand waiting tasks in one process: one database engine per ledger URL (the
+core's :mod:`greenflow.ledger.registry`) and one provider client per (provider, connection, options)
+keep that at one connection pool and one HTTP session instead of a thousand. The forecast cache on top
+of them (:func:`greenflow.lifecycle.shared_cache`) is what makes those tasks share one fetch per region
+per refresh.
 
 Triggers run on the triggerer's event loop, where nothing may block: :func:`run_blocking` is how they
 hand every piece of blocking or CPU-heavy work (building a spec, opening a ledger, planning) to
@@ -38,7 +39,6 @@ WORKER_THREADS = 4
 
 _lock = threading.Lock()
 _build_lock = threading.Lock()
-_ledgers: dict[str, Ledger] = {}
 _providers: dict[str, IntensityProvider] = {}
 _pool: ThreadPoolExecutor | None = None
 _pool_pid: int | None = None
@@ -68,24 +68,10 @@ async def run_blocking(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwarg
 
 
 def ledger_at(url: str) -> Ledger:
-    """The process's :class:`Ledger` for ``url`` (opened, and its schema checked, once). Blocking."""
-    from greenflow.ledger import Ledger
+    """The process's :class:`Ledger` for ``url`` (the core's registry: opened, schema checked, once). Blocking."""
+    from greenflow.ledger.registry import shared_ledger
 
-    with _lock:
-        ledger = _ledgers.get(url)
-    if ledger is not None:
-        return ledger
-    # One opening at a time, under a lock of its own (worker_pool() must never wait behind it): a thousand
-    # triggers starting together would otherwise run the schema check, alembic's migrations on a fresh
-    # database, in several threads at once, and alembic's module-level context is not thread-safe.
-    with _build_lock:
-        with _lock:
-            ledger = _ledgers.get(url)
-        if ledger is None:
-            ledger = Ledger(url)
-            with _lock:
-                _ledgers[url] = ledger
-        return ledger
+    return shared_ledger(url)
 
 
 def provider_for(name: str, options: Mapping[str, Any], *, source: str | None) -> IntensityProvider:

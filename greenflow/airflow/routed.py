@@ -22,12 +22,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from greenflow.airflow.operators.region_branch import ROUTE_XCOM_KEY
 from greenflow.clock import parse_time, utcnow
 from greenflow.errors import InvalidInput
 from greenflow.ledger import Entry, Ledger
 from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.spec import CarbonSpec
+
+ROUTE_XCOM_KEY = "greenflow_route"
+"""XCom key of the routing choice a GreenGateOperator pushes and routed tasks read:
+``{"region", "task_id", "start_at", "entry_id"}``. Here, with the reader, so that the operators' shared
+base (which follows routes) needs no operator module."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from greenflow.errors import InvalidInput
@@ -35,3 +37,13 @@ def open_ledger(*, create_if_empty: bool = True, must_exist: bool = False) -> Le
             )
         create_if_empty = False
     return Ledger(state.ledger_url, create_if_empty=create_if_empty)
+
+
+@contextmanager
+def using_ledger(url: str) -> Iterator[None]:
+    """Commands called inside work on the ledger at ``url``; the option given before is restored after."""
+    before, state.ledger_url = state.ledger_url, url
+    try:
+        yield
+    finally:
+        state.ledger_url = before

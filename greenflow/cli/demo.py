@@ -1,4 +1,4 @@
-"""``greenflow demo``: the whole story offline in about a minute (the orchestration lives in :mod:`greenflow.demo`).
+"""``greenflow demo``: the whole story offline in about a minute (the script is :mod:`greenflow.cli.demo_story`).
 
 The example training DAG through Airflow's ``dag.test()`` and the example Prefect flow, both replaying
 real grid data: each training task defers to the green window and resumes, a shared carbon budget that
@@ -25,7 +25,7 @@ def demo(
     timeout: float = typer.Option(300.0, "--timeout", min=10.0, help="Seconds each part may take."),
 ) -> None:
     """Run the example DAG and flow carbon-aware, offline, into a fresh demo ledger (about a minute)."""
-    from greenflow.demo.story import DemoOptions, run_demo
+    from greenflow.cli.demo_story import DemoOptions, run_demo
 
     code = run_demo(DemoOptions(root=directory, part_timeout_s=timeout))
     if code:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from greenflow.cli.attempt import Attempt, attempt_from, provider_options
 from greenflow.cli.forwarding import SignalForwarder
 from greenflow.cli.printable import printable
+from greenflow.cli.write_mode import write_mode
 from greenflow.clock import utcnow
 from greenflow.errors import GreenflowError, InvalidInput
 from greenflow.units import format_energy
@@ -45,9 +46,6 @@ if TYPE_CHECKING:
     from greenflow.spec import CarbonSpec
     from greenflow.spool import Delivery
 
-WriteMode = Literal["auto", "background", "wait"]
-WRITE_MODES: tuple[WriteMode, ...] = ("auto", "background", "wait")
-WRITE_MODE_ENV = "GREENFLOW_LEDGER_WRITE"
 # A command still running after this long gets the ledger opened alongside it, so that its entry is
 # written before greenflow exits; shorter ones hand the write to a detached writer instead.
 WARM_UP_AFTER_S = 0.2
@@ -164,27 +162,15 @@ def _convert(text: str, kind: _Kind) -> Any:
     return text
 
 
-def write_mode(value: str | None, env: Mapping[str, str], pid: int) -> Literal["background", "wait"]:
-    """How the entry of a fast-path run is written: ``--ledger-write``, else ``$GREENFLOW_LEDGER_WRITE``, else auto.
-
-    ``auto`` waits where the end of the command may take every process with it: greenflow as PID 1
-    (a container's entrypoint), inside Kubernetes or a Slurm job; elsewhere it writes in the background.
-    """
-    chosen = (value or env.get(WRITE_MODE_ENV) or "auto").strip().lower()
-    if chosen not in WRITE_MODES:
-        raise InvalidInput(
-            f"--ledger-write={chosen!r} is not one of {', '.join(WRITE_MODES)}",
-            fix="use auto, background (exit at once, entry written just after) or wait (entry written before exit)",
-        )
-    if chosen == "auto":
-        torn_down = pid == 1 or bool(env.get("KUBERNETES_SERVICE_HOST")) or bool(env.get("SLURM_JOB_ID"))
-        return "wait" if torn_down else "background"
-    return "wait" if chosen == "wait" else "background"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``greenflow`` with ``argv`` (default: the process's arguments); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:
+        # Answered here: the Typer app imports every command (SQLAlchemy, the lifecycle), about 1 s of CPU.
+        from greenflow import __version__
+
+        sys.stdout.write(f"{__version__}\n")
+        return 0
     request = parse_run(args)
     if request is None or request.plans_or_reserves:
         return _typer(args)

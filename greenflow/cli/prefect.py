@@ -1,5 +1,8 @@
 """``greenflow prefect …``: Prefect helpers on the command line (registered by ``greenflow.cli.main``).
 
+The Prefect work itself is the adapter's (:func:`greenflow.prefect.deferral.schedule_green`), called by
+name through :mod:`greenflow.adapter_actions`: this module imports no adapter.
+
 ``greenflow prefect schedule train/nightly --region ES --duration 2h --deadline 12h`` plans the greenest
 start and creates the deployment's flow run at it (``run_deployment(..., scheduled_time=...)``):
 nothing runs, and no worker is held, until the window. With GPUs in several regions, name each region's
@@ -20,8 +23,10 @@ from typing import Annotated, Any
 
 import typer
 
+from greenflow.adapter_actions import adapter_action
 from greenflow.cli.context import open_ledger
 from greenflow.cli.output import console, handle_errors, print_json
+from greenflow.decision_text import describe
 from greenflow.errors import InvalidInput
 from greenflow.intensity.providers.base import PROVIDERS
 
@@ -89,8 +94,8 @@ def schedule(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Plan the greenest start (and region) of a deployment's run and create the run there."""
-    from greenflow.prefect.deferral import describe, schedule_green
-
+    # Looked up by name: the CLI imports no adapter (greenflow.adapter_actions says why).
+    schedule_green = adapter_action("prefect.schedule_green")
     regions: list[str] | dict[str, str] = also_region or []
     if region_deployment:
         if region is not None or also_region:

@@ -28,16 +28,17 @@ import typer
 from greenflow.cli.attempt import attempt_from, provider_options
 from greenflow.cli.context import open_ledger, state
 from greenflow.cli.forwarding import SignalForwarder
-from greenflow.cli.launcher import WRITE_MODE_ENV, write_mode
-from greenflow.cli.output import handle_errors, say
+from greenflow.cli.output import err_console, handle_errors, say
+from greenflow.cli.write_mode import WRITE_MODE_ENV, write_mode
 from greenflow.clock import utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
+from greenflow.exit_codes import BUDGET_REFUSED
 from greenflow.ledger import Identity
 from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.spec import CarbonSpec
 from greenflow.units import format_energy, format_mass
 
-EXIT_BUDGET_REFUSED = 3
+EXIT_BUDGET_REFUSED = BUDGET_REFUSED
 # How often a waiting `greenflow run` says what it is waiting for.
 _PROGRESS_EVERY_S = 60.0
 

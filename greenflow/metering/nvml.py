@@ -50,7 +50,7 @@ class NvmlBackend:
                 self._module = importlib.import_module("pynvml")
             except ImportError:
                 raise NvmlUnavailable(
-                    "nvidia-ml-py is not installed (pip install 'greenflow[nvidia]'), so GPUs cannot be read"
+                    "nvidia-ml-py is not installed (pip install 'greenflow-carbon[nvidia]'), so GPUs cannot be read"
                 ) from None
         return self._module
 

@@ -14,6 +14,7 @@ from pydantic import Field, HttpUrl, SecretStr
 
 from greenflow.intensity.providers.http import Secret
 from greenflow.ledger import Ledger
+from greenflow.ledger.registry import shared_ledger
 
 # Where docs/prefect.md is published (the block pages in Prefect's UI link to it).
 DOCS_URL = HttpUrl("https://github.com/greenflow/greenflow/blob/main/docs/prefect.md")
@@ -96,7 +97,5 @@ class GreenflowLedger(Block):
     )
 
     def get_ledger(self) -> Ledger:
-        """The ledger at this URL (one connection pool per URL per process)."""
-        from greenflow.prefect.connections import ledger_at
-
-        return ledger_at(self.url.get_secret_value())
+        """The ledger at this URL (one connection pool per URL per process: the core's registry)."""
+        return shared_ledger(self.url.get_secret_value())

@@ -1,20 +1,19 @@
 """What a carbon-aware call connects to: the ledger and the forecast provider, from blocks or the environment.
 
-Ledgers are opened once per URL per process: a worker runs many attempts, and each new engine would
-cost a connection pool and a schema check.
+Ledgers are opened once per URL per process (the core's :mod:`greenflow.ledger.registry`): a worker
+runs many attempts, and each new engine would cost a connection pool and a schema check.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from prefect.blocks.core import Block
 
-from greenflow.config import ledger_url
 from greenflow.errors import InvalidInput
 from greenflow.intensity.providers.base import IntensityProvider, get_provider
 from greenflow.ledger import Ledger
+from greenflow.ledger.registry import shared_ledger
 from greenflow.spec import CarbonSpec
 
 if TYPE_CHECKING:
@@ -24,8 +23,6 @@ LedgerOption: TypeAlias = "Ledger | GreenflowLedger | str | None"
 CredentialsOption: TypeAlias = "GreenflowCredentials | str | None"
 
 B = TypeVar("B", bound=Block)
-_LEDGERS: dict[str, Ledger] = {}
-_LOCK = threading.Lock()
 
 
 def check_ledger_option(option: object) -> None:
@@ -45,12 +42,7 @@ def check_ledger_option(option: object) -> None:
 
 def ledger_at(url: str | None = None) -> Ledger:
     """The process-wide :class:`Ledger` at ``url`` (default: ``GREENFLOW_LEDGER_URL`` or the SQLite file)."""
-    resolved = ledger_url(url)
-    with _LOCK:
-        ledger = _LEDGERS.get(resolved)
-        if ledger is None:
-            ledger = _LEDGERS[resolved] = Ledger(resolved)
-        return ledger
+    return shared_ledger(url)
 
 
 def load_block(cls: type[B], name: str) -> B:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Literal, ParamSpec, TypeVar, Unpack, cast, overload
 
+from greenflow.decision_text import describe
 from greenflow.errors import BudgetExceeded, InvalidInput
 from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.metering.meter import Meter
@@ -41,7 +42,6 @@ from greenflow.prefect.connections import (
 from greenflow.prefect.deferral import (
     Deferral,
     clear_deferral,
-    describe,
     read_deferral,
     release_flow_run,
     wait_in_process,

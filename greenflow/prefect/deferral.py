@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Unpack
 from uuid import UUID
 
 from greenflow.clock import parse_time, utcnow
+from greenflow.decision_text import describe, short_time
 from greenflow.errors import BudgetExceeded, InvalidInput
 from greenflow.ledger import Identity
 from greenflow.lifecycle import Decision, Lifecycle
@@ -116,30 +117,6 @@ def clear_deferral(flow_run_id: str | UUID) -> None:
 
 
 # -- telling people what is going on -----------------------------------------------------------------
-def describe(decision: Decision, *, reason: bool = True) -> str:
-    """One line: where and when the attempt starts, what that is expected to save, the deadline (and why)."""
-    plan = decision.plan or {}
-    clock = " (trace replay time)" if decision.replay_speed else ""
-    where = f" in {decision.region}" if decision.region else ""
-    waits = decision.action == "defer" and decision.deferred
-    if decision.action == "retry":
-        head = f"forecast unavailable; asking again at {_short(decision.start_at)}{clock}"
-    elif waits:
-        head = f"deferred to {_short(decision.start_at)}{where}{clock}"
-    else:
-        head = f"runs now{where}"
-    numbers = []
-    if plan.get("expected_gco2_per_kwh") is not None:
-        numbers.append(f"expected {plan['expected_gco2_per_kwh']:.0f} gCO2e/kWh")
-    if plan.get("now_gco2_per_kwh") is not None and waits:
-        numbers.append(f"vs {plan['now_gco2_per_kwh']:.0f} now")
-    if plan.get("savings_pct") is not None and waits:
-        numbers.append(f"saves {plan['savings_pct']:.0f}%")
-    detail = f" ({', '.join(numbers)})" if numbers else ""
-    line = f"{head}{detail}; latest start {_short(decision.latest_start)}{clock}"
-    return f"{line}: {decision.reason}" if reason else line
-
-
 # -- waiting in process ------------------------------------------------------------------------------
 def wait_in_process(
     lifecycle: Lifecycle,
@@ -186,7 +163,7 @@ def _log_wait(logger: Logger, target: datetime) -> None:
     remaining = max(target - utcnow(), timedelta(0))
     logger.info(
         "greenflow: waiting in this process until %s, %s left (no deployment flow run to reschedule)",
-        _short(target),
+        short_time(target),
         _duration(remaining),
     )
 
@@ -215,7 +192,7 @@ def release_flow_run(flow_run_id: str, decision: Decision, *, deferrals: int, lo
         "greenflow: released the infrastructure; flow run %s waits in Scheduled (%s) until %s (wall clock)",
         flow_run_id,
         GREEN_WINDOW_STATE,
-        _short(decision.wake_at),
+        short_time(decision.wake_at),
     )
     exit_without_final_state(result.state)
 
@@ -269,7 +246,7 @@ class RegionAlternative:
         if self.expected_gco2_per_kwh is None or self.start is None:
             figure = "no forecast for the window"
         else:
-            figure = f"{self.expected_gco2_per_kwh:.0f} gCO2e/kWh from {_short(self.start)}"
+            figure = f"{self.expected_gco2_per_kwh:.0f} gCO2e/kWh from {short_time(self.start)}"
         return f"{self.region}: {figure}{' (chosen)' if self.chosen else ''}"
 
 
@@ -540,10 +517,6 @@ def _check_deployments(targets: _Targets) -> None:
 
 def _uuid(value: str | UUID) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
-
-
-def _short(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _duration(value: timedelta) -> str:

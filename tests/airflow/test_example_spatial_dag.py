@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from greenflow.airflow.carbon_aware_base import ENTRY_XCOM_KEY
-from greenflow.airflow.operators.region_branch import ROUTE_XCOM_KEY
+from greenflow.airflow.routed import ROUTE_XCOM_KEY
 from greenflow.intensity.providers.trace import TraceProvider
 from greenflow.ledger import Entry, Ledger
 from greenflow.planning import Candidate, plan

@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-from importlib.metadata import distribution, entry_points
+from importlib.metadata import entry_points
 
 import pytest
 
+from greenflow import distribution_name
 from greenflow.airflow.get_provider_info import get_provider_info
 
 
@@ -20,7 +21,9 @@ def _import(dotted: str) -> object:
 def test_the_entry_point_names_the_distribution() -> None:
     [entry] = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("greenflow.")]
     info = entry.load()()
-    assert info["package-name"] == distribution("greenflow").metadata["name"] == "greenflow"
+    # Airflow refuses a provider whose package-name is not the distribution declaring the entry point.
+    assert entry.dist is not None
+    assert info["package-name"] == entry.dist.metadata["Name"] == distribution_name()
 
 
 def test_every_module_and_class_it_names_imports() -> None:
@@ -55,7 +58,7 @@ def test_providers_manager_registers_connections_decorator_and_config() -> None:
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
-    assert "greenflow" in manager.providers
+    assert distribution_name() in manager.providers
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     assert "carbon_aware" in ProvidersManagerTaskRuntime().taskflow_decorators

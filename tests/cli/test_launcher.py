@@ -8,8 +8,9 @@ import sys
 import pytest
 import typer
 
-from greenflow.cli.launcher import _RUN_OPTIONS, parse_run, write_mode
+from greenflow.cli.launcher import _RUN_OPTIONS, parse_run
 from greenflow.cli.main import app
+from greenflow.cli.write_mode import write_mode
 from greenflow.errors import InvalidInput
 
 

@@ -16,9 +16,9 @@ from greenflow.intensity.cache import ForecastCache, InMemorySharedStore
 from greenflow.intensity.providers.ukgrid import UKGridProvider
 from greenflow.ledger import Identity, Ledger
 from greenflow.lifecycle import Lifecycle
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
 from greenflow.metering.meter import Meter
 from greenflow.spec import CarbonSpec
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
 
 HISTORY = r"/intensity/[^/]+/(?!fw48h)[^/]+"
 

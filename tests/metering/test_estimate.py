@@ -10,7 +10,7 @@ import pytest
 from greenflow.errors import InvalidInput
 from greenflow.metering import Meter
 from greenflow.metering.estimate import cpu_tdp, estimate_cpu, estimate_gpu_kwh
-from greenflow.metering.fake_nvml import FakeNvml
+from greenflow.testing.fake_nvml import FakeNvml
 
 
 def cpu_seconds() -> float:

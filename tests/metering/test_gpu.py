@@ -8,8 +8,8 @@ import pynvml
 import pytest
 
 from greenflow.metering import Meter
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
 from greenflow.metering.gpu import COUNTER_BACKWARDS, SHORT_WINDOW
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
 
 J = 1 / 3.6e6  # kWh per joule
 NO_COUNTER = frozenset({"nvmlDeviceGetTotalEnergyConsumption"})

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from greenflow.errors import InvalidInput
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
 from greenflow.metering.gpu_selection import (
     GpuSelector,
     parse_cuda_visible_devices,
     resolve_gpus,
     select_gpus,
 )
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
 
 UUID_A = "GPU-8c1b2a3d-0000-1111-2222-aaaaaaaaaaaa"
 UUID_B = "GPU-8c1b9f00-3333-4444-5555-bbbbbbbbbbbb"

@@ -9,7 +9,7 @@ import pytest
 
 from greenflow.errors import InvalidInput
 from greenflow.metering import ComponentEnergy, Measurement, Meter
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 

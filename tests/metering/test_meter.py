@@ -11,7 +11,7 @@ import pytest
 
 from greenflow.errors import InvalidInput
 from greenflow.metering import IdleBaseline, Measurement, Meter
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
 
 J = 1 / 3.6e6
 NO_COUNTER = frozenset({"nvmlDeviceGetTotalEnergyConsumption"})

@@ -12,7 +12,7 @@ import pynvml
 import pytest
 
 from greenflow.metering import Meter, NvmlBackend, NvmlUnavailable
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
 
 
 def test_the_fake_is_an_autospec_of_the_real_library() -> None:
@@ -113,7 +113,7 @@ def test_without_the_instant_field_power_usage_is_sampled_instead(no_rapl: str) 
 def test_nvml_missing_as_a_package_is_a_reason_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     # A None entry in sys.modules makes `import pynvml` raise ImportError, as on a host without it.
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    with pytest.raises(NvmlUnavailable, match=r"pip install 'greenflow\[nvidia\]'"):
+    with pytest.raises(NvmlUnavailable, match=r"pip install 'greenflow-carbon\[nvidia\]'"):
         NvmlBackend().acquire()
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from greenflow.metering import Meter
-from greenflow.metering.fake_nvml import FakeNvml
 from greenflow.metering.rapl import RaplCounter, RaplReader, discover, open_rapl
 from greenflow.metering.sampler import CounterChannel, Sampler
+from greenflow.testing.fake_nvml import FakeNvml
 
 J = 1 / 3.6e6
 

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenflow.metering import Meter
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml
 from greenflow.metering.sampler import RateChannel, Sampler, integrate_between, trapezoid
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
 
 INTERVAL = 0.1
 

@@ -39,9 +39,9 @@ os.environ.update(PRIVATE_HOME)
 os.environ.pop("PREFECT_API_URL", None)
 
 from greenflow.ledger import Entry, EntryFilter, Ledger  # noqa: E402 - after the environment is set
-from greenflow.metering.fake_nvml import FakeGpu, FakeNvml  # noqa: E402 - after the environment is set
 from greenflow.metering.meter import Meter  # noqa: E402 - after the environment is set
 from greenflow.prefect.connections import ledger_at  # noqa: E402 - after the environment is set
+from greenflow.testing.fake_nvml import FakeGpu, FakeNvml  # noqa: E402 - after the environment is set
 
 # Midnight in Spain, June 2022: the solar middle of the day is much greener than the night.
 MIDNIGHT = "2022-06-01T00:00Z"

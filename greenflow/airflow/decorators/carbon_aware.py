@@ -1,5 +1,9 @@
 """``@task.carbon_aware(...)``: the TaskFlow form of :class:`CarbonAwareOperator`.
 
+Airflow has no public way to hook a TaskFlow decorator's ``expand``: this module is the one place that
+subclasses the private ``_TaskDecorator`` and reads the private ``DagContext``/``TaskGroupContext``
+(``tests/airflow/test_airflow_contract.py`` pins both, and that no other module uses a private name).
+
 Registered through ``task-decorators`` in the provider info, so ``from airflow.sdk import task`` and
 ``@task.carbon_aware(region="GB", expected_duration="2h", max_delay="12h")`` work in any DAG. The
 decorated operator can defer like the classic one; on resume it hands the result to TaskFlow's output
@@ -15,7 +19,6 @@ import attr
 from airflow.sdk.bases.decorator import DecoratedOperator, _TaskDecorator
 from airflow.sdk.bases.operator import get_merged_defaults
 from airflow.sdk.definitions._internal.contextmanager import DagContext, TaskGroupContext
-from airflow.sdk.definitions._internal.expandinput import ExpandInput
 
 from greenflow.airflow.mapped_validation import check_mapped_arguments
 from greenflow.airflow.operators.carbon_aware import CarbonAwareOperator
@@ -54,17 +57,26 @@ class CarbonAwareTaskDecorator(_TaskDecorator[..., Any, CarbonAwareDecoratedOper
     """What ``@task.carbon_aware(...)`` returns: validates the carbon-aware arguments on ``expand()`` too.
 
     Calling the task builds the operator, whose ``__init__`` validates. ``.expand()``/``.partial()``
-    build a mapped operator without ``__init__``, so :meth:`_expand` runs the same checks when the DAG
-    is parsed. TaskFlow maps only the function's arguments: every carbon-aware argument (from the
+    build a mapped operator without ``__init__``, so ``expand``/``expand_kwargs`` run the same checks when
+    the DAG is parsed. TaskFlow maps only the function's arguments: every carbon-aware argument (from the
     decorator, ``.override()`` or the DAG's ``default_args``) is fixed and checked in full.
     """
 
-    def _expand(self, expand_input: ExpandInput, *, strict: bool) -> Any:
+    def expand(self, **map_kwargs: Any) -> Any:
+        """Check the carbon-aware arguments, then TaskFlow's ``expand``."""
+        self._check()
+        return super().expand(**map_kwargs)
+
+    def expand_kwargs(self, kwargs: Any, *, strict: bool = True) -> Any:
+        """Check the carbon-aware arguments, then TaskFlow's ``expand_kwargs``."""
+        self._check()
+        return super().expand_kwargs(kwargs, strict=strict)
+
+    def _check(self) -> None:
         dag = self.kwargs.get("dag") or DagContext.get_current()
         task_group = self.kwargs.get("task_group") or TaskGroupContext.get_current(dag)
         defaults, _ = get_merged_defaults(dag, task_group, None, self.kwargs.get("default_args"))
         check_mapped_arguments(self.operator_class, self.kwargs, frozenset(), defaults)
-        return super()._expand(expand_input, strict=strict)
 
 
 def carbon_aware_task(

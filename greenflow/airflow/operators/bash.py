@@ -26,6 +26,7 @@ from greenflow.airflow.carbon_aware_base import CarbonAwareBaseOperator
 from greenflow.airflow.identity import identity_from_context
 from greenflow.airflow.ledger_access import ledger_url
 from greenflow.airflow.operators.greenflow_run_command import greenflow_run_command
+from greenflow.exit_codes import BUDGET_REFUSED
 from greenflow.lifecycle import Decision, Lifecycle
 
 
@@ -73,10 +74,8 @@ class CarbonAwareBashOperator(CarbonAwareBaseOperator, BashOperator):
         try:
             return BashOperator.execute(self, context)
         except AirflowException as error:
-            from greenflow.cli.run import EXIT_BUDGET_REFUSED  # the CLI's modules load only when needed
-
             entry = lifecycle.ledger.for_attempt(identity)
-            if entry is not None and entry.decision == "skipped_budget" and f"code {EXIT_BUDGET_REFUSED}" in str(error):
+            if entry is not None and entry.decision == "skipped_budget" and f"code {BUDGET_REFUSED}" in str(error):
                 message = f"greenflow: budget {entry.budget!r} refused the command: {entry.error}"
                 if self.on_budget_exceeded == "fail":
                     raise AirflowFailException(message) from error

@@ -24,7 +24,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from greenflow.airflow.carbon_aware_base import CarbonAwareBaseOperator
 from greenflow.airflow.decision_entry import record_decision
-from greenflow.airflow.operators.region_branch import ROUTE_XCOM_KEY, RegionRoutes, RouteEnergy, route_record
+from greenflow.airflow.operators.region_branch import RegionRoutes, RouteEnergy, route_record
+from greenflow.airflow.routed import ROUTE_XCOM_KEY
 from greenflow.errors import InvalidInput
 from greenflow.governance import GateInputs, GatePolicy
 from greenflow.ledger import BudgetStatus

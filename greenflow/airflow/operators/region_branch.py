@@ -19,8 +19,6 @@ from greenflow.ledger import Ledger
 from greenflow.lifecycle import Decision
 from greenflow.units import parse_quantity
 
-ROUTE_XCOM_KEY = "greenflow_route"
-"""XCom key of the routing choice: ``{"region", "task_id", "start_at", "entry_id"}``."""
 # How many past measured attempts of a region's task make the energy estimate of a route.
 _HISTORY = 5
 

@@ -19,12 +19,12 @@ from greenflow.config import ledger_url as core_ledger_url
 from greenflow.errors import ConfigError
 from greenflow.ledger import Ledger
 from greenflow.ledger.database import create_ledger_engine, current_revision, normalise_url, safe_url
+from greenflow.ledger.registry import cached_ledger, close_all, shared_ledger
 
 # A connection's URL is looked up in Airflow's secrets backends; re-read it now and then, not per request.
 _CONNECTION_TTL_SECONDS = 60.0
 
 _lock = threading.Lock()
-_ledgers: dict[str, Ledger] = {}
 _connection_urls: dict[str, tuple[float, str]] = {}
 
 
@@ -88,8 +88,7 @@ def open_source(url: str | None = None) -> LedgerSource:
     """
     url = url or configured_url()
     shown = safe_url(url)
-    with _lock:
-        ledger = _ledgers.get(url)
+    ledger = cached_ledger(url)
     if ledger is not None:
         return LedgerSource(shown, ledger)
     if _sqlite_file_missing(url):
@@ -99,11 +98,10 @@ def open_source(url: str | None = None) -> LedgerSource:
         # An empty database: no task has written to it yet. Creating the schema is the tasks' job.
         engine.dispose()
         return LedgerSource(shown, None)
-    opened = Ledger(engine=engine, create_if_empty=False)  # refuses an older or newer schema, with the fix
-    with _lock:
-        ledger = _ledgers.setdefault(url, opened)
-    if ledger is not opened:
-        opened.close()
+    # Refuses an older or newer schema, with the fix; never creates one (the API server stays read-only).
+    ledger = shared_ledger(url, opener=lambda _key: Ledger(engine=engine, create_if_empty=False))
+    if ledger.engine is not engine:  # another thread registered this URL's ledger meanwhile
+        engine.dispose()
     return LedgerSource(shown, ledger)
 
 
@@ -120,8 +118,5 @@ def _sqlite_file_missing(url: str) -> bool:
 def forget_all() -> None:
     """Close every ledger this process opened (tests; a changed configuration)."""
     with _lock:
-        ledgers = list(_ledgers.values())
-        _ledgers.clear()
         _connection_urls.clear()
-    for ledger in ledgers:
-        ledger.close()
+    close_all()

@@ -15,6 +15,7 @@ from typing import Any
 from markupsafe import Markup
 from sqlalchemy import Row
 
+from greenflow.airflow.plugins.redaction import redact
 from greenflow.clock import format_duration
 from greenflow.ledger import Entry
 from greenflow.units import format_energy, format_mass
@@ -45,15 +46,11 @@ def mask_text(value: str | None) -> str | None:
     """``value`` with registered secrets and URL passwords masked."""
     if value is None:
         return None
-    from airflow._shared.secrets_masker import redact
-
     return _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", str(redact(value)))
 
 
 def mask_json(value: Any) -> Any:
     """A JSON value with sensitive keys and secrets masked (recursively)."""
-    from airflow._shared.secrets_masker import redact
-
     return _mask_strings(redact(value))
 
 

@@ -19,7 +19,7 @@ from greenflow.airflow.identity import identity_from_context
 from greenflow.airflow.operators.bash import CarbonAwareBashOperator
 from greenflow.airflow.operators.gate import GreenGateOperator
 from greenflow.airflow.operators.greenflow_run_command import greenflow_run_command
-from greenflow.airflow.operators.region_branch import ROUTE_XCOM_KEY
+from greenflow.airflow.routed import ROUTE_XCOM_KEY
 from greenflow.airflow.spec_params import runtime_spec
 from greenflow.ledger import Budget, Entry, Identity, Ledger
 from greenflow.lifecycle import Lifecycle

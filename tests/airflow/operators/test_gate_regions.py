@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from greenflow.airflow.carbon_aware_base import ENTRY_XCOM_KEY
 from greenflow.airflow.operators.gate import GreenGateOperator
-from greenflow.airflow.operators.region_branch import ROUTE_XCOM_KEY
+from greenflow.airflow.routed import ROUTE_XCOM_KEY
 from greenflow.airflow.triggers.window import CarbonWindowTrigger
 from greenflow.errors import InvalidInput
 from greenflow.ledger import Entry, Identity, Ledger

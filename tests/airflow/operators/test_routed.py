@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from greenflow.airflow.operators.carbon_aware import CarbonAwareOperator
 from greenflow.airflow.operators.gate import GreenGateOperator
-from greenflow.airflow.operators.region_branch import ROUTE_XCOM_KEY
+from greenflow.airflow.routed import ROUTE_XCOM_KEY
 from greenflow.ledger import Budget, Entry, Ledger
 
 ROUTES = {"GB": "train_gb", "ES": "train_es", "US-CAL-CISO": "train_us"}

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from greenflow.airflow import resources
 from greenflow.airflow.triggers.budget import CarbonBudgetTrigger
 from greenflow.ledger import Budget, Identity, Ledger
+from greenflow.ledger import registry as ledger_registry
 from greenflow.ledger.budgets import Budgets
 
 
@@ -77,7 +77,7 @@ def test_reading_the_budget_never_blocks_the_triggerers_event_loop(
     gf_ledger: Ledger, monkeypatch: pytest.MonkeyPatch, loop_watch: Any
 ) -> None:
     reservation = _exhaust(gf_ledger)
-    monkeypatch.setattr(resources, "_ledgers", {})  # the triggerer opens its own engine on the ledger
+    monkeypatch.setattr(ledger_registry, "_ledgers", {})  # the triggerer opens its own engine on the ledger
     _release_later(gf_ledger, reservation, 0.4)
 
     async def triggerer() -> tuple[int, list[Any]]:

@@ -20,6 +20,7 @@ from greenflow.airflow.spec_params import trigger_spec_kwargs
 from greenflow.airflow.triggers.window import CarbonWindowTrigger, preferred
 from greenflow.intensity.cache import ForecastCache
 from greenflow.ledger import Identity, Ledger
+from greenflow.ledger import registry as ledger_registry
 from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.spec import CarbonSpec
 
@@ -238,7 +239,7 @@ def test_triggers_arriving_together_do_all_their_blocking_work_off_the_event_loo
     kwargs = _trigger(spec, decision, options).serialize()[1]
     # A triggerer that has served no greenflow task yet: no ledger engine, provider or forecast cache, and a
     # ledger database it must create.
-    monkeypatch.setattr(resources, "_ledgers", {})
+    monkeypatch.setattr(ledger_registry, "_ledgers", {})
     monkeypatch.setattr(resources, "_providers", {})
     monkeypatch.setattr(lifecycle_module, "_SHARED_CACHES", {})
     monkeypatch.setenv("GREENFLOW_LEDGER_URL", f"sqlite:///{tmp_path / 'triggerer-ledger.db'}")
@@ -284,7 +285,7 @@ def test_connection_lookups_stay_async_and_the_rest_runs_off_the_loop(
         "provider_conn_id": "gf_trigger_trace",
         "ledger_conn_id": "gf_trigger_ledger",
     }
-    monkeypatch.setattr(resources, "_ledgers", {})
+    monkeypatch.setattr(ledger_registry, "_ledgers", {})
 
     async def triggerer() -> tuple[int, list[Any]]:
         return threading.get_ident(), await _collect(CarbonWindowTrigger(**kwargs))

@@ -8,7 +8,7 @@ sequence of readings, e.g. one that goes backwards), unsupported calls, MIG slic
 makes every device call spin for that long, to stand in for what a real NVML call costs;
 ``autospec=False`` drops the mock layer (and :meth:`FakeNvml.calls`) for benchmarks.
 
-Requires ``nvidia-ml-py``; nothing in the meter imports this module.
+Requires ``nvidia-ml-py``; nothing in greenflow outside tests imports this module.
 """
 
 from __future__ import annotations

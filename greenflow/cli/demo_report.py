@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from greenflow.cli import budget as budget_cli
 from greenflow.cli import ledger as ledger_cli
-from greenflow.cli.context import state
+from greenflow.cli.context import using_ledger
 from greenflow.cli.output import console, print_table
 from greenflow.demo.layout import DemoLayout
 from greenflow.demo.parts import CPU_TDP_W
@@ -26,30 +26,31 @@ _RAN = ("deferred", "ran_now")
 
 def print_report(layout: DemoLayout, parts: Sequence[str], seconds: float) -> bool:
     """Print the report for the demo ledger; ``True`` when its chain verifies."""
-    state.ledger_url = layout.ledger_url
     ledger = Ledger(layout.ledger_url)
     try:
-        entries = ledger.entries()
-        console.print()
-        console.rule("The ledger")
-        ledger_cli.show(
-            workflow=None, run=None, task=None, decision=None, since=None, until=None, limit=50, as_json=False
-        )
-        _replay_note(entries)
+        # The ledger views read the CLI's ledger option: point them at the demo's ledger for the report only.
+        with using_ledger(layout.ledger_url):
+            entries = ledger.entries()
+            console.print()
+            console.rule("The ledger")
+            ledger_cli.show(
+                workflow=None, run=None, task=None, decision=None, since=None, until=None, limit=50, as_json=False
+            )
+            _replay_note(entries)
 
-        console.print()
-        console.rule("The budget")
-        budget_cli.budget_status(name=None, as_json=False)
-        _refusals(entries)
+            console.print()
+            console.rule("The budget")
+            budget_cli.budget_status(name=None, as_json=False)
+            _refusals(entries)
 
-        console.print()
-        console.rule("What deferring saved")
-        _savings(entries)
+            console.print()
+            console.rule("What deferring saved")
+            _savings(entries)
 
-        console.print()
-        console.rule("Verification")
-        verification = ledger.verify()
-        ledger_cli._print_report(verification)
+            console.print()
+            console.rule("Verification")
+            verification = ledger.verify()
+            ledger_cli._print_report(verification)
     finally:
         ledger.close()
     console.print()

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from greenflow.cli import demo_report as report
 from greenflow.cli.output import console
-from greenflow.demo import report
 from greenflow.demo.layout import DemoLayout, find_examples
 from greenflow.demo.parts import REPLAY_SPEED, PartPlan, RunningPart, airflow_plan, installed, prefect_plan
 from greenflow.demo.progress import LogFollower, LogParser, Progress, describe_wait
@@ -108,7 +108,7 @@ def _intro(layout: DemoLayout, with_airflow: bool, with_prefect: bool) -> None:
         if not present:
             console.print(
                 f"[yellow]{name} is not installed[/]: its part is left out "
-                f"(install it with `pip install 'greenflow[{extra}]'`)"
+                f"(install it with `pip install 'greenflow-carbon[{extra}]'`)"
             )
     if not (with_airflow and with_prefect):
         console.print("[yellow]with one orchestrator the budget act may not close the evaluation gate[/]")
