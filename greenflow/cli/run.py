@@ -28,7 +28,7 @@ import typer
 from greenflow.cli.attempt import attempt_from, provider_options
 from greenflow.cli.context import open_ledger, state
 from greenflow.cli.forwarding import SignalForwarder
-from greenflow.cli.output import err_console, handle_errors, say
+from greenflow.cli.output import handle_errors, say
 from greenflow.cli.write_mode import WRITE_MODE_ENV, write_mode
 from greenflow.clock import utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
