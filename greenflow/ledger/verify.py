@@ -188,7 +188,8 @@ def _check_anchors(session: Session, anchors: Sequence[Anchor]) -> list[Problem]
         return []
     first = session.execute(select(EntryRow.entry_hash).where(EntryRow.seq == 1)).scalar_one_or_none()
     wanted = sorted({a.checkpoint.seq for a in anchors})
-    stored = dict(session.execute(select(EntryRow.seq, EntryRow.entry_hash).where(EntryRow.seq.in_(wanted))).tuples())
+    found = session.execute(select(EntryRow.seq, EntryRow.entry_hash).where(EntryRow.seq.in_(wanted)))
+    stored = {seq: stored_hash for seq, stored_hash in found}  # dict(result) would take Result.keys() as a mapping
     problems = []
     for anchor in anchors:
         point = anchor.checkpoint
