@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
     from greenflow.ledger.store import Ledger
+    from greenflow.ledger.verify import VerificationReport
 
 FORMAT = "greenflow-anchor/1"
 KEY_ENV = "GREENFLOW_ANCHOR_KEY"
@@ -344,3 +345,30 @@ def _parse_checkpoint(document: Any, source: str) -> Checkpoint:
         anchored_at=parse_time(anchored_at, f"anchored_at of anchor {source!r}"),
         key_id=signer,
     )
+
+
+@dataclass(frozen=True)
+class AnchorRound:
+    """One periodic anchoring step: the verification against the earlier anchors, and the new anchor."""
+
+    report: VerificationReport
+    anchor: Anchor | None
+    """``None`` when the verification failed: a damaged chain is never anchored."""
+    path: Path | None
+
+
+def verify_and_anchor(ledger: Ledger, private_key: Ed25519PrivateKey, directory: str | Path) -> AnchorRound:
+    """Verify incrementally from the anchors in ``directory``, then anchor the tip there if the chain holds.
+
+    Every earlier anchor must be signed by the same key (one key per anchor directory). Run it on a
+    schedule (the example Airflow DAG and Prefect flow do) and keep ``directory`` off the database host.
+    """
+    folder = Path(directory)
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    public_key = private_key.public_key()
+    anchors = [read_anchor(path, public_key) for path in files]
+    report = ledger.verify(anchors=anchors, full=not anchors)
+    if not report.ok:
+        return AnchorRound(report, None, None)
+    signed = make_anchor(ledger, private_key)
+    return AnchorRound(report, signed, write_anchor(signed, folder))
