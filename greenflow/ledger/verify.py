@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from sqlalchemy import Row, String, func, select, type_coerce
+from sqlalchemy import Row, String, and_, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from greenflow.ledger.database import READONLY
@@ -42,7 +42,6 @@ ProblemKind = Literal["modified", "inserted", "removed", "anchor"]
 _LOOKBACK = 4096
 # Core columns, not ORM objects: building an ORM instance per entry was a third of verify's time.
 _ENTRY_COLUMNS = tuple(EntryRow.__table__.columns)
-_COLUMN_NAMES = tuple(column.name for column in _ENTRY_COLUMNS)
 # SQLite compares by storage class and text: these columns feed the budgets' SQL and must be stored as
 # greenflow writes them (a number as REAL, a time as 'YYYY-MM-DD HH:MM:SS.ffffff' text).
 _SQLITE_KINDS: dict[str, frozenset[str]] = {
@@ -54,11 +53,20 @@ _SQLITE_KINDS: dict[str, frozenset[str]] = {
     "tags": frozenset({"text"}),
     "recorded_at": frozenset({"text"}),
 }
-_SQLITE_STORED = (
-    *(func.typeof(EntryRow.__table__.c[name]).label(f"stored_kind_{name}") for name in _SQLITE_KINDS),
-    type_coerce(EntryRow.__table__.c.recorded_at, String).label("stored_recorded_at"),
-)
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+_SQLITE_TIME_GLOB = (
+    "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
+)
+_columns = EntryRow.__table__.c
+# SQLite checks every row in C: 1 when the stored forms are greenflow's; Python explains the rare others.
+_SQLITE_STORED = (
+    and_(
+        *(func.typeof(_columns[name]).in_(sorted(kinds)) for name, kinds in _SQLITE_KINDS.items()),
+        type_coerce(_columns.recorded_at, String).op("GLOB")(_SQLITE_TIME_GLOB),
+    ).label("stored_form_ok"),
+    *(func.typeof(_columns[name]).label(f"stored_kind_{name}") for name in _SQLITE_KINDS),
+    type_coerce(_columns.recorded_at, String).label("stored_recorded_at"),
+)
 
 
 @dataclass(frozen=True)
@@ -141,11 +149,13 @@ def verify_chain(
                 previous_hash, previous_seq = anchored, start - 1
         sqlite = ledger.engine.dialect.name == "sqlite"
         query = select(*_ENTRY_COLUMNS, *(_SQLITE_STORED if sqlite else ())).where(EntryRow.seq >= start)
-        rows = session.execute(query.order_by(EntryRow.seq).execution_options(yield_per=batch))
-        for row in rows:
+        result = session.execute(query.order_by(EntryRow.seq).execution_options(yield_per=batch))
+        names = tuple(result.keys())
+        for stored in result:
             count += 1
-            # A namespace of plain attributes reads ~2.5x faster than attribute access on a Row.
-            values = row_values(cast("EntryRow", SimpleNamespace(**dict(zip(_COLUMN_NAMES, row, strict=False)))))
+            # A namespace of plain attributes reads ~3x faster than attribute access on a Row.
+            row = SimpleNamespace(**dict(zip(names, stored, strict=True)))
+            values = row_values(cast("EntryRow", row))
             if chain_hash(row.prev_hash, hashed_content(values)) != row.entry_hash:
                 problems.append(Problem("modified", row.seq, row.entry_id, "content does not match its hash"))
             else:
@@ -208,7 +218,7 @@ def _check_anchors(session: Session, anchors: Sequence[Anchor]) -> list[Problem]
     return problems
 
 
-def _check_stored_form(row: Row[Any], values: dict[str, Any], sqlite: bool) -> list[Problem]:
+def _check_stored_form(row: Any, values: dict[str, Any], sqlite: bool) -> list[Problem]:
     """Columns the budgets query must hold exactly what the hashed content implies.
 
     The hash covers the values as read back; a budget matches entries in SQL on the stored form. Two
@@ -227,7 +237,7 @@ def _check_stored_form(row: Row[Any], values: dict[str, Any], sqlite: bool) -> l
                 f"stored tags {row.tags!r} are not the hashed tags' form {canonical!r} (budgets match on it)",
             )
         )
-    if sqlite:
+    if sqlite and not row.stored_form_ok:
         odd = [
             f"{name} stored as {kind}"
             for name, allowed in _SQLITE_KINDS.items()
@@ -236,16 +246,12 @@ def _check_stored_form(row: Row[Any], values: dict[str, Any], sqlite: bool) -> l
         recorded = row.recorded_at
         if recorded is not None and row.stored_recorded_at != recorded.replace(tzinfo=None).strftime(_SQLITE_TIME):
             odd.append(f"recorded_at stored as {row.stored_recorded_at!r}")
-        if odd:
-            problems.append(
-                Problem(
-                    "modified", row.seq, row.entry_id, "stored form differs from the hashed values: " + ", ".join(odd)
-                )
-            )
+        detail = "stored form differs from the hashed values: " + (", ".join(odd) or "unexpected storage")
+        problems.append(Problem("modified", row.seq, row.entry_id, detail))
     return problems
 
 
-def _explain_break(row: Row[Any], previous_seq: int, recent: deque[tuple[str, int, str]]) -> list[Problem]:
+def _explain_break(row: Any, previous_seq: int, recent: deque[tuple[str, int, str]]) -> list[Problem]:
     # Does this entry link to an earlier entry, skipping the ones just before it? Then those were inserted.
     skipped: list[tuple[int, str]] = []
     for stored_hash, seq, entry_id in reversed(recent):
