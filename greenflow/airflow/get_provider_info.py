@@ -62,6 +62,16 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         },
     },
     {
+        "hook-class-name": "greenflow.airflow.hooks.anchor.GreenflowAnchorKeyHook",
+        "hook-name": "greenflow ledger anchor key",
+        "connection-type": "greenflow_anchor_key",
+        "ui-field-behaviour": {
+            "hidden-fields": _hidden("password"),
+            "relabeling": {"password": "Ed25519 private key (PEM or base64)"},
+            "placeholders": {},
+        },
+    },
+    {
         "hook-class-name": "greenflow.airflow.hooks.intensity.UKGridHook",
         "hook-name": "greenflow: UK Carbon Intensity (ukgrid)",
         "connection-type": "greenflow_ukgrid",
@@ -227,7 +237,11 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": ["greenflow.airflow.hooks.ledger", "greenflow.airflow.hooks.intensity"],
+                "python-modules": [
+                    "greenflow.airflow.hooks.ledger",
+                    "greenflow.airflow.hooks.intensity",
+                    "greenflow.airflow.hooks.anchor",
+                ],
             }
         ],
         "triggers": [

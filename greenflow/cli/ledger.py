@@ -174,9 +174,24 @@ def _write_csv(entries: list[Entry], stream: Any) -> None:
 
 @app.command("verify")
 @handle_errors
-def verify(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Recompute the hash chain; exit 1 and name the damaged entries if it does not hold."""
-    report = open_ledger(must_exist=True).verify()
+def verify(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    anchors: list[str] | None = typer.Option(
+        None,
+        "--anchor",
+        help="Signed checkpoint (file, or a directory of them) the chain must still contain; repeatable.",
+    ),
+    public_key: str | None = typer.Option(
+        None, "--public-key", help="Public key file the anchors must be signed with (default: the one they embed)."
+    ),
+    full: bool = typer.Option(False, "--full", help="With --anchor: recompute every entry, not only the newer ones."),
+) -> None:
+    """Recompute the hash chain; exit 1 and name the damaged entries (or lost anchors) if it does not hold."""
+    from greenflow.ledger.anchor import anchor_files, public_key_from_file, read_anchor
+
+    key = public_key_from_file(public_key) if public_key else None
+    checked = [read_anchor(path, key) for path in anchor_files(anchors or [])]
+    report = open_ledger(must_exist=True).verify(anchors=checked, full=full or not checked)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -186,17 +201,87 @@ def verify(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 
 def _print_report(report: VerificationReport) -> None:
+    scope = (
+        f"{report.entries} entries from seq {report.from_seq} (the newest anchor)"
+        if report.from_seq > 1
+        else f"{report.entries} entries"
+    )
+    anchored = f", {len(report.anchors)} anchor(s) found" if report.anchors else ""
     if report.ok:
         console.print(
-            f"ledger verified: {report.entries} entries, chain intact; tip seq {report.head_seq} "
-            f"hash {report.head_hash}"
+            f"ledger verified: {scope}, chain intact{anchored}; tip seq {report.head_seq} hash {report.head_hash}",
+            markup=False,
+            highlight=False,
         )
         return
-    console.print(f"ledger damaged: {len(report.problems)} problem(s) in {report.entries} entries")
+    console.print(f"ledger damaged: {len(report.problems)} problem(s) in {scope}", markup=False, highlight=False)
     print_table(
         None,
         ["kind", "seq", "entry id", "detail"],
         [[p.kind, p.seq, p.entry_id, p.detail] for p in report.problems],
+    )
+
+
+@app.command("anchor")
+@handle_errors
+def anchor(
+    key: str | None = typer.Option(
+        None, "--key", help="Ed25519 private key file (PEM or base64); default: $GREENFLOW_ANCHOR_KEY."
+    ),
+    output_dir: str | None = typer.Option(
+        None, "--dir", help="Write the anchor into this directory (outside the database) instead of stdout."
+    ),
+) -> None:
+    """Sign the chain's current tip (seq, hash, time, ledger id) so that verify --anchor can detect a cut end."""
+    from greenflow.ledger.anchor import KEY_ENV, make_anchor, private_key_from_env, private_key_from_file, write_anchor
+
+    private_key = private_key_from_file(key) if key else private_key_from_env()
+    if private_key is None:
+        raise InvalidInput(
+            "no anchor key given",
+            fix=f"pass --key FILE or set {KEY_ENV} (make a key pair with `greenflow ledger keygen`)",
+        )
+    signed = make_anchor(open_ledger(create_if_empty=False), private_key)
+    if output_dir is None:
+        sys.stdout.write(signed.to_json())
+        return
+    path = write_anchor(signed, output_dir)
+    err_console.print(
+        f"anchored seq {signed.checkpoint.seq} hash {signed.checkpoint.entry_hash} ({signed.checkpoint.key_id}) "
+        f"in {path}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command("keygen")
+@handle_errors
+def keygen(
+    output: str = typer.Option(..., "--out", help="Private key file to create (the public key goes to FILE.pub)."),
+) -> None:
+    """Make an Ed25519 key pair for `greenflow ledger anchor` (private key mode 0600, never overwritten)."""
+    import os
+    from pathlib import Path
+
+    from greenflow.ledger.anchor import generate_key, key_id, private_key_pem, public_key_pem
+
+    private_path, public_path = Path(output), Path(f"{output}.pub")
+    for path in (private_path, public_path):
+        if path.exists():
+            raise InvalidInput(f"{path} already exists", fix="choose another --out; a key is never overwritten")
+    private_key = generate_key()
+    try:
+        descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise InvalidInput(f"cannot create {private_path}: {exc.strerror}", fix="choose a writable --out") from None
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(private_key_pem(private_key))
+    public_path.write_bytes(public_key_pem(private_key.public_key()))
+    console.print(
+        f"wrote {private_path} (private, keep it off the database host) and {public_path}; "
+        f"key id {key_id(private_key.public_key())}",
+        markup=False,
+        highlight=False,
     )
 
 

@@ -232,12 +232,21 @@ class Entry:
 
 def hashed_content(values: dict[str, Any]) -> dict[str, Any]:
     """The part of an entry's values the hash covers, JSON-safe (works on raw, unvalidated rows too)."""
-    return {name: _jsonable(value) for name, value in values.items() if name not in _CHAIN_FIELDS}
+    # Most values are already JSON-safe: a set lookup on their class skips the isinstance checks
+    # (a third of `ledger verify`'s time per entry went to them).
+    return {
+        name: value if value.__class__ in _JSON_PLAIN else _jsonable(value)
+        for name, value in values.items()
+        if name not in _CHAIN_FIELDS
+    }
 
 
 def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
     """SHA-256 over the previous hash and the canonical JSON of an entry's content."""
     return hashlib.sha256((prev_hash + canonical_json(content)).encode()).hexdigest()
+
+
+_JSON_PLAIN = frozenset({str, int, float, bool, type(None), dict, list})
 
 
 def _jsonable(value: Any) -> Any:

@@ -24,6 +24,7 @@ from greenflow.ledger.entry import ENTRY_FIELDS, Entry, Identity, chain_hash
 from greenflow.ledger.models import EntryRow, HeadRow, ReservationRow
 
 if TYPE_CHECKING:
+    from greenflow.ledger.anchor import Anchor
     from greenflow.ledger.budgets import Budget, Budgets
     from greenflow.ledger.verify import VerificationReport
 
@@ -204,11 +205,15 @@ class Ledger:
             row = session.execute(select(HeadRow).where(HeadRow.id == 1)).scalar_one()
             return row.seq, row.entry_hash
 
-    def verify(self) -> VerificationReport:
-        """Recompute the hash chain; the report names every entry changed, inserted or removed."""
+    def verify(self, *, anchors: Sequence[Anchor] = (), full: bool = True) -> VerificationReport:
+        """Recompute the hash chain; the report names every entry changed, inserted or removed.
+
+        ``anchors`` (signed checkpoints) must still be in the chain; ``full=False`` recomputes only from
+        the newest anchor on.
+        """
         from greenflow.ledger.verify import verify_chain
 
-        return verify_chain(self)
+        return verify_chain(self, anchors=anchors, full=full)
 
     def history(self, workflow_id: str, task_id: str, *, limit: int = 10) -> Sequence[Entry]:
         """The last successful measured attempts of a task (used for estimates)."""

@@ -7,7 +7,7 @@ point imports :mod:`greenflow.prefect`), so the server and workers know them wit
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, SecretStr
@@ -15,6 +15,9 @@ from pydantic import Field, HttpUrl, SecretStr
 from greenflow.intensity.providers.http import Secret
 from greenflow.ledger import Ledger
 from greenflow.ledger.registry import shared_ledger
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 # Where docs/prefect.md is published (the block pages in Prefect's UI link to it).
 DOCS_URL = HttpUrl("https://github.com/greenflow/greenflow/blob/main/docs/prefect.md")
@@ -95,6 +98,25 @@ class GreenflowLedger(Block):
         description="SQLAlchemy URL of the ledger database, e.g. postgresql+psycopg://user:pass@host/greenflow.",
         examples=["postgresql+psycopg://greenflow:***@db.internal:5432/greenflow"],
     )
+
+    anchor_key: SecretStr | None = Field(
+        default=None,
+        title="Anchor key",
+        description="Ed25519 private key (PEM or base64 of its 32 raw bytes) that signs ledger anchors; "
+        "make one with `greenflow ledger keygen`. Optional: only the anchoring flow needs it.",
+    )
+
+    def anchor_private_key(self) -> Ed25519PrivateKey:
+        """The private key that signs anchors of this ledger (never log it)."""
+        from greenflow.errors import ConfigError
+        from greenflow.ledger.anchor import load_private_key
+
+        if self.anchor_key is None:
+            raise ConfigError(
+                "this Greenflow Ledger block has no anchor key",
+                fix="paste the private key from `greenflow ledger keygen` into its Anchor key field",
+            )
+        return load_private_key(self.anchor_key.get_secret_value(), "the Greenflow Ledger block's anchor key")
 
     def get_ledger(self) -> Ledger:
         """The ledger at this URL (one connection pool per URL per process: the core's registry)."""

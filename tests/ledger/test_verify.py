@@ -104,3 +104,58 @@ def test_any_hashed_column_counts(ledger: Ledger, column: str) -> None:
         else:
             connection.execute(text(f"UPDATE ledger_entries SET {column} = {value} WHERE seq = 1"))
     assert [(p.kind, p.seq) for p in ledger.verify().problems] == [("modified", 1)]
+
+
+def _tagged(ledger: Ledger) -> list[Entry]:
+    return [
+        ledger.append(
+            Entry.for_attempt(
+                Identity("cli", "wf", "run", f"t{i}"), "ran_now", tags=("ml", "nightly"), team="vision", charged_g=10.0
+            )
+        )
+        for i in range(3)
+    ]
+
+
+@pytest.mark.parametrize("stored", ["ml,nightly,", ",ml,nightly", "ml,nightly", ",nightly,ml,", ",,ml,nightly,"])
+def test_stored_tags_out_of_their_canonical_form_are_named(ledger: Ledger, stored: str) -> None:
+    # Each of these parses back to the hashed tags (or their set), but `LIKE '%,ml,%'` no longer
+    # matches the same entries: a charge would leave the tag budget without any hash changing.
+    from greenflow.ledger import Budget
+
+    entries = _tagged(ledger)
+    ledger.budgets.set(Budget.parse("ml-day", "1000g", "day", "tag:ml"))
+    spent_before = ledger.budgets.status("ml-day").spent
+    with ledger.engine.begin() as connection:
+        connection.execute(text("UPDATE ledger_entries SET tags = :t WHERE seq = 2"), {"t": stored})
+    problems = ledger.verify().problems
+    assert [(p.kind, p.seq, p.entry_id) for p in problems] == [("modified", 2, entries[1].entry_id)]
+    assert "tags" in problems[0].detail or "content" in problems[0].detail
+    if stored in ("ml,nightly,", "ml,nightly"):  # the reproduction: the tag budget's spend really moved
+        assert ledger.budgets.status("ml-day").spent < spent_before
+
+
+def test_every_stored_column_is_under_the_hash() -> None:
+    # A new column that budgets could match on must be hashed (or be the chain's own bookkeeping).
+    from greenflow.ledger.entry import ENTRY_FIELDS
+    from greenflow.ledger.models import EntryRow
+
+    assert set(EntryRow.__table__.columns.keys()) == set(ENTRY_FIELDS) | {"seq", "prev_hash", "entry_hash"}
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        "UPDATE ledger_entries SET recorded_at = replace(recorded_at, ' ', 'T') WHERE seq = 2",
+        "UPDATE ledger_entries SET team = CAST(team AS BLOB) WHERE seq = 2",
+        "UPDATE ledger_entries SET recorded_at = substr(recorded_at, 1, 19) WHERE seq = 2",
+    ],
+)
+def test_sqlite_stored_forms_the_budgets_compare_are_checked(sqlite_url: str, update: str) -> None:
+    # SQLite compares times as text and never matches a BLOB to TEXT: these edits read back as the
+    # hashed values (or close) but change which period or team budget counts the entry.
+    ledger = Ledger(sqlite_url)
+    _tagged(ledger)
+    with ledger.engine.begin() as connection:
+        connection.execute(text(update))
+    assert [(p.kind, p.seq) for p in ledger.verify().problems] == [("modified", 2)]
