@@ -28,8 +28,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 READONLY = "greenflow_readonly"
 # The newest migration in migrations/versions (a test checks it against Alembic's head). Kept as a
 # constant so that opening a ledger does not import Alembic (~0.7 s), which every task process does.
-SCHEMA_REVISION = "0003"
-KNOWN_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_REVISION = "0004"
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 
 
 def normalise_url(url: str) -> str:

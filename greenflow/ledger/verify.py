@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from greenflow.ledger.entry import GENESIS_HASH, chain_hash, hashed_content
 from greenflow.ledger.models import EntryRow, HeadRow
+from greenflow.ledger.rows import row_values
 
 if TYPE_CHECKING:
     from greenflow.ledger.store import Ledger
@@ -71,8 +72,6 @@ class VerificationReport:
 
 def verify_chain(ledger: Ledger, *, batch: int = 2000) -> VerificationReport:
     """Walk the whole chain in ``seq`` order and report every inconsistency."""
-    from greenflow.ledger.store import row_values
-
     problems: list[Problem] = []
     recent: deque[tuple[str, int, str]] = deque(maxlen=_LOOKBACK)  # (stored hash, seq, entry_id)
     previous_hash, previous_seq, count = GENESIS_HASH, 0, 0
