@@ -400,8 +400,17 @@ class Lifecycle:
         # Held from this attempt's request (a retry asks later than the first request) to well past its run.
         wait = max(decision.latest_start - decision.attempt_requested_at, timedelta(0))
         hold = wait + 2 * self.spec.expected_duration + _RESERVATION_GRACE
+        # Held against every budget covering the attempt (its workflow, team and tags), not only the named one.
         reservation: Reservation = self.ledger.budgets.reserve(
-            budget.name, self.identity, amount, estimate_source=source, ttl=hold, at=utcnow()
+            budget.name,
+            self.identity,
+            amount,
+            estimate_source=source,
+            ttl=hold,
+            at=utcnow(),
+            team=self.spec.team,
+            tags=self.spec.tags,
+            amounts={"gCO2e": estimate_g, "kWh": estimate_kwh},
         )
         return replace(
             decision,

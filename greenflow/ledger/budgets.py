@@ -66,7 +66,7 @@ from greenflow.errors import BudgetExceeded, BudgetNotFound, InvalidInput
 from greenflow.ledger.entry import Entry, Identity
 from greenflow.ledger.models import BudgetRow, EntryRow, HeadRow, ReservationRow, UTCDateTime
 from greenflow.ledger.periods import Period
-from greenflow.ledger.settlement import close_group, group_of, lock_group, reservation_digest, seal
+from greenflow.ledger.settlement import close_group, group_of, lock_group, reservation_digest, seal, split_identity
 from greenflow.units import Quantity, Unit, format_energy, format_mass, parse_positive_quantity
 
 if TYPE_CHECKING:
@@ -460,7 +460,7 @@ class Budgets:
         bounds = [budget.period.bounds(request.at) for budget, _revision in group]
         group_id = str(uuid.uuid4())
         ids = [group_id if budget.name == request.name else str(uuid.uuid4()) for budget, _revision in group]
-        identity = _identity_dict(request.identity)
+        identity = _identity_dict(request.identity, request.team, request.tags)
         digests = [
             reservation_digest(request.row(rid, group_id, budget.name, value, identity))
             for rid, (budget, _revision), value in zip(ids, group, amounts, strict=True)
@@ -563,7 +563,7 @@ class Budgets:
                 session.flush()  # keep the checkpoints (they are right whatever the answer)
                 raise refusal
             group_id = str(uuid.uuid4())
-            identity_values = _identity_dict(identity)
+            identity_values = _identity_dict(identity, request.team, request.tags)
             values = []
             for budget, value in zip(budgets, amounts, strict=True):
                 rid = group_id if budget.name == name else str(uuid.uuid4())
@@ -654,10 +654,13 @@ class Budgets:
         unit = units.get(primary.budget, "gCO2e")
         reported = primary.progress_g if unit == "gCO2e" else primary.progress_kwh
         source = "last progress reported" if reported is not None else f"reserved estimate ({primary.estimate_source})"
-        identity = Identity(**primary.identity)
+        identity, team, tags = split_identity(primary.identity)
         entry = Entry.for_attempt(
             identity,
             "interrupted",
+            # The attempt's team and tags, so that every budget that held for it counts the charge.
+            team=team,
+            tags=tags,
             # A distinct key: if the attempt's own entry arrives later it must still be recorded.
             idempotency_key=_expiry_key(primary.reservation_id),
             budget=primary.budget,
@@ -951,7 +954,8 @@ def _reservation_from_rows(group: Sequence[ReservationRow], unit: Unit) -> Reser
     )
 
 
-def _identity_dict(identity: Identity) -> dict[str, Any]:
+def _identity_dict(identity: Identity, team: str | None, tags: Sequence[str]) -> dict[str, Any]:
+    """The attempt as a reservation row keeps it: its identity, and the team and tags budgets cover by."""
     return {
         "orchestrator": identity.orchestrator,
         "workflow_id": identity.workflow_id,
@@ -959,6 +963,8 @@ def _identity_dict(identity: Identity) -> dict[str, Any]:
         "task_id": identity.task_id,
         "attempt": identity.attempt,
         "map_index": identity.map_index,
+        "team": team,
+        "tags": list(tags),
     }
 
 

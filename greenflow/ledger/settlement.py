@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from greenflow.errors import InvalidInput
 from greenflow.intensity.forecast import canonical_json
-from greenflow.ledger.entry import Entry
+from greenflow.ledger.entry import Entry, Identity
 from greenflow.ledger.models import ReservationRow
 
 # The columns the digest covers, in a fixed order (everything but the digest itself).
@@ -104,7 +104,14 @@ def charge_after_reservation(entry: Entry, primary: ReservationRow) -> Entry:
     The late real entry is the truth, so it is charged with (actual - already charged): the budget's
     total stays right while both records stay in the append-only chain.
     """
-    entry = entry.replace(budget=entry.budget or primary.budget, reservation_id=primary.reservation_id)
+    _identity, team, tags = split_identity(primary.identity)
+    # An entry that forgot the attempt's team or tags would leave the budgets that held for them uncharged.
+    entry = entry.replace(
+        budget=entry.budget or primary.budget,
+        reservation_id=primary.reservation_id,
+        team=entry.team if entry.team is not None else team,
+        tags=entry.tags or tags,
+    )
     if primary.status != "expired":
         return entry
     already_g, already_kwh = primary.progress_g or 0.0, primary.progress_kwh or 0.0
@@ -115,6 +122,13 @@ def charge_after_reservation(entry: Entry, primary: ReservationRow) -> Entry:
         charged_kwh=None if entry.charged_kwh is None else entry.charged_kwh - already_kwh,
         extra=note,
     )
+
+
+def split_identity(values: Mapping[str, Any]) -> tuple[Identity, str | None, tuple[str, ...]]:
+    """A reservation row's stored attempt: (identity, team, tags); rows before 0004 have no team or tags."""
+    fields = dict(values)
+    team, tags = fields.pop("team", None), tuple(fields.pop("tags", None) or ())
+    return Identity(**fields), team, tags
 
 
 def _canonical(value: Any) -> Any:

@@ -125,9 +125,7 @@ class Ledger:
             recorded = self.append_in(session, entry, reservation=group)
         return recorded
 
-    def append_in(
-        self, session: Session, entry: Entry, *, reservation: list[ReservationRow] | None = None
-    ) -> Entry:
+    def append_in(self, session: Session, entry: Entry, *, reservation: list[ReservationRow] | None = None) -> Entry:
         """Append inside an open write transaction (callers hold any budget lock first).
 
         ``reservation`` is a locked reservation group (primary first) to settle with the entry.

@@ -208,11 +208,10 @@ def _revision_0003() -> ModuleType:
 
 def _seal_existing_reservations() -> None:
     """Every existing reservation is its own group; give it the digest verify will check."""
-    from greenflow.ledger.models import ReservationRow
     from greenflow.ledger.settlement import DIGESTED, reservation_digest
 
     bind = op.get_bind()
-    table = ReservationRow.__table__
+    table = sa.Table('budget_reservations', sa.MetaData(), autoload_with=op.get_bind())
     rows = bind.execute(sa.select(*(table.c[name] for name in DIGESTED if name != "group_id"))).mappings().all()
     for row in rows:
         values = {**row, "group_id": row["reservation_id"]}
