@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 
+from greenflow.ledger.budget_audit import audit_budgets
 from greenflow.ledger.entry import GENESIS_HASH, chain_hash, hashed_content
 from greenflow.ledger.models import EntryRow, HeadRow
 from greenflow.ledger.rows import row_values
@@ -26,7 +27,7 @@ from greenflow.ledger.rows import row_values
 if TYPE_CHECKING:
     from greenflow.ledger.store import Ledger
 
-ProblemKind = Literal["modified", "inserted", "removed"]
+ProblemKind = Literal["modified", "inserted", "removed", "budget"]
 # How far back an inserted run of entries is looked for (bounded memory on a million-entry ledger).
 _LOOKBACK = 4096
 
@@ -87,6 +88,8 @@ def verify_chain(ledger: Ledger, *, batch: int = 2000) -> VerificationReport:
             recent.append((row.entry_hash, row.seq, row.entry_id))
             previous_hash, previous_seq = row.entry_hash, row.seq
         problems.extend(_check_head(head, previous_seq, previous_hash, recent))
+        # The budget tables re-derived from the chain, in the same read (greenflow.ledger.budget_audit).
+        problems.extend(Problem("budget", None, None, str(p)) for p in audit_budgets(session))
     return VerificationReport(count, head.seq, head.entry_hash, tuple(problems))
 
 
