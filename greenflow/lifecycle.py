@@ -45,7 +45,7 @@ from greenflow.intensity.forecast import Forecast
 from greenflow.intensity.policy import RetryUntil, UseForecast
 from greenflow.intensity.providers.base import IntensityProvider
 from greenflow.ledger import Entry, Identity, Ledger
-from greenflow.ledger.budgets import Reservation
+from greenflow.ledger.budgets import Attempt, Reservation
 from greenflow.metering.carbon import CarbonAccount, emissions
 from greenflow.metering.measurement import Measurement
 from greenflow.metering.meter import Meter
@@ -390,6 +390,11 @@ class Lifecycle:
         return utcnow() + timedelta(seconds=max((moment - now).total_seconds(), 0.0) / speed)
 
     # -- reserve -----------------------------------------------------------------------------------
+    @property
+    def attempt(self) -> Attempt:
+        """What decides which budgets cover this attempt: its workflow, team and tags."""
+        return Attempt(self.identity.workflow_id, self.spec.team, self.spec.tags)
+
     def reserve(self, decision: Decision) -> Decision:
         """Hold the attempt's estimate against its budget; raises :class:`BudgetExceeded` if it does not fit."""
         if self.spec.budget is None or decision.reservation_id is not None:

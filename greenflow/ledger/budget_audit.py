@@ -135,8 +135,7 @@ def _checkpoint_problems(session: Session, row: BudgetRow) -> list[BudgetProblem
         problems.append(
             BudgetProblem(
                 row.name,
-                f"settled checkpoint says {settled:g} {row.unit} through seq {through}, the entries sum to "
-                f"{total:g}",
+                f"settled checkpoint says {settled:g} {row.unit} through seq {through}, the entries sum to {total:g}",
             )
         )
     return problems

@@ -314,13 +314,24 @@ class Budgets:
         with self.ledger.read() as session:
             return [_budget_from_row(r) for r in session.execute(select(BudgetRow).order_by(BudgetRow.name)).scalars()]
 
-    def covering(self, name: str | None, attempt: Attempt) -> builtins.list[Budget]:
-        """Every budget an attempt naming ``name`` holds against: that one and all whose scope covers it."""
-        if name is not None:
+    def covering(self, name: str | None, attempt: Attempt | None = None) -> builtins.list[Budget]:
+        """The budgets that also count what an attempt naming ``name`` spends, ``name``'s own first.
+
+        With ``attempt``: every budget whose scope covers it (what a reservation holds against). Without:
+        the budgets that cover EVERY attempt ``name`` counts, whatever its workflow, team or tags: those
+        scoped ``all`` and those with the same scope (two ``tag:ml`` budgets, say).
+        """
+        budgets = self.list()
+        named = next((b for b in budgets if b.name == name), None) if name is not None else None
+        if name is not None and named is None:
             self.get(name)  # raises, naming the known budgets
-        return [
-            b for b in self.list() if b.name == name or b.scope.covers(attempt.workflow_id, attempt.team, attempt.tags)
-        ]
+
+        def counts(budget: Budget) -> bool:
+            if attempt is not None:
+                return budget.scope.covers(attempt.workflow_id, attempt.team, attempt.tags)
+            return named is not None and (budget.scope.kind == "all" or budget.scope == named.scope)
+
+        return [b for b in budgets if b is named] + [b for b in budgets if b is not named and counts(b)]
 
     # -- state -------------------------------------------------------------------------------------
     def status(self, name: str, at: datetime | None = None, *, settle_expired: bool = True) -> BudgetStatus:
@@ -358,26 +369,21 @@ class Budgets:
         *,
         settle_expired: bool = True,
     ) -> BudgetStatus:
-        """The status that decides whether an attempt naming ``name`` may run now.
+        """The status that decides whether work charged to ``name`` may run now.
 
-        That is the named budget's, unless another budget covering the attempt is spent (then the first
-        such, by name) or closer to its limit in the same unit: gates and sensors that watch one budget
-        must also stop when a wider budget (team, organisation) is spent.
+        Gates and sensors that watch one budget must also stop when a budget that counts the same work
+        is spent (two ``tag:ml`` budgets, an organisation's ``all`` budget, and with ``attempt`` every
+        budget covering it): this is the first spent one (the named budget first, then by name), else
+        the one with the least left in the named budget's unit, else the named budget's own status.
         """
         at = require_aware(at, "at") if at is not None else utcnow()
-        named = self.status(name, at, settle_expired=settle_expired)
-        if attempt is None:
-            return named
-        others = [
-            self.status(b.name, at, settle_expired=settle_expired)
-            for b in self.covering(name, attempt)
-            if b.name != name
-        ]
-        spent = [s for s in (named, *others) if s.exhausted]
+        statuses = [self.status(b.name, at, settle_expired=settle_expired) for b in self.covering(name, attempt)]
+        spent = [s for s in statuses if s.exhausted]
         if spent:
             return spent[0]
-        same_unit = [s for s in others if s.budget.unit == named.budget.unit and s.share_spent > named.share_spent]
-        return max(same_unit, key=lambda s: s.share_spent) if same_unit else named
+        named = statuses[0]
+        same_unit = [s for s in statuses if s.budget.unit == named.budget.unit]
+        return min(same_unit, key=lambda s: s.remaining)  # min keeps the first (the named one) on ties
 
     def _advance_checkpoint(
         self, budget: Budget, revision: int, checkpoint: tuple[int, float] | None, usage: _Usage, at: datetime

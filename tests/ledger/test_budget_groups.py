@@ -96,6 +96,11 @@ def test_the_binding_status_is_the_spent_wider_budget(ledger: Ledger) -> None:
     binding = ledger.budgets.binding_status("dag-ml", Attempt("dag", tags=("ml",)))
     assert (binding.budget.name, binding.exhausted) == ("team-ml", True)
     assert ledger.budgets.binding_status("dag-ml", Attempt("dag")).budget.name == "dag-ml"
+    # Without the attempt: the budgets with the same scope (or scope all) count everything dag-ml counts.
+    ledger.budgets.set(Budget.parse("ml-wide", "40g", "day", scope="tag:ml"))
+    assert ledger.budgets.binding_status("team-ml").budget.name == "team-ml"
+    assert ledger.budgets.binding_status("ml-wide").budget.name == "team-ml"
+    assert ledger.budgets.binding_status("dag-ml").budget.name == "dag-ml"
 
 
 # -- the race: 32 processes, overlapping budgets ----------------------------------------------------
