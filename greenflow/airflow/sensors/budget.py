@@ -133,8 +133,10 @@ class CarbonBudgetSensor(BaseSensorOperator):
 
     def _room_text(self, status: BudgetStatus) -> str:
         needed = f", needs {self.min_remaining}" if self.min_remaining else ""
+        # The binding budget may be another one counting the same work (e.g. the team's): name it.
+        which = "" if status.budget.name == self.budget else f"budget {status.budget.name} (covers this work too) "
         return (
-            f"spent {status.format(status.spent)} of {status.format(status.budget.limit.value)}, "
+            f"{which}spent {status.format(status.spent)} of {status.format(status.budget.limit.value)}, "
             f"{status.format(status.remaining)} left{needed}; period ends {status.period_end.isoformat()}"
         )
 
