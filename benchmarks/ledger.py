@@ -261,7 +261,8 @@ def _fill_chain(url: str, entries: int, tags: tuple[str, ...] = ("ml",)) -> None
     ledger = Ledger(url, create_if_empty=False)
     seq, tip = ledger.head()
     ledger.close()
-    base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=entries + 60)
+    # 10 entries a second, ending now: 1 M entries span 28 hours, inside this month (unless it just began).
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=entries / 10 + 60)
     template = Entry.for_attempt(
         Identity("cli", "bench", "fill", "job"),
         "ran_now",
@@ -283,7 +284,7 @@ def _fill_chain(url: str, entries: int, tags: tuple[str, ...] = ("ml",)) -> None
         with raw.cursor() as cursor, cursor.copy(f"COPY ledger_entries ({', '.join(columns)}) FROM STDIN") as copy:
             for i in range(entries):
                 entry_id, key = str(uuid.UUID(int=i + 1)), f"{i + 1:064x}"
-                at = base + timedelta(seconds=i)
+                at = base + timedelta(milliseconds=100 * i)
                 content = text_template.replace("@ID@", entry_id).replace("@KEY@", key).replace("@AT@", at.isoformat())
                 # chain_hash(tip, content) without re-rendering: the text is already canonical JSON.
                 digest = hashlib.sha256((tip + content).encode()).hexdigest()

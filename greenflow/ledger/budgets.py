@@ -357,7 +357,7 @@ class Budgets:
             self.reap_expired(at, budgets=(name,))
             with self.ledger.read() as session:
                 usage = _usage(session, budget, at, checkpoint=checkpoint)
-        if _lagging(budget, checkpoint, usage):
+        if settle_expired and _lagging(budget, checkpoint, usage):  # a read-only viewer never writes
             self._advance_checkpoint(budget, revision, checkpoint, usage, at)
         return usage.status(budget, at)
 
@@ -566,8 +566,7 @@ class Budgets:
                     row.usage_period_start, row.usage_period_end = start, end
                     row.usage_through_seq, row.usage_settled = usage.through_seq, usage.settled
             if refusal is not None:
-                session.flush()  # keep the checkpoints (they are right whatever the answer)
-                raise refusal
+                raise refusal  # rolls the transaction back: a refusal changes nothing
             group_id = str(uuid.uuid4())
             identity_values = _identity_dict(identity, request.team, request.tags)
             values = []
