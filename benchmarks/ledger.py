@@ -21,6 +21,7 @@ Prints markdown tables and writes them to benchmarks/results/ledger.md, with the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import multiprocessing
 import os
 import platform
@@ -34,8 +35,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 
+from greenflow.intensity.forecast import canonical_json
 from greenflow.ledger import Budget, Entry, Identity, Ledger
-from greenflow.ledger.budgets import _checkpoint, _Request, _usage_statement
+from greenflow.ledger.budgets import _checkpoint, _group, _Request, _usage_statement
 from greenflow.ledger.models import BudgetRow
 
 POSTGRES_ADMIN = os.environ.get("GREENFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -120,7 +122,8 @@ def run(backend: str, writers: int, ops: int, rate: float, workdir: Path) -> dic
         settle = [x for r in results for x in r[2]]
         slowest_append = max(r[0] for r in results)
         verified = Ledger(url, create_if_empty=False).verify()
-        assert verified.ok and verified.entries == 2 * writers * ops, verified
+        # Every attempt's entry and its interrupted twin, plus the budget's chained definition.
+        assert verified.ok and verified.entries == 2 * writers * ops + 1, verified
         return {
             "append_per_s": writers * ops / slowest_append,
             "reserve_p50": _percentile(reserve, 50) * 1e3,
@@ -217,9 +220,8 @@ def breakdown(entries: int, path: str, ops: int) -> dict[str, float]:
             statements["n"], server[:] = 0, []
             c0, t0 = time.thread_time(), time.perf_counter()
             if path == "one call":
-                cached = ledger.budget_definitions.get("bench") or budgets._definition("bench")
-                assert cached is not None
-                reservation = budgets._reserve_in_server(request, *cached)
+                cached = ledger.budget_definitions or budgets._definitions()
+                reservation = budgets._reserve_in_server(request, _group(request, cached))
                 assert reservation is not None
             else:
                 reservation = budgets._reserve_in_session(request)
@@ -247,6 +249,116 @@ def breakdown(entries: int, path: str, ops: int) -> dict[str, float]:
         }
     finally:
         _drop(handle)
+
+
+def _fill_chain(url: str, entries: int, tags: tuple[str, ...] = ("ml",)) -> None:
+    """Append ``entries`` entries with a VALID hash chain, fast: hashes computed here, rows sent by COPY.
+
+    Each entry is the same small attempt (1 g charged, tagged) with its own id, key and time, so only
+    those three change in its canonical content: the content is rendered once and the three values
+    substituted per entry (the benchmark asserts the result verifies on the smallest ledger).
+    """
+    ledger = Ledger(url, create_if_empty=False)
+    seq, tip = ledger.head()
+    ledger.close()
+    # 10 entries a second, ending now: 1 M entries span 28 hours, inside this month (unless it just began).
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=entries / 10 + 60)
+    template = Entry.for_attempt(
+        Identity("cli", "bench", "fill", "job"),
+        "ran_now",
+        entry_id="@ID@",
+        idempotency_key="@KEY@",
+        recorded_at=base,
+        charged_g=1.0,
+        energy_kwh=0.002,
+        tags=tags,
+    )
+    text_template = canonical_json(template.content()).replace(base.isoformat(), "@AT@")
+    columns = ("seq", "entry_id", "idempotency_key", "recorded_at", "orchestrator", "workflow_id", "run_id",
+               "task_id", "attempt", "tags", "decision", "policy", "measurement_notes", "devices", "extra",
+               "energy_kwh", "charged_g", "prev_hash", "entry_hash")  # fmt: skip
+    tag_text = "," + ",".join(tags) + "," if tags else ""
+    engine = create_engine(url)
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor, cursor.copy(f"COPY ledger_entries ({', '.join(columns)}) FROM STDIN") as copy:
+            for i in range(entries):
+                entry_id, key = str(uuid.UUID(int=i + 1)), f"{i + 1:064x}"
+                at = base + timedelta(milliseconds=100 * i)
+                content = text_template.replace("@ID@", entry_id).replace("@KEY@", key).replace("@AT@", at.isoformat())
+                # chain_hash(tip, content) without re-rendering: the text is already canonical JSON.
+                digest = hashlib.sha256((tip + content).encode()).hexdigest()
+                copy.write_row((seq + 1, entry_id, key, at, "cli", "bench", "fill", "job", 1, tag_text, "ran_now",
+                                "{}", "{}", "[]", "{}", 0.002, 1.0, tip, digest))  # fmt: skip
+                seq, tip = seq + 1, digest
+        with raw.cursor() as cursor:
+            cursor.execute("UPDATE ledger_head SET seq = %s, entry_hash = %s WHERE id = 1", (seq, tip))
+            cursor.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+        engine.dispose()
+
+
+def status_latency(entries: int, reads: int) -> dict[str, float]:
+    """``budgets.status`` on a PostgreSQL ledger of ``entries`` entries, one new entry appended before each read."""
+    url, handle = _fresh_url("postgres", Path())
+    try:
+        ledger = Ledger(url)
+        ledger.budgets.set(Budget.parse("bench", "1000t", "month"))
+        ledger.budgets.set(Budget.parse("ml", "1000t", "month", scope="tag:ml"))
+        ledger.budgets.set(Budget.parse("rolling", "1000t", "rolling:720h"))
+        ledger.close()
+        t0 = time.perf_counter()
+        _fill_chain(url, entries)
+        fill_s = time.perf_counter() - t0
+        ledger = Ledger(url, create_if_empty=False)
+        if entries <= 10_000:
+            assert ledger.verify().ok, "the bulk fill must keep the chain valid"
+        result: dict[str, float] = {"fill_s": fill_s}
+        for name in ("bench", "ml", "rolling"):
+            t0 = time.perf_counter()
+            first = ledger.budgets.status(name)
+            result[f"{name}_cold"] = (time.perf_counter() - t0) * 1e3
+            assert first.settled >= entries - 1, first
+            timings = []
+            for i in range(reads):
+                identity = Identity("cli", "bench", "live", f"{name}{i}")
+                ledger.append(Entry.for_attempt(identity, "ran_now", charged_g=1.0, tags=("ml",)))
+                t0 = time.perf_counter()
+                ledger.budgets.status(name)
+                timings.append(time.perf_counter() - t0)
+            result[f"{name}_p50"] = _percentile(timings, 50) * 1e3
+            result[f"{name}_p99"] = _percentile(timings, 99) * 1e3
+        ledger.close()
+        return result
+    finally:
+        _drop(handle)
+
+
+def _status_lines(sizes: list[int], reads: int) -> list[str]:
+    lines = [
+        "",
+        f"Budget status (PostgreSQL, valid chain; {reads} reads per budget, one entry appended before each; first "
+        "read sums the period and stores the checkpoint):",
+        "",
+        "| entries | fill s | month/all first ms | p50 ms | p99 ms | month/tag:ml first ms | p50 ms | p99 ms | "
+        "rolling:720h first ms | p50 ms | p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    print("\n".join(lines), flush=True)
+    for entries in sizes:
+        r = status_latency(entries, reads)
+        line = (
+            f"| {entries:,} | {r['fill_s']:.0f} | "
+            + " | ".join(
+                f"{r[f'{n}_cold']:.1f} | {r[f'{n}_p50']:.2f} | {r[f'{n}_p99']:.2f}" for n in ("bench", "ml", "rolling")
+            )
+            + " |"
+        )
+        print(line, flush=True)
+        lines.append(line)
+    return lines
 
 
 def _breakdown_lines(ops: int) -> list[str]:
@@ -279,7 +391,15 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--rates", default="0,5", help="task starts per second per writer; 0 = back to back")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the one-writer breakdown (PostgreSQL)")
+    parser.add_argument("--status-sizes", default="10000,100000,1000000", help="ledger sizes of the status rows")
+    parser.add_argument("--status-reads", type=int, default=300, help="status reads per budget and size")
+    parser.add_argument("--only-status", action="store_true", help="run only the budget status rows")
     args = parser.parse_args()
+    if args.only_status:
+        lines = _status_lines([int(x) for x in args.status_sizes.split(",")], args.status_reads)
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.with_name("ledger_status.md").write_text("\n".join(lines) + "\n")
+        return
     lines = [
         f"Ledger benchmark ({os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
         f"{args.ops} operations per writer per phase; load average before: {_load()})",
@@ -304,6 +424,8 @@ def main() -> None:
     lines.append(f"\nLoad average after the concurrency runs: {_load()}")
     if "postgres" in args.backends and not args.no_breakdown:
         lines += _breakdown_lines(args.ops)
+    if "postgres" in args.backends and args.status_sizes:
+        lines += _status_lines([int(x) for x in args.status_sizes.split(",")], args.status_reads)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
 

@@ -52,7 +52,7 @@ from greenflow.planning import Candidate, plan
 from greenflow.spec import CarbonSpec
 
 if TYPE_CHECKING:
-    from greenflow.ledger.budgets import Reservation
+    from greenflow.ledger.budgets import Attempt, Reservation
     from greenflow.ledger.store import Ledger
 
 log = logging.getLogger("greenflow.lifecycle")
@@ -395,6 +395,13 @@ class Lifecycle:
         return utcnow() + timedelta(seconds=max((moment - now).total_seconds(), 0.0) / speed)
 
     # -- reserve -----------------------------------------------------------------------------------
+    @property
+    def attempt(self) -> Attempt:
+        """What decides which budgets cover this attempt: its workflow, team and tags."""
+        from greenflow.ledger.budgets import Attempt  # SQLAlchemy only once a budget is really used
+
+        return Attempt(self.identity.workflow_id, self.spec.team, self.spec.tags)
+
     def reserve(self, decision: Decision) -> Decision:
         """Hold the attempt's estimate against its budget; raises :class:`BudgetExceeded` if it does not fit."""
         if self.spec.budget is None or decision.reservation_id is not None:
@@ -405,8 +412,17 @@ class Lifecycle:
         # Held from this attempt's request (a retry asks later than the first request) to well past its run.
         wait = max(decision.latest_start - decision.attempt_requested_at, timedelta(0))
         hold = wait + 2 * self.spec.expected_duration + _RESERVATION_GRACE
+        # Held against every budget covering the attempt (its workflow, team and tags), not only the named one.
         reservation: Reservation = self.ledger.budgets.reserve(
-            budget.name, self.identity, amount, estimate_source=source, ttl=hold, at=utcnow()
+            budget.name,
+            self.identity,
+            amount,
+            estimate_source=source,
+            ttl=hold,
+            at=utcnow(),
+            team=self.spec.team,
+            tags=self.spec.tags,
+            amounts={"gCO2e": estimate_g, "kWh": estimate_kwh},
         )
         return replace(
             decision,

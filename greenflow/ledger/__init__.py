@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from greenflow.ledger.budgets import Budget, Budgets, BudgetStatus, Reservation, Scope
+    from greenflow.ledger.budgets import Attempt, Budget, Budgets, BudgetStatus, Reservation, Scope
     from greenflow.ledger.entry import DECISIONS, Decision, Entry, Identity
     from greenflow.ledger.periods import Period
     from greenflow.ledger.store import EntryFilter, Ledger
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 # name -> the module that defines it.
 _EXPORTS = {
+    "Attempt": "greenflow.ledger.budgets",
     "Budget": "greenflow.ledger.budgets",
     "BudgetStatus": "greenflow.ledger.budgets",
     "Budgets": "greenflow.ledger.budgets",
@@ -37,6 +38,7 @@ _EXPORTS = {
 
 __all__ = [
     "DECISIONS",
+    "Attempt",
     "Budget",
     "BudgetStatus",
     "Budgets",

@@ -32,7 +32,7 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 # The newest migration in migrations/versions (a test checks it against Alembic's head). Kept as a
 # constant so that opening a ledger does not import Alembic (~0.7 s), which every task process does.
 SCHEMA_REVISION = "0005"
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0005")  # MERGE: add "0004" (budgets) between 0003 and 0005
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 
 
 def normalise_url(url: str) -> str:

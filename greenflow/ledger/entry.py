@@ -22,6 +22,10 @@ Orchestrator = Literal["airflow", "prefect", "cli"]
 Decision = Literal["ran_now", "deferred", "skipped_budget", "degraded", "failed", "interrupted"]
 Method = Literal["nvml_energy_counter", "nvml_power_sampling", "rapl", "estimate"]
 DECISIONS: tuple[str, ...] = get_args(Decision)
+# Chained events that are not task attempts: a budget's definition and its changes. They share the one
+# hash chain (so `ledger verify` covers them) but never count as attempts (see EntryFilter, history).
+BudgetEvent = Literal["budget_set", "budget_deleted"]
+EVENT_DECISIONS: tuple[str, ...] = get_args(BudgetEvent)
 ORCHESTRATORS: tuple[str, ...] = get_args(Orchestrator)
 GENESIS_HASH = "0" * 64
 
@@ -69,7 +73,7 @@ class Entry:
     run_id: str
     task_id: str
     attempt: int
-    decision: Decision
+    decision: Decision | BudgetEvent
     idempotency_key: str
     map_index: int | None = None
     team: str | None = None
@@ -148,7 +152,7 @@ class Entry:
     entry_hash: str | None = None
 
     def __post_init__(self) -> None:
-        if self.decision not in DECISIONS:
+        if self.decision not in DECISIONS and self.decision not in EVENT_DECISIONS:
             raise InvalidInput(f"decision={self.decision!r} is unknown", fix=f"use one of {', '.join(DECISIONS)}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -204,6 +208,11 @@ class Entry:
             "idempotency_key": identity.idempotency_key,
         }
         return cls(decision=decision, **{**values, **fields})
+
+    @property
+    def is_event(self) -> bool:
+        """True for a chained event (a budget definition), false for a task attempt."""
+        return self.decision in EVENT_DECISIONS
 
     @property
     def identity(self) -> Identity:

@@ -3,7 +3,8 @@
 ``ledger_entries`` is append-only and hash-chained; ``ledger_head`` holds the chain's tip (and is the
 row every appender locks, which is what serialises the chain on PostgreSQL). ``budgets`` and
 ``budget_reservations`` are operational state: the audit record of what a budget counted is the
-``charged_*`` columns of the entries themselves.
+``charged_*`` columns of the entries themselves, and every budget definition is a chained entry
+(decision ``budget_set``); ``ledger verify`` recomputes both tables from the chain (``budget_audit``).
 """
 
 from __future__ import annotations
@@ -198,9 +199,16 @@ class ReservationRow(Base):
     # What the holder reported so far (heartbeats): used if it dies before settling.
     progress_kwh: Mapped[float | None] = mapped_column(Float)
     progress_g: Mapped[float | None] = mapped_column(Float)
+    # Migration 0004. An attempt holds against every budget covering it: one row per budget, all sharing
+    # the group id, which is the reservation id of the row of the budget the attempt named.
+    group_id: Mapped[str | None] = mapped_column(String(36))
+    # SHA-256 of the row's canonical content (greenflow.ledger.settlement.reservation_digest), rewritten
+    # by every change greenflow makes: `ledger verify` reports a row edited by hand.
+    digest: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_reservations_budget_status", "budget", "status"),
+        Index("ix_reservations_group", "group_id"),
         Index("uq_reservations_budget_key", "budget", "idempotency_key", unique=True),
     )
 

@@ -20,13 +20,17 @@ from greenflow.clock import require_aware, utcnow
 from greenflow.config import ledger_url
 from greenflow.errors import InvalidInput
 from greenflow.ledger.database import READONLY, check_schema, create_ledger_engine, safe_url, writer_turn
-from greenflow.ledger.entry import ENTRY_FIELDS, Entry, Identity, chain_hash
+from greenflow.ledger.entry import EVENT_DECISIONS, Entry, Identity, chain_hash
 from greenflow.ledger.models import EntryRow, HeadRow, ReservationRow
+from greenflow.ledger.rows import entry_from_row, entry_row_values, row_values
+from greenflow.ledger.settlement import charge_after_reservation, close_group, lock_group
 
 if TYPE_CHECKING:
     from greenflow.ledger.anchor import Anchor
     from greenflow.ledger.budgets import Budget, Budgets
     from greenflow.ledger.verify import VerificationReport
+
+__all__ = ["SORTABLE", "EntryFilter", "Ledger", "entry_from_row", "entry_row_values", "row_values"]
 
 SORTABLE = ("seq", "recorded_at", "actual_start", "energy_kwh", "operational_g", "saved_g", "deferred_seconds")
 
@@ -42,6 +46,8 @@ class EntryFilter:
     region: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # Chained budget events (definitions) are not attempts: left out unless asked for.
+    events: bool = False
 
     def __post_init__(self) -> None:
         for name in ("since", "until"):
@@ -60,6 +66,8 @@ class EntryFilter:
             conditions.append(EntryRow.recorded_at >= self.since)
         if self.until is not None:
             conditions.append(EntryRow.recorded_at < self.until)
+        if not self.events and self.decision not in EVENT_DECISIONS:
+            conditions.append(EntryRow.decision.not_in(EVENT_DECISIONS))
         return query.where(*conditions) if conditions else query
 
 
@@ -110,12 +118,19 @@ class Ledger:
         transaction, so that a budget never counts the attempt twice (reserved and charged).
         """
         with self.write() as session:
-            reservation = self._lock_reservation(session, settle) if settle else None
-            recorded = self.append_in(session, entry, reservation=reservation)
+            # Settling does not take the budgets' locks: the entry and the group's new status commit
+            # together, and a reserver reads both in one statement (one snapshot), so it sees the amount
+            # either as reserved or as charged, never both or neither. Everyone locks budgets (by name),
+            # then reservation rows (by budget name), then the head, so no two writers deadlock.
+            group = lock_group(session, settle) if settle else None
+            recorded = self.append_in(session, entry, reservation=group)
         return recorded
 
-    def append_in(self, session: Session, entry: Entry, *, reservation: ReservationRow | None = None) -> Entry:
-        """Append inside an open write transaction (callers hold any budget lock first)."""
+    def append_in(self, session: Session, entry: Entry, *, reservation: list[ReservationRow] | None = None) -> Entry:
+        """Append inside an open write transaction (callers hold any budget lock first).
+
+        ``reservation`` is a locked reservation group (primary first) to settle with the entry.
+        """
         # One round trip: lock the chain's tip and look for an entry already written for this attempt.
         already = select(EntryRow.seq).where(EntryRow.idempotency_key == entry.idempotency_key).scalar_subquery()
         head_seq, head_hash, existing_seq = session.execute(
@@ -127,30 +142,15 @@ class Ledger:
             )
         else:
             if reservation is not None:
-                entry = _charge_after_reservation(entry, reservation)
+                entry = charge_after_reservation(entry, reservation[0])
             entry = entry.replace(recorded_at=entry.recorded_at or utcnow())
             digest = chain_hash(head_hash, entry.content())
             recorded = entry.replace(seq=head_seq + 1, prev_hash=head_hash, entry_hash=digest)
             session.execute(insert(EntryRow).values(entry_row_values(recorded)))
             session.execute(update(HeadRow).where(HeadRow.id == 1).values(seq=head_seq + 1, entry_hash=digest))
-        if reservation is not None and reservation.status == "open":
-            reservation.status = "settled"
-            reservation.settled_at = utcnow()
-            reservation.entry_id = recorded.entry_id
+        if reservation is not None:
+            close_group(reservation, "settled", utcnow(), recorded.entry_id)
         return recorded
-
-    @staticmethod
-    def _lock_reservation(session: Session, reservation_id: str) -> ReservationRow:
-        # Settling does not take the budget's lock: the entry and the reservation's new status commit
-        # together, and a reserver reads both in one statement (one snapshot), so it sees the amount
-        # either as reserved or as charged, never both or neither. Reapers lock budget -> reservation ->
-        # head and settlers reservation -> head, so the two cannot deadlock.
-        reservation = session.execute(
-            select(ReservationRow).where(ReservationRow.reservation_id == reservation_id).with_for_update()
-        ).scalar_one_or_none()
-        if reservation is None:
-            raise InvalidInput(f"reservation {reservation_id!r} does not exist", fix="settle the id reserve() returned")
-        return reservation
 
     # -- reading -----------------------------------------------------------------------------------
     def get(self, entry_id: str) -> Entry | None:
@@ -231,42 +231,3 @@ class Ledger:
         )
         with self.read() as session:
             return [entry_from_row(row) for row in session.execute(query).scalars()]
-
-
-def _charge_after_reservation(entry: Entry, reservation: ReservationRow) -> Entry:
-    """Link the entry to its reservation; if that reservation already expired, charge only the difference.
-
-    An expired reservation was settled as an ``interrupted`` entry charged with what was known then.
-    The late real entry is the truth, so it is charged with (actual - already charged): the budget's
-    total stays right while both records stay in the append-only chain.
-    """
-    entry = entry.replace(budget=entry.budget or reservation.budget, reservation_id=reservation.reservation_id)
-    if reservation.status != "expired":
-        return entry
-    already_g, already_kwh = reservation.progress_g or 0.0, reservation.progress_kwh or 0.0
-    note = dict(entry.extra)
-    note["reservation_expired_before_settle"] = {"already_charged_g": already_g, "already_charged_kwh": already_kwh}
-    return entry.replace(
-        charged_g=None if entry.charged_g is None else entry.charged_g - already_g,
-        charged_kwh=None if entry.charged_kwh is None else entry.charged_kwh - already_kwh,
-        extra=note,
-    )
-
-
-def entry_row_values(entry: Entry) -> dict[str, Any]:
-    """Column values for an entry (tags stored as ``,a,b,`` so that one tag matches with LIKE)."""
-    values = {name: getattr(entry, name) for name in ENTRY_FIELDS}
-    values["tags"] = "," + ",".join(entry.tags) + "," if entry.tags else ""
-    return values
-
-
-def entry_from_row(row: EntryRow) -> Entry:
-    """The entry an ORM row holds."""
-    return Entry(**row_values(row))
-
-
-def row_values(row: EntryRow) -> dict[str, Any]:
-    """An ORM row's values under the entry's field names, unvalidated (verification reads tampered rows)."""
-    values = {name: getattr(row, name) for name in ENTRY_FIELDS}
-    values["tags"] = tuple(tag for tag in (row.tags or "").split(",") if tag)
-    return values

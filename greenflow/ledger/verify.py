@@ -30,14 +30,16 @@ from sqlalchemy import Row, String, and_, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from greenflow.ledger.database import READONLY
+from greenflow.ledger.budget_audit import audit_budgets
 from greenflow.ledger.entry import GENESIS_HASH, chain_hash, hashed_content
 from greenflow.ledger.models import EntryRow, HeadRow
+from greenflow.ledger.rows import row_values
 
 if TYPE_CHECKING:
     from greenflow.ledger.anchor import Anchor
     from greenflow.ledger.store import Ledger
 
-ProblemKind = Literal["modified", "inserted", "removed", "anchor"]
+ProblemKind = Literal["modified", "inserted", "removed", "anchor", "budget"]
 # How far back an inserted run of entries is looked for (bounded memory on a million-entry ledger).
 _LOOKBACK = 4096
 # Core columns, not ORM objects: building an ORM instance per entry was a third of verify's time.
@@ -165,6 +167,8 @@ def verify_chain(
             recent.append((row.entry_hash, row.seq, row.entry_id))
             previous_hash, previous_seq = row.entry_hash, row.seq
         problems.extend(_check_head(head, previous_seq, previous_hash, recent))
+        # The budget tables re-derived from the chain, in the same read (greenflow.ledger.budget_audit).
+        problems.extend(Problem("budget", None, None, str(p)) for p in audit_budgets(session))
     return VerificationReport(
         count,
         head.seq,

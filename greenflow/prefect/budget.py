@@ -66,7 +66,8 @@ def notify_budget(ledger: Ledger, name: str) -> BudgetStatus:
     """Read the budget, update its progress artifact and emit the event if it is spent."""
     from greenflow.prefect.artifacts import publish_budget_artifact
 
-    status = ledger.budgets.status(name)
+    # A spent budget that counts the same work (same scope, or scope all) closes the gate too.
+    status = ledger.budgets.binding_status(name)
     publish_budget_artifact(status)
     if status.exhausted:
         emit_budget_exhausted(status)
@@ -204,7 +205,7 @@ def _budget_gate(
         )
         while utcnow() < deadline:
             time.sleep(max(min((deadline - utcnow()).total_seconds(), poll.total_seconds()), 0.0))
-            status = ledger.budgets.status(budget)
+            status = ledger.budgets.binding_status(budget)
             reason = _closed(status, need)
             if reason is None:
                 waited = (utcnow() - started).total_seconds()

@@ -406,7 +406,7 @@ def schedule_green(
     _check_deployments(targets)
     book = resolve_ledger(ledger)
     if budget is not None:
-        status = book.budgets.status(budget)
+        status = book.budgets.binding_status(budget)  # or a spent budget counting the same work
         if status.exhausted:
             from greenflow.prefect.budget import emit_budget_exhausted
 

@@ -351,3 +351,27 @@ def test_a_rolling_budget_counts_the_window_at_each_reservation(ledger: Ledger) 
         ledger.budgets.reserve("rolling", _id("b"), 30.0, estimate_source="x", at=T0 + timedelta(hours=23))
     later = ledger.budgets.reserve("rolling", _id("c"), 30.0, estimate_source="x", at=T0 + timedelta(hours=25))
     assert later.amount == 30.0
+
+
+def test_status_keeps_the_running_total_current_so_reads_do_not_sum_the_whole_ledger(ledger: Ledger) -> None:
+    """Issue 14 item 10: a status read stores the settled total once many entries follow it."""
+    ledger.budgets.set(Budget.parse("gpu", "1000t", "month"))
+    now = datetime.now(UTC)
+
+    def through() -> int | None:
+        with ledger.engine.connect() as connection:
+            return connection.execute(text("SELECT usage_through_seq FROM budgets WHERE name = 'gpu'")).scalar()
+
+    for i in range(300):  # budget-less spending: no reservation ever moves the checkpoint
+        ledger.append(Entry.for_attempt(_id(f"t{i}"), "ran_now", charged_g=2.0, recorded_at=now))
+    assert through() is None
+    assert ledger.budgets.status("gpu", at=now, settle_expired=False).settled == 600.0
+    assert through() is None  # a read-only viewer writes nothing
+    assert ledger.budgets.status("gpu", at=now).settled == 600.0
+    first = through()
+    assert first is not None and first == ledger.head()[0]
+    for i in range(10):
+        ledger.append(Entry.for_attempt(_id(f"u{i}"), "ran_now", charged_g=1.0, recorded_at=now))
+    assert ledger.budgets.status("gpu", at=now).settled == 610.0  # the 10 after the checkpoint are summed
+    assert through() == first  # a short lag is not worth a write
+    assert ledger.verify().ok  # and verify agrees with the stored total

@@ -238,3 +238,20 @@ def test_governance_gate_chooses_by_budget_and_intensity_and_records_every_choic
     assert [e.extra["gate"]["rule"]["rule"] for e in entries] == ["otherwise", 2, 1, 0]
     names = [next(iter(_task_runs(r.state_details.flow_run_id).values())).state.name for r in runs]
     assert names == ["Completed", "Reduced", "Reduced", "Skipped"]
+
+
+def test_a_spent_budget_counting_the_same_work_closes_the_gate(ledger) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14 item 1: two tag:ml budgets; the narrow one is spent, a gate on the wide one must close."""
+    ledger.budgets.set(Budget.parse("team-ml", "30g", "month", scope="tag:ml"))
+    ledger.budgets.set(Budget.parse("dag-ml", "100g", "month", scope="tag:ml"))
+    ledger.append(Entry.for_attempt(Identity("cli", "w", "r", "t"), "ran_now", charged_g=30.0, tags=("ml",)))
+    assert not ledger.budgets.status("dag-ml").exhausted
+
+    @flow
+    def pipeline() -> bool:
+        return carbon_budget_gate("dag-ml", "skip")
+
+    state = pipeline(return_state=True)
+    assert state.result() is False
+    [gate] = _task_runs(state.state_details.flow_run_id).values()
+    assert gate.state.name == "Skipped" and "budget 'team-ml' is spent" in gate.state.message

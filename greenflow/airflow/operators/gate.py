@@ -164,7 +164,8 @@ class GreenGateOperator(CarbonAwareBaseOperator, BaseBranchOperator):
         status: BudgetStatus | None = None
         budget = self.spec_args.get("budget")
         if budget:
-            status = lifecycle.ledger.budgets.status(budget)
+            # The budget itself, or a spent budget that also covers this task (team, tags, organisation).
+            status = lifecycle.ledger.budgets.binding_status(budget, lifecycle.attempt)
         inputs = GateInputs(
             intensity_now=None if now_intensity is None else float(now_intensity),
             green_now=inputs_green,

@@ -31,6 +31,7 @@ from greenflow.clock import parse_duration, parse_time, utcnow
 from greenflow.errors import InvalidInput
 from greenflow.governance import check_min_remaining, has_room
 from greenflow.ledger import BudgetStatus, Entry, Ledger
+from greenflow.ledger.budgets import Attempt
 from greenflow.ledger.entry import Decision as Outcome
 
 OnExhausted = Literal["wait", "skip", "fail"]
@@ -83,12 +84,12 @@ class CarbonBudgetSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> bool:
         """True when the budget has room (for poke/reschedule use)."""
-        return has_room(open_ledger(self.ledger_conn_id).budgets.status(self.budget), self.min_remaining)
+        return has_room(self._status(open_ledger(self.ledger_conn_id), context), self.min_remaining)
 
     def execute(self, context: Any) -> dict[str, Any]:
         """Check the budget; pass, or wait / skip / fail as configured."""
         ledger = open_ledger(self.ledger_conn_id)
-        status = ledger.budgets.status(self.budget)
+        status = self._status(ledger, context)
         self._log_status(status)
         requested = utcnow()
         if has_room(status, self.min_remaining):
@@ -106,6 +107,7 @@ class CarbonBudgetSensor(BaseSensorOperator):
                     ledger_conn_id=self.ledger_conn_id,
                     recheck_seconds=recheck.total_seconds(),
                     requested_at=requested,
+                    workflow_id=identity_from_context(context).workflow_id,
                 ),
                 method_name="execute_complete",
                 timeout=self.timeout,
@@ -119,16 +121,22 @@ class CarbonBudgetSensor(BaseSensorOperator):
     def execute_complete(self, context: Any, event: Mapping[str, Any]) -> dict[str, Any]:
         """The budget has room again: record the wait and let downstream run."""
         ledger = open_ledger(self.ledger_conn_id)
-        status = ledger.budgets.status(self.budget)
+        status = self._status(ledger, context)
         self._log_status(status)
         requested = parse_time(str(event["requested_at"]), "requested_at")
         return self._record(context, ledger, status, "deferred", requested, checks=event.get("checks"))
 
     # -- internals -----------------------------------------------------------------------------------
+    def _status(self, ledger: Ledger, context: Any) -> BudgetStatus:
+        # Every budget that also counts this DAG's work (same scope, scope all, workflow:<dag>) can close it.
+        return ledger.budgets.binding_status(self.budget, Attempt(identity_from_context(context).workflow_id))
+
     def _room_text(self, status: BudgetStatus) -> str:
         needed = f", needs {self.min_remaining}" if self.min_remaining else ""
+        # The binding budget may be another one counting the same work (e.g. the team's): name it.
+        which = "" if status.budget.name == self.budget else f"budget {status.budget.name} (covers this work too) "
         return (
-            f"spent {status.format(status.spent)} of {status.format(status.budget.limit.value)}, "
+            f"{which}spent {status.format(status.spent)} of {status.format(status.budget.limit.value)}, "
             f"{status.format(status.remaining)} left{needed}; period ends {status.period_end.isoformat()}"
         )
 

@@ -46,6 +46,7 @@ class CarbonBudgetTrigger(BaseTrigger):
         ledger_conn_id: str | None = None,
         recheck_seconds: float = 300.0,
         requested_at: datetime | str | None = None,
+        workflow_id: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.budget = budget
@@ -55,6 +56,8 @@ class CarbonBudgetTrigger(BaseTrigger):
         self.recheck_seconds = float(recheck_seconds)
         # Echoed in the event: the resumed sensor is a fresh instance and must know when the wait began.
         self.requested_at = parse_time(requested_at, "requested_at") if requested_at is not None else utcnow()
+        # The waiting DAG: budgets scoped to it (and all that count the same work) must have room too.
+        self.workflow_id = workflow_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and primitive arguments."""
@@ -67,6 +70,7 @@ class CarbonBudgetTrigger(BaseTrigger):
                 "ledger_conn_id": self.ledger_conn_id,
                 "recheck_seconds": self.recheck_seconds,
                 "requested_at": self.requested_at,
+                "workflow_id": self.workflow_id,
             },
         )
 
@@ -98,9 +102,11 @@ class CarbonBudgetTrigger(BaseTrigger):
         Runs in a thread (it reads the database). A bad ``min_remaining`` still fails the trigger.
         """
         from greenflow.governance import has_room
+        from greenflow.ledger.budgets import Attempt
 
         try:
-            status = ledger.budgets.status(self.budget)
+            attempt = Attempt(self.workflow_id) if self.workflow_id else None
+            status = ledger.budgets.binding_status(self.budget, attempt)
         except Exception as error:  # the database may be briefly unreachable: keep waiting
             log.warning("greenflow: cannot read budget %r (%s); will retry", self.budget, error)
             return None

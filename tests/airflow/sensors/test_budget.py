@@ -73,3 +73,19 @@ def test_wait_defers_until_room_then_records_the_wait(gf_ledger: Ledger, make_co
     assert status["remaining"] == 100.0
     [entry] = gf_ledger.entries()
     assert entry.decision == "deferred" and entry.deferred_seconds is not None and entry.deferred_seconds > 0
+
+
+def test_a_spent_budget_covering_the_dag_closes_the_sensor_of_a_budget_with_room(
+    gf_ledger: Ledger, make_context: Any
+) -> None:
+    """Issue 14 item 1: nested budgets. The DAG's own cap is spent though the watched budget has room."""
+    from greenflow.ledger import Entry
+
+    gf_ledger.budgets.set(Budget.parse("gpu", "100g", "day"))
+    gf_ledger.budgets.set(Budget.parse("dag-cap", "10g", "day", scope="workflow:unit_dag"))
+    gf_ledger.append(Entry.for_attempt(Identity("airflow", "unit_dag", "r", "train"), "ran_now", charged_g=20.0))
+    assert gf_ledger.budgets.status("gpu").remaining == 80.0
+    sensor = CarbonBudgetSensor(task_id="budget_gate", budget="gpu", on_exhausted="fail")
+    with pytest.raises(AirflowFailException, match=r"budget gpu has no room \(budget dag-cap \(covers this work too"):
+        sensor.execute(make_context(task_id="budget_gate"))
+    assert not sensor.poke(make_context(task_id="budget_gate"))

@@ -10,8 +10,6 @@ region the user declares with `greenflow instruments residual`. Each row keeps a
 canonical content (greenflow.report.instruments) so that a change made behind greenflow's back shows
 in `instruments list` and in every report. greenflow ships no default factors.
 
-MERGE NOTE: down_revision must be '0004' (the budgets migration). While 0004 is not on this branch it
-is '0003' here; greenflow/ledger/database.py's SCHEMA_REVISION/KNOWN_REVISIONS follow the same chain.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
