@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from sqlalchemy import Row, String, and_, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from greenflow.ledger.database import READONLY
 from greenflow.ledger.budget_audit import audit_budgets
+from greenflow.ledger.database import READONLY
 from greenflow.ledger.entry import GENESIS_HASH, chain_hash, hashed_content
 from greenflow.ledger.models import EntryRow, HeadRow
 from greenflow.ledger.rows import row_values
@@ -133,7 +133,6 @@ def verify_chain(
     chain with its hash. With ``full=False`` only the newest anchored entry and the entries after it
     are recomputed (the others were checked when that anchor was made, and its hash commits to them).
     """
-    from greenflow.ledger.store import row_values
 
     problems: list[Problem] = []
     recent: deque[tuple[str, int, str]] = deque(maxlen=_LOOKBACK)  # (stored hash, seq, entry_id)
