@@ -14,7 +14,7 @@ def render_pdf(report: Report) -> bytes:
     except (ImportError, OSError) as exc:  # OSError: the package is there but pango is not
         raise ConfigError(
             f"PDF output needs WeasyPrint and its system libraries ({exc})",
-            fix="pip install 'greenflow[report]' and install pango (make system-deps), or use --format html",
+            fix="pip install 'greenflow-carbon[report]' and install pango (make system-deps), or use --format html",
         ) from None
     pdf: bytes = HTML(string=render_html(report)).write_pdf()
     return pdf

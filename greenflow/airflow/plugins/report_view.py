@@ -273,7 +273,7 @@ def _probe(fmt: str) -> str | None:
             reason = mask_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return (
                 f"PDF needs WeasyPrint and its system libraries on the API server ({reason}): "
-                "pip install 'greenflow[report]' and install pango (make system-deps)"
+                "pip install 'greenflow-carbon[report]' and install pango (make system-deps)"
             )
     return None
 
