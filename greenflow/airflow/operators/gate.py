@@ -17,6 +17,7 @@ arguments, the plan, the ledger entry, branching); the routing specifics are in 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from airflow.sdk import BaseBranchOperator
@@ -178,16 +179,38 @@ class GreenGateOperator(CarbonAwareBaseOperator, BaseBranchOperator):
             inputs.to_dict(),
             choice.rejected,
         )
+        gate_record: dict[str, Any] = {
+            "choice": choice.to_dict(),
+            "inputs": inputs.to_dict(),
+            "policy": self.policy.to_dict(),
+        }
+        if decision.deferred:
+            # The plan's later start is evidence of "not green now", not a wait: the gate branches at once.
+            gate_record["plan_start"] = decision.start_at.isoformat()
+            gate_record["plan_reason"] = decision.reason
         entry = record_decision(
             lifecycle,
-            decision,
+            _branched_at_once(decision),
             choice.outcome,
             reason="not metered: the gate chooses downstream work and runs none itself",
-            extra={"gate": {"choice": choice.to_dict(), "inputs": inputs.to_dict(), "policy": self.policy.to_dict()}},
+            extra={"gate": gate_record},
             actual_start=lifecycle.now(),
         )
         self.publish_entry(context, entry)
         return list(choice.branch) if choice.branch else None
+
+
+def _branched_at_once(decision: Decision) -> Decision:
+    """The decision as the gate carried it out: it starts at its own request and waits for nothing."""
+    if not decision.deferred:
+        return decision
+    requested = decision.attempt_requested_at
+    return replace(
+        decision,
+        start_at=requested,
+        wake_at=requested,
+        reason=f"branched at once (a governance gate never waits); the plan said: {decision.reason}",
+    )
 
 
 def _check_route_arguments(rules: Any, otherwise: Any, kwargs: Mapping[str, Any]) -> None:
