@@ -379,12 +379,13 @@ def test_one_replay_clock_runs_on_across_calls(ledger, fake_gpu_meter) -> None: 
         meter_factory=fake_gpu_meter,
     )
     def step() -> None:
-        time.sleep(0.05)
+        time.sleep(1.0)  # an hour of trace time
 
     step()
     step()
     first, second = sorted(ledger.entries(), key=lambda e: e.recorded_at)
     assert second.requested_at >= first.ended_at  # the second call asked after the first one ended
+    assert second.requested_at - first.requested_at >= timedelta(hours=1)  # the first call's hour went by
 
 
 def test_a_replayed_wait_ends_at_the_planned_start_with_ages_in_one_clock(ledger, fake_gpu_meter) -> None:  # type: ignore[no-untyped-def]
@@ -408,3 +409,37 @@ def test_a_replayed_wait_ends_at_the_planned_start_with_ages_in_one_clock(ledger
     assert entry.actual_start <= datetime.fromisoformat(entry.extra["plan"]["latest_start"])
     ages = _ages(entry.policy) + _ages(entry.extra)
     assert ages and all(0 <= age < 3600 for age in ages)  # fetched just now, whatever the trace's time
+
+
+@pytest.mark.xdist_group("prefect")
+@pytest.mark.usefixtures("prefect_server")
+def test_a_retry_continues_the_flow_runs_replay_clock(fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15: a retry restarted the replay at its ``now``, so it "asked" before its first attempt ended."""
+    from prefect import flow
+
+    tries: list[int] = []
+
+    @task(retries=1, retry_delay_seconds=0)
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options={"now": "2022-06-01T10:00:13Z", "speed": SLOW_REPLAY},  # no anchor: as users write it
+        expected_duration="1h",
+        max_delay="0h",
+        meter_factory=fake_gpu_meter,
+    )
+    def fine_tune() -> str:
+        if not tries:
+            time.sleep(1.0)  # the first attempt works an hour of trace time before it fails
+        return _failing_once(tries)
+
+    @flow
+    def nightly() -> str:
+        return fine_tune()
+
+    state = nightly(return_state=True)
+    assert state.is_completed()
+    first, second = run_entries(state.state_details.flow_run_id)
+    assert (first.attempt, second.attempt) == (1, 2)
+    assert second.requested_at >= first.ended_at  # the retry asked after the first attempt ended
+    assert second.requested_at - first.requested_at >= timedelta(hours=1)  # the first attempt's hour went by
