@@ -398,9 +398,10 @@ class Lifecycle:
         """The real time at which the task clock reads ``moment`` (identity unless replaying)."""
         if not self.replaying:
             return moment
-        # The replay's time now, not the plan's "now": the planning itself took replay time (its wall
-        # time multiplied by the speed), and waking that much later would overshoot the planned start.
-        now = self.now()
+        # From the plan's "now": a wait lasts the planned wait (trace time / speed) from the end of planning,
+        # however long planning took. The trace time planning took is the replay's own drift, and
+        # start_time() records the attempt at its planned start rather than that much later.
+        now = now or self.now()
         speed = self.replay_speed or float("inf")
         return utcnow() + timedelta(seconds=max((moment - now).total_seconds(), 0.0) / speed)
 
@@ -478,7 +479,7 @@ class Lifecycle:
         assert active.entry is not None
         return RunResult(value, active.entry)
 
-    def _started(self, decision: Decision) -> datetime:
+    def start_time(self, decision: Decision) -> datetime:
         """When the attempt starts, in the task's clock.
 
         In a replay the trace time that passes between the planned start and now (planning, waking up,
@@ -494,7 +495,7 @@ class Lifecycle:
     def metered(self, decision: Decision, *, outcome: Outcome | None = None) -> Iterator[ActiveRun]:
         """Meter the body; record and settle when it ends, whatever way it ends."""
         meter = self._meter_factory()
-        active = ActiveRun(decision=decision, started=self._started(decision))
+        active = ActiveRun(decision=decision, started=self.start_time(decision))
         heartbeat = _Heartbeat(self, decision)
         heartbeat.start()
         meter.begin_window(f"{self.identity.task_id}#{self.identity.attempt}")

@@ -132,7 +132,7 @@ class GreenGateOperator(CarbonAwareBaseOperator, BaseBranchOperator):
             "deferred" if decision.deferred else "ran_now",
             reason="not metered: the route chooses the region; the routed task meters and records its own run",
             extra={"route": record},
-            actual_start=lifecycle.now(),
+            actual_start=lifecycle.start_time(decision),
         )
         self.publish_entry(context, entry)
         self.log.info(
@@ -188,13 +188,14 @@ class GreenGateOperator(CarbonAwareBaseOperator, BaseBranchOperator):
             # The plan's later start is evidence of "not green now", not a wait: the gate branches at once.
             gate_record["plan_start"] = decision.start_at.isoformat()
             gate_record["plan_reason"] = decision.reason
+        ran = _branched_at_once(decision)
         entry = record_decision(
             lifecycle,
-            _branched_at_once(decision),
+            ran,
             choice.outcome,
             reason="not metered: the gate chooses downstream work and runs none itself",
             extra={"gate": gate_record},
-            actual_start=lifecycle.now(),
+            actual_start=lifecycle.start_time(ran),
         )
         self.publish_entry(context, entry)
         return list(choice.branch) if choice.branch else None

@@ -16,9 +16,7 @@ from greenflow.ledger import Ledger
 
 
 def _sensor(now: datetime, **overrides: Any) -> GreenWindowSensor:
-    # 7200x: midnight to midday is 6 s of wall time. A first plan in a process takes about a second, which
-    # is two hours of trace time: a faster replay would reach the window while still planning (no wait).
-    options = {"now": now.isoformat(), "speed": 7_200, "replay_started_at": datetime.now(UTC).isoformat()}
+    options = {"now": now.isoformat(), "speed": 36_000, "replay_started_at": datetime.now(UTC).isoformat()}
     args = {"task_id": "wait", "region": "ES", "provider": "trace", "provider_options": options}
     return GreenWindowSensor(**{**args, "expected_duration": "2h", "max_delay": "14h", **overrides})
 
