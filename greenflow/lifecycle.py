@@ -264,7 +264,15 @@ class Lifecycle:
         for region in regions:
             try:
                 outcome = self.spec.outage_policy.resolve(
-                    self.cache, self.provider, region, start=now, hours=max(horizon, 1.0), deadline=latest, now=now
+                    self.cache,
+                    self.provider,
+                    region,
+                    start=now,
+                    hours=max(horizon, 1.0),
+                    deadline=latest,
+                    now=now,
+                    # A forecast's fetch time is wall time: its age too, even while planning in a trace's time.
+                    wall_ages=self.replaying,
                 )
             except ProviderError as error:  # on_provider_error="fail"
                 self._record_failure(
@@ -390,6 +398,9 @@ class Lifecycle:
         """The real time at which the task clock reads ``moment`` (identity unless replaying)."""
         if not self.replaying:
             return moment
+        # From the plan's "now": a wait lasts the planned wait (trace time / speed) from the end of planning,
+        # however long planning took. The trace time planning took is the replay's own drift, and
+        # start_time() records the attempt at its planned start rather than that much later.
         now = now or self.now()
         speed = self.replay_speed or float("inf")
         return utcnow() + timedelta(seconds=max((moment - now).total_seconds(), 0.0) / speed)
@@ -484,11 +495,23 @@ class Lifecycle:
         assert active.entry is not None
         return RunResult(value, active.entry)
 
+    def start_time(self, decision: Decision) -> datetime:
+        """When the attempt starts, in the task's clock.
+
+        In a replay the trace time that passes between the planned start and now (planning, waking up,
+        scheduling, each multiplied by the speed) is the replay's own drift, not time the task waited: the
+        attempt starts at its planned start, which is never after its latest start.
+        """
+        now = self.now()
+        if self.replaying and now > decision.start_at:
+            return decision.start_at
+        return now
+
     @contextmanager
     def metered(self, decision: Decision, *, outcome: Outcome | None = None) -> Iterator[ActiveRun]:
         """Meter the body; record and settle when it ends, whatever way it ends."""
         meter = self._meter_factory()
-        active = ActiveRun(decision=decision, started=self.now())
+        active = ActiveRun(decision=decision, started=self.start_time(decision))
         heartbeat = _Heartbeat(self, decision)
         heartbeat.start()
         meter.begin_window(f"{self.identity.task_id}#{self.identity.attempt}")

@@ -119,16 +119,19 @@ class OutagePolicy:
         *,
         now: datetime | None = None,
         deadline: datetime | None = None,
+        wall_ages: bool = False,
     ) -> Decision:
         """The decision after ``error``, given the last good forecast (if any).
 
         ``deadline`` is the latest start that still meets the task's deadline; ``wait`` retries until it
         (``None``: no later start is possible). Raises :class:`ProviderError` under ``fail``.
+        ``wall_ages``: ``now`` is not the wall clock (a replayed trace's time), so a forecast's age (its
+        ``fetched_at`` is wall time) is measured against the wall clock instead.
         """
         now = utcnow() if now is None else require_aware(now, "now")
         problem = error.message
         if last_good is not None:
-            age = last_good.age(now)
+            age = last_good.age(utcnow() if wall_ages else now)
             usable = last_good.forecast.after(now).known_points()
             if age <= self.max_staleness and usable:
                 return UseForecast(
@@ -182,16 +185,20 @@ class OutagePolicy:
         hours: float = 48,
         deadline: datetime | None = None,
         now: datetime | None = None,
+        wall_ages: bool = False,
     ) -> Decision:
         """Get a forecast through ``cache``; on a provider failure, apply this policy.
 
         Bad input (unknown region, missing configuration) is not an outage and is raised as is.
+        ``wall_ages``: see :meth:`decide`.
         """
         try:
             cached = cache.get(provider, region, start=start, hours=hours)
         except ProviderError as error:
-            return self.decide(error, cache.last_good(provider, region), now=now, deadline=deadline)
-        moment = utcnow() if now is None else require_aware(now, "now")
+            return self.decide(
+                error, cache.last_good(provider, region), now=now, deadline=deadline, wall_ages=wall_ages
+            )
+        moment = utcnow() if now is None or wall_ages else require_aware(now, "now")
         return UseForecast(
             forecast=cached.forecast,
             fetched_at=cached.fetched_at,

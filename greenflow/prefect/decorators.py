@@ -29,6 +29,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, Unpack, cast, overload
 
 from greenflow.decision_text import describe
 from greenflow.errors import BudgetExceeded, InvalidInput
+from greenflow.intensity.replay_clock import shared_replay_clock
 from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.metering.meter import Meter
 from greenflow.options import CARBON_OPTION_NAMES, CarbonOptions
@@ -257,6 +258,11 @@ class _Attempt:
         self.lifecycle = self._lifecycle(config.spec)
 
     def _lifecycle(self, spec: CarbonSpec) -> Lifecycle:
+        if spec.provider == "trace":
+            # One replay clock per flow run (per process outside one): calls and retries continue its time.
+            clock = shared_replay_clock(spec.provider_options, self.run.flow_run_id or "process")
+            if clock is not None:
+                spec = replace(spec, provider_options=clock.provider_options(spec.provider_options))
         return Lifecycle(
             spec,
             self.run.identity,

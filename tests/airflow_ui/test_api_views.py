@@ -222,3 +222,35 @@ def test_no_route_writes(make_client: Any, seeded: Any) -> None:
     with seeded.ledger.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(EntryRow)).scalar_one() == before
         assert connection.execute(text("SELECT seq, entry_hash FROM ledger_head")).one() == head_before
+
+
+# -- replayed entries ------------------------------------------------------------------------------------
+REPLAY = {"replay": {"speed": 3600.0, "note": "times are a replayed trace's, not real"}}
+
+
+def test_replayed_entries_are_marked_and_their_trace_waits_kept_out_of_real_totals(
+    client: Any, seeded: Any, ui: Any
+) -> None:
+    """Issue 15: the UI summed a replay's trace hours into "time spent waiting" and did not mark replays."""
+    replayed = seeded.ledger.append(
+        ui.make_entry(
+            "train_llm",
+            "manual__replay",
+            "train",
+            "deferred",
+            at=ui.NOW - timedelta(hours=1),
+            deferred_h=10,
+            extra=REPLAY,
+        )
+    )
+    totals = client.get("/greenflow/api/totals").json()["totals"]
+    assert totals["deferred_seconds"] == 5 * 3600  # the real waits only, as before the replay was added
+    assert totals["replayed"] == 1 and totals["replayed_deferred_seconds"] == 10 * 3600  # apart, in trace time
+
+    rows = {r["entry_id"]: r for r in client.get("/greenflow/api/entries").json()["entries"]}
+    assert rows[replayed.entry_id]["clock"] == "replay 3600x"
+    assert {r["clock"] for k, r in rows.items() if k != replayed.entry_id} == {"real"}
+    attempts = client.get(
+        "/greenflow/api/task-instance", params={"dag_id": "train_llm", "run_id": "manual__replay", "task_id": "train"}
+    ).json()["attempts"]
+    assert [a["clock"] for a in attempts] == ["replay 3600x"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -145,3 +146,27 @@ def test_static_assets_are_a_fixed_list(page: Any) -> None:
     assert page("static/..%2F..%2Fapp.py").status_code == 404
     assert page("static/app.py").status_code == 404
     assert page("static/greenflow.css", user=None).status_code == 401
+
+
+def test_replayed_entries_are_marked_and_their_trace_hours_shown_apart(page: Any, seeded_sqlite: Any, ui: Any) -> None:
+    """Issue 15: the page showed a replay's trace hours as real waiting time and did not mark the entry."""
+    replay = {"replay": {"speed": 3600.0, "note": "times are a replayed trace's, not real"}}
+    seeded_sqlite.ledger.append(
+        ui.make_entry(
+            "train_llm",
+            "manual__replay",
+            "train",
+            "deferred",
+            at=ui.NOW - timedelta(hours=1),
+            deferred_h=10,
+            extra=replay,
+        )
+    )
+    html = page("ledger").text
+    assert html.count("replay 3600x") == 1  # one row marked, as `greenflow ledger show` marks it
+    totals = re.search(r'<div class="card" id="totals">(.*?)<canvas', html, re.S)[1]
+    assert "5:00 h:mm real waits" in totals  # the two real deferrals (3 h + 2 h), not 15 h
+    assert "1 replayed · 10:00 h:mm of trace time, not counted" in totals
+    detail = page("ledger", dag_id="train_llm", run_id="manual__replay", task_id="train").text
+    assert "waited 10:00 h:mm of trace time" in detail
+    assert "replay 3600x: the times above are a replayed trace's, not real" in detail

@@ -354,3 +354,92 @@ def test_a_retry_past_the_latest_start_runs_at_once_under_the_tasks_own_policy(
     assert second.policy["deadline"] == first.policy["deadline"] == "2022-06-01T14:00:00+00:00"
     assert second.policy["max_delay_s"] is None
     assert second.extra["first_requested_at"] == first.requested_at.isoformat()
+
+
+def _ages(value: object) -> list[float]:
+    """Every ``age_seconds`` recorded anywhere in an entry's JSON."""
+    if isinstance(value, dict):
+        found = [float(v) for k, v in value.items() if k == "age_seconds" and v is not None]
+        return found + [age for v in value.values() for age in _ages(v)]
+    if isinstance(value, list):
+        return [age for v in value for age in _ages(v)]
+    return []
+
+
+def test_one_replay_clock_runs_on_across_calls(ledger, fake_gpu_meter) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15: each call restarted the replay at its ``now``: two calls both "requested" at 00:00."""
+
+    # A replay as users write it (no replay_started_at); a start of its own so no other test shares its clock.
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options={"now": "2022-06-01T00:00:07Z", "speed": 3600},
+        expected_duration="1h",
+        max_delay="0h",
+        meter_factory=fake_gpu_meter,
+    )
+    def step() -> None:
+        time.sleep(1.0)  # an hour of trace time
+
+    step()
+    step()
+    first, second = sorted(ledger.entries(), key=lambda e: e.recorded_at)
+    assert second.requested_at >= first.ended_at  # the second call asked after the first one ended
+    assert second.requested_at - first.requested_at >= timedelta(hours=1)  # the first call's hour went by
+
+
+def test_a_replayed_wait_ends_at_the_planned_start_with_ages_in_one_clock(ledger, fake_gpu_meter) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15: a replayed wait overshot its start by planning time x speed; ages mixed wall and trace time."""
+
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options={"now": "2022-06-01T00:00:11Z", "speed": 36000},
+        expected_duration="2h",
+        max_delay="14h",
+        meter_factory=fake_gpu_meter,
+    )
+    def train() -> None:
+        time.sleep(0.05)
+
+    train()
+    [entry] = ledger.entries()
+    assert entry.decision == "deferred"
+    assert entry.actual_start == entry.planned_start  # the wait ended at the planned start, in trace time
+    assert entry.actual_start <= datetime.fromisoformat(entry.extra["plan"]["latest_start"])
+    ages = _ages(entry.policy) + _ages(entry.extra)
+    assert ages and all(0 <= age < 3600 for age in ages)  # fetched just now, whatever the trace's time
+
+
+@pytest.mark.xdist_group("prefect")
+@pytest.mark.usefixtures("prefect_server")
+def test_a_retry_continues_the_flow_runs_replay_clock(fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15: a retry restarted the replay at its ``now``, so it "asked" before its first attempt ended."""
+    from prefect import flow
+
+    tries: list[int] = []
+
+    @task(retries=1, retry_delay_seconds=0)
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options={"now": "2022-06-01T10:00:13Z", "speed": SLOW_REPLAY},  # no anchor: as users write it
+        expected_duration="1h",
+        max_delay="0h",
+        meter_factory=fake_gpu_meter,
+    )
+    def fine_tune() -> str:
+        if not tries:
+            time.sleep(1.0)  # the first attempt works an hour of trace time before it fails
+        return _failing_once(tries)
+
+    @flow
+    def nightly() -> str:
+        return fine_tune()
+
+    state = nightly(return_state=True)
+    assert state.is_completed()
+    first, second = run_entries(state.state_details.flow_run_id)
+    assert (first.attempt, second.attempt) == (1, 2)
+    assert second.requested_at >= first.ended_at  # the retry asked after the first attempt ended
+    assert second.requested_at - first.requested_at >= timedelta(hours=1)  # the first attempt's hour went by

@@ -17,6 +17,7 @@ arguments, the plan, the ledger entry, branching); the routing specifics are in 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from airflow.sdk import BaseBranchOperator
@@ -131,7 +132,7 @@ class GreenGateOperator(CarbonAwareBaseOperator, BaseBranchOperator):
             "deferred" if decision.deferred else "ran_now",
             reason="not metered: the route chooses the region; the routed task meters and records its own run",
             extra={"route": record},
-            actual_start=lifecycle.now(),
+            actual_start=lifecycle.start_time(decision),
         )
         self.publish_entry(context, entry)
         self.log.info(
@@ -179,16 +180,39 @@ class GreenGateOperator(CarbonAwareBaseOperator, BaseBranchOperator):
             inputs.to_dict(),
             choice.rejected,
         )
+        gate_record: dict[str, Any] = {
+            "choice": choice.to_dict(),
+            "inputs": inputs.to_dict(),
+            "policy": self.policy.to_dict(),
+        }
+        if decision.deferred:
+            # The plan's later start is evidence of "not green now", not a wait: the gate branches at once.
+            gate_record["plan_start"] = decision.start_at.isoformat()
+            gate_record["plan_reason"] = decision.reason
+        ran = _branched_at_once(decision)
         entry = record_decision(
             lifecycle,
-            decision,
+            ran,
             choice.outcome,
             reason="not metered: the gate chooses downstream work and runs none itself",
-            extra={"gate": {"choice": choice.to_dict(), "inputs": inputs.to_dict(), "policy": self.policy.to_dict()}},
-            actual_start=lifecycle.now(),
+            extra={"gate": gate_record},
+            actual_start=lifecycle.start_time(ran),
         )
         self.publish_entry(context, entry)
         return list(choice.branch) if choice.branch else None
+
+
+def _branched_at_once(decision: Decision) -> Decision:
+    """The decision as the gate carried it out: it starts at its own request and waits for nothing."""
+    if not decision.deferred:
+        return decision
+    requested = decision.attempt_requested_at
+    return replace(
+        decision,
+        start_at=requested,
+        wake_at=requested,
+        reason=f"branched at once (a governance gate never waits); the plan said: {decision.reason}",
+    )
 
 
 def _check_route_arguments(rules: Any, otherwise: Any, kwargs: Mapping[str, Any]) -> None:

@@ -64,6 +64,7 @@ templates.env.filters.update(
     masked=present.mask_text,
     figure=present.figure,
     exact=present.exact,
+    row_clock=present.row_clock,
 )
 templates.env.globals.update(amount=present.amount, method_label=present.method_label)
 

@@ -77,6 +77,27 @@ def number(value: Any) -> float | None:
     return result if math.isfinite(result) else None
 
 
+def clock_label(replayed: bool, speed: float | None) -> str:
+    """``real``, or ``replay 3600x`` for an entry planned on a replayed trace (as ``greenflow ledger show``)."""
+    if not replayed:
+        return "real"
+    return f"replay {speed:g}x" if speed is not None and math.isfinite(speed) and speed > 0 else "replay"
+
+
+def entry_clock(entry: Entry) -> str:
+    """:func:`clock_label` of a whole entry (its ``extra["replay"]``)."""
+    replay = entry.extra.get("replay") if isinstance(entry.extra, dict) else None
+    if not isinstance(replay, dict):
+        return "real"
+    speed = replay.get("speed")
+    return clock_label(True, float(speed) if isinstance(speed, (int, float)) and not isinstance(speed, bool) else None)
+
+
+def row_clock(row: Row[Any]) -> str:
+    """:func:`clock_label` of a list row (its ``replayed`` and ``replay_speed`` columns)."""
+    return clock_label(bool(row.replayed), number(row.replay_speed))
+
+
 def entry_row_json(row: Row[Any]) -> dict[str, Any]:
     """One row of the entries list, as the JSON API returns it (masses in g, energy in kWh)."""
     return {
@@ -95,6 +116,7 @@ def entry_row_json(row: Row[Any]) -> dict[str, Any]:
         "actual_start": iso(row.actual_start),
         "ended_at": iso(row.ended_at),
         "deferred_seconds": number(row.deferred_seconds),
+        "clock": row_clock(row),
         "energy_kwh": number(row.energy_kwh),
         "energy": {
             name: {"kwh": number(getattr(row, f"energy_{name}_kwh")), "method": getattr(row, f"method_{name}")}
@@ -190,6 +212,7 @@ def attempt_json(entry: Entry) -> dict[str, Any]:
         "actual_start": iso(entry.actual_start),
         "ended_at": iso(entry.ended_at),
         "deferred_seconds": number(entry.deferred_seconds),
+        "clock": entry_clock(entry),
         "window": _window(plan),
         "forecast": _forecast(entry),
         "energy": {

@@ -26,8 +26,13 @@ from greenflow.ledger.models import EntryRow
 from greenflow.ledger.store import entry_from_row
 
 ORCHESTRATOR = "airflow"
+# An entry planned on a replayed trace keeps extra["replay"] = {"speed", "note"}: its times (requested,
+# planned, actual, the wait) are the trace's, not real ones. The note is always written, the speed may be
+# None (a replay whose clock stands still).
+REPLAYED: ColumnElement[bool] = EntryRow.extra["replay"]["note"].as_string().is_not(None)
+REPLAY_SPEED: ColumnElement[float] = EntryRow.extra["replay"]["speed"].as_float()
 # The columns a list or an export shows: never the forecast copy or the notes, which are large.
-LIST_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
+LIST_COLUMNS: tuple[InstrumentedAttribute[Any] | ColumnElement[Any], ...] = (
     EntryRow.seq,
     EntryRow.entry_id,
     EntryRow.recorded_at,
@@ -62,6 +67,8 @@ LIST_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
     EntryRow.charged_g,
     EntryRow.error,
     EntryRow.entry_hash,
+    REPLAYED.label("replayed"),
+    REPLAY_SPEED.label("replay_speed"),
 )
 # Sort keys that can be NULL (not measured): those rows come last in either direction.
 _NOT_NULL_KEYS = frozenset({"seq", "recorded_at"})
@@ -246,6 +253,9 @@ class Totals:
     saved_g: float | None = None
     counterfactual_g: float | None = None
     deferred_seconds: float | None = None
+    # Replayed entries' waits are a trace's hours, not time anyone waited: counted apart, never in the above.
+    replayed: int = 0
+    replayed_deferred_seconds: float | None = None
 
     def add(self, other: Totals) -> None:
         """Accumulate ``other`` into this one."""
@@ -253,7 +263,9 @@ class Totals:
         self.measured += other.measured
         self.deferred += other.deferred
         self.skipped_budget += other.skipped_budget
-        for name in ("energy_kwh", "operational_g", "saved_g", "counterfactual_g", "deferred_seconds"):
+        self.replayed += other.replayed
+        sums = ("energy_kwh", "operational_g", "saved_g", "counterfactual_g", "deferred_seconds")
+        for name in (*sums, "replayed_deferred_seconds"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None:
                 setattr(self, name, theirs if mine is None else mine + theirs)
@@ -278,6 +290,8 @@ class Totals:
             "counterfactual_g": self.counterfactual_g,
             "saved_share": self.saved_share,
             "deferred_seconds": self.deferred_seconds,
+            "replayed": self.replayed,
+            "replayed_deferred_seconds": self.replayed_deferred_seconds,
         }
 
 
@@ -333,7 +347,9 @@ def daily_totals(
             func.sum(EntryRow.operational_g),
             func.sum(EntryRow.saved_g),
             func.sum(EntryRow.counterfactual_g),
-            func.sum(case((EntryRow.decision == "deferred", EntryRow.deferred_seconds), else_=None)),
+            func.sum(case((and_(EntryRow.decision == "deferred", ~REPLAYED), EntryRow.deferred_seconds), else_=None)),
+            func.sum(case((REPLAYED, 1), else_=0)),
+            func.sum(case((and_(EntryRow.decision == "deferred", REPLAYED), EntryRow.deferred_seconds), else_=None)),
         )
         .where(*where)
         .group_by(bucket)
@@ -356,6 +372,8 @@ def daily_totals(
                 saved_g=_float(row[7]),
                 counterfactual_g=_float(row[8]),
                 deferred_seconds=_float(row[9]),
+                replayed=int(row[10] or 0),
+                replayed_deferred_seconds=_float(row[11]),
             )
             by_day.setdefault(local_day, Totals()).add(hour)
     overall = Totals()

@@ -59,7 +59,7 @@ class GreenWindowSensor(CarbonAwareBaseOperator, BaseSensorOperator):
             "deferred" if decision.deferred else "ran_now",
             reason=_NOT_METERED,
             extra={"sensor": "GreenWindowSensor", "fired": fired},
-            actual_start=lifecycle.now(),
+            actual_start=lifecycle.start_time(decision),
         )
         self.publish_entry(context, entry)
         return {

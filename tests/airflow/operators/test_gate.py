@@ -74,3 +74,19 @@ def test_the_intensity_rules_work_without_a_budget(gf_ledger: Ledger, make_conte
     assert gate.choose_branch(make_context(task_id="gate")) is None  # midnight: a greener window is coming
     [entry] = gf_ledger.entries()
     assert entry.extra["gate"]["inputs"]["green_now"] is False and entry.budget is None
+
+
+def test_a_gate_that_branches_at_once_records_no_wait(gf_ledger: Ledger, make_context: Any, midnight: datetime) -> None:
+    """Issue 15: the plan said "wait until noon", the gate branched at 01:55; the entry said it waited 10 h."""
+    gate = _gate(midnight.isoformat(), budget=None, rules=[{"branch": "full", "when": {"green_now": True}}])
+    gate.choose_branch(make_context(task_id="gate"))
+    [entry] = gf_ledger.entries()
+    assert entry.decision != "deferred"
+    assert entry.deferred_seconds == 0
+    assert (
+        entry.planned_start == entry.requested_at == entry.actual_start
+    )  # it started when it branched (a fixed clock)
+    assert "branched at once" in entry.extra["decision_reason"]
+    # The plan's later start stays as evidence of why the gate judged "not green now", labelled as such.
+    plan_start = datetime.fromisoformat(entry.extra["gate"]["plan_start"])
+    assert plan_start > entry.actual_start

@@ -19,6 +19,7 @@ from greenflow.airflow.identity import identity_to_dict
 from greenflow.airflow.spec_params import trigger_spec_kwargs
 from greenflow.airflow.triggers.window import CarbonWindowTrigger, preferred
 from greenflow.intensity.cache import ForecastCache
+from greenflow.intensity.forecast import Forecast, ForecastPoint
 from greenflow.ledger import Identity, Ledger
 from greenflow.ledger import registry as ledger_registry
 from greenflow.lifecycle import Decision, Lifecycle
@@ -130,6 +131,24 @@ def test_a_fresher_forecast_never_moves_the_start_later(gf_ledger: Ledger, snaps
     assert event.payload["moved_earlier_from"] is None
 
 
+def test_a_refresh_moves_the_start_only_for_a_greener_window(gf_ledger: Ledger, snapshots_trace: Any) -> None:
+    """Issue 15: a re-plan moved 12:00 (171 g) to 11:00 (178 g): the fresh plan ran now (saving < min_savings)."""
+    dirty = 300.0
+    first = [dirty] * 8 + [171.0, 171.0] + [dirty] * 14
+    fresher = [dirty] + [178.0] * 7 + [171.0, 171.0] + [dirty] * 14  # now is nearly as green as the window
+    path = snapshots_trace({T0: first, T0 + timedelta(minutes=30): fresher}, start=T0)
+    options = _replay(T0, 3600, path=str(path))
+    spec, decision = _planned(options, gf_ledger, region="GB", expected_duration="1h", max_delay="6h", min_savings=10)
+    assert decision.start_at == T0 + timedelta(hours=4)
+
+    [event] = asyncio.run(_collect(_trigger(spec, decision, options)))
+
+    fired = Decision.from_dict(event.payload["decision"])
+    assert event.payload["refreshes"] >= 1
+    assert fired.start_at == T0 + timedelta(hours=4)  # 171 g kept: 178 g sooner is not greener
+    assert event.payload["moved_earlier_from"] is None
+
+
 @pytest.mark.parametrize("on_provider_error", ["wait", "fail"])
 def test_with_no_forecast_it_fires_at_the_latest_start_and_writes_nothing(
     gf_ledger: Ledger, monkeypatch: pytest.MonkeyPatch, on_provider_error: str
@@ -185,7 +204,15 @@ def test_two_copies_of_one_trigger_fire_the_same_plan(gf_ledger: Ledger, midnigh
     assert gf_ledger.count() == 0
 
 
+def _hourly(midnight: datetime, values: list[float]) -> dict[str, Any]:
+    points = tuple(
+        ForecastPoint(midnight + timedelta(hours=i), midnight + timedelta(hours=i + 1), v) for i, v in enumerate(values)
+    )
+    return Forecast("ES", "trace", "average", midnight, points).to_dict()
+
+
 def test_preferred_keeps_the_held_plan_when_a_refresh_has_no_forecast(midnight: datetime) -> None:
+    window = {"start": midnight.isoformat(), "end": (midnight + timedelta(hours=1)).isoformat()}
     held = Decision(
         requested_at=midnight,
         start_at=midnight + timedelta(hours=5),
@@ -194,15 +221,22 @@ def test_preferred_keeps_the_held_plan_when_a_refresh_has_no_forecast(midnight: 
         region="ES",
         action="defer",
         reason="planned",
-        forecast={"points": []},
+        plan=window,
+        forecast=_hourly(midnight, [300.0] * 10),
     )
     outage = replace(held, action="retry", start_at=midnight + timedelta(hours=1), forecast=None)
     run_now_without_forecast = replace(held, action="run_now", start_at=midnight, forecast=None)
-    sooner = replace(held, start_at=midnight + timedelta(hours=2))
+    greener_sooner = [300.0, 300.0, 100.0, 300.0, 300.0, 200.0, 300.0, 300.0, 300.0, 300.0]
+    sooner = replace(held, start_at=midnight + timedelta(hours=2), forecast=_hourly(midnight, greener_sooner))
+    dirtier_sooner = replace(sooner, forecast=_hourly(midnight, [300.0, 300.0, 210.0, *greener_sooner[3:]]))
+    as_green_sooner = replace(sooner, forecast=_hourly(midnight, [300.0, 300.0, 200.0, *greener_sooner[3:]]))
     later = replace(held, start_at=midnight + timedelta(hours=6))
     assert preferred(held, outage) is held
     assert preferred(held, run_now_without_forecast) is held
     assert preferred(held, sooner) is sooner
+    assert preferred(held, dirtier_sooner) is held  # sooner but dirtier by the fresh forecast
+    assert preferred(held, as_green_sooner) is held  # moves only for a greener window
+    assert preferred(held, replace(sooner, region="FR")) is held  # the held window cannot be judged
     assert preferred(held, later) is held
     assert preferred(outage, later) is later  # waiting for a forecast: any answer replaces the retry
 
