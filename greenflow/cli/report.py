@@ -22,8 +22,15 @@ def report(
     scope: str = typer.Option("all", "--scope", help="all, team:<name>, workflow:<id> or tag:<tag>."),
     fmt: str = typer.Option("json", "--format", help="json, csv, html, pdf, or sci (GSF SCI terms as JSON)."),
     output: str | None = typer.Option(None, "--output", "-o", help="File to write (stdout for json/csv/html)."),
-    anchor: str | None = typer.Option(None, "--anchor", help="Anchor JSON file to check the ledger against."),
-    verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify the whole hash chain (default)."),
+    anchor: str | None = typer.Option(
+        None, "--anchor", help="Signed anchor file (greenflow ledger anchor): verify the chain from its seq on."
+    ),
+    public_key: str | None = typer.Option(
+        None, "--public-key", help="Public key file the anchor must be signed with (default: the one it embeds)."
+    ),
+    verify: bool = typer.Option(
+        True, "--verify/--no-verify", help="Verify the hash chain (default; from the anchor with --anchor)."
+    ),
 ) -> None:
     """Energy, location- and market-based emissions, SCI, savings, budgets and the evidence for a period."""
     from greenflow.report import ReportPeriod, ReportScope, build_report
@@ -37,7 +44,9 @@ def report(
     chosen_scope = ReportScope.parse(scope)
     if output and not Path(output).expanduser().resolve().parent.is_dir():
         raise InvalidInput(f"-o {output!r}: its directory does not exist", fix="create the directory first")
-    built = build_report(open_ledger(), chosen_period, chosen_scope, anchor=anchor, verify=verify)
+    built = build_report(
+        open_ledger(), chosen_period, chosen_scope, anchor=anchor, public_key=public_key, verify=verify
+    )
     content = _render(built, fmt)
     if output:
         path = Path(output).expanduser()
@@ -80,16 +89,22 @@ def _render(built: object, fmt: str) -> str | bytes:
 @handle_errors
 def evidence(
     entry_id: str = typer.Argument(..., help="The entry id of the run (ledger show --json gives it)."),
-    anchor: str | None = typer.Option(None, "--anchor", help="Anchor JSON file covering the entry."),
+    anchor: str | None = typer.Option(None, "--anchor", help="Signed anchor file covering the entry."),
+    public_key: str | None = typer.Option(
+        None, "--public-key", help="Public key file the anchor must be signed with (default: the one it embeds)."
+    ),
     output: str | None = typer.Option(None, "--output", "-o", help="File to write (stdout by default)."),
-    verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify the whole hash chain (default)."),
+    verify: bool = typer.Option(
+        True, "--verify/--no-verify", help="Verify the hash chain (default; from the anchor with --anchor)."
+    ),
 ) -> None:
     """One run's evidence as JSON for a model card or an AI Act technical file (greenflow.run-evidence/1)."""
     import json
 
-    from greenflow.report.evidence import read_anchor
+    from greenflow.report.evidence import anchor_evidence, load_anchor
     from greenflow.report.exports import run_evidence
 
+    checked = load_anchor(anchor, public_key)
     if len(entry_id) > 36 or not entry_id.isprintable():
         raise InvalidInput(f"entry id {entry_id!r} is not an entry id", fix="give the entry_id of a ledger entry")
     ledger = open_ledger()
@@ -98,8 +113,9 @@ def evidence(
         raise InvalidInput(
             f"no ledger entry has id {entry_id!r}", fix="take the entry_id from greenflow ledger show --json"
         )
-    verified = ledger.verify().ok if verify else None
-    content = json.dumps(run_evidence(entry, verified=verified, anchor=read_anchor(ledger, anchor)), indent=2) + "\n"
+    verified = (ledger.verify(anchors=[checked], full=False) if checked else ledger.verify()).ok if verify else None
+    card = run_evidence(entry, verified=verified, anchor=anchor_evidence(ledger, checked, public_key))
+    content = json.dumps(card, indent=2) + "\n"
     if output:
         Path(output).expanduser().write_text(content, encoding="utf-8")
         err_console.print(f"wrote the evidence of entry {entry_id} to {output}", markup=False)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -17,9 +15,11 @@ from greenflow.ledger.models import EntryRow
 from greenflow.report.attempt import ReportAttempt
 from greenflow.report.figures import NO_KEY, split_energy
 
+if TYPE_CHECKING:
+    from greenflow.ledger.anchor import Anchor
+
 # A report lists at most this many damaged places of the chain (the count is always complete).
 _MAX_PROBLEMS = 50
-_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 def intensity_sources(attempts: Sequence[ReportAttempt]) -> list[dict[str, Any]]:
@@ -92,59 +92,75 @@ def unmeasured_attempts(attempts: Sequence[ReportAttempt]) -> list[dict[str, Any
     ]
 
 
-def verification(ledger: Ledger) -> dict[str, Any]:
-    """The whole chain's verification (every entry, not only the period's: a break anywhere matters)."""
-    report = ledger.verify()
+def verification(ledger: Ledger, anchor: Anchor | None = None) -> dict[str, Any]:
+    """The chain's verification: every entry, or with a checked ``anchor`` only the entries from its seq on.
+
+    A break anywhere matters, so without an anchor every entry is recomputed. A signed anchor commits to
+    every entry up to its seq (they were verified when it was made), so from it only the newer entries
+    are recomputed, and the anchored entry must still hold the signed hash.
+    """
+    report = ledger.verify(anchors=[anchor], full=False) if anchor is not None else ledger.verify()
     problems = [p.to_dict() for p in report.problems]
     return {
         "ok": report.ok,
         "entries": report.entries,
         "head_seq": report.head_seq,
         "head_hash": report.head_hash,
+        "from_seq": report.from_seq,
+        "mode": f"incremental from anchor seq {report.from_seq}" if report.from_seq > 1 else "full",
         "problem_count": len(problems),
         "problems": problems[:_MAX_PROBLEMS],
     }
 
 
-def read_anchor(ledger: Ledger, path: str | Path | None) -> dict[str, Any]:
-    """What an anchor file says and whether the ledger still holds the entry it names.
+def load_anchor(path: str | Path | None, public_key: str | Path | None = None) -> Anchor | None:
+    """The anchor file ``path`` read and its signature checked (:func:`greenflow.ledger.anchor.read_anchor`).
 
-    The anchor format is greenflow's ``ledger anchor`` JSON: at least ``seq`` and ``tip_hash`` (or
-    ``entry_hash``). Signatures are not checked here; the report says so instead of claiming them.
+    The signature is checked with the key in ``public_key`` (a file), else with the key the anchor
+    embeds. A missing, malformed or forged file raises :class:`InvalidInput` naming it.
     """
+    from greenflow.ledger.anchor import public_key_from_file, read_anchor
+
     if path is None:
-        return {"status": "none", "reason": "no anchor file given (--anchor FILE)"}
+        if public_key is not None:
+            raise InvalidInput("--public-key needs --anchor FILE", fix="add the anchor file the key signed")
+        return None
     file = Path(path)
     if not file.is_file():
         raise InvalidInput(
             f"--anchor {str(path)!r} is not a file", fix="give the JSON file `greenflow ledger anchor` wrote"
         )
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"--anchor {str(path)!r} is not JSON ({exc})", fix="give the anchor's JSON file") from None
-    seq = data.get("seq") if isinstance(data, dict) else None
-    tip = (data.get("tip_hash") or data.get("entry_hash")) if isinstance(data, dict) else None
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or not isinstance(tip, str) or not _HASH.match(tip):
-        raise InvalidInput(
-            f"--anchor {str(path)!r} has no valid seq and tip_hash",
-            fix='an anchor is JSON with "seq" (integer) and "tip_hash" (64 hex digits)',
-        )
+    key = public_key_from_file(public_key) if public_key is not None else None
+    return read_anchor(file, key)
+
+
+def anchor_evidence(ledger: Ledger, anchor: Anchor | None, public_key: str | Path | None = None) -> dict[str, Any]:
+    """What a checked anchor says and whether the ledger still holds the entry it names."""
+    if anchor is None:
+        return {"status": "none", "reason": "no anchor file given (--anchor FILE)"}
+    point = anchor.checkpoint
     with ledger.read() as session:
-        stored = session.execute(select(EntryRow.entry_hash).where(EntryRow.seq == seq)).scalar_one_or_none()
-    if stored is None:
-        matches, detail = False, f"the ledger has no entry seq {seq}"
-    elif stored != tip:
-        matches, detail = False, f"the ledger's entry seq {seq} has a different hash: the chain was rewritten"
+        first = session.execute(select(EntryRow.entry_hash).where(EntryRow.seq == 1)).scalar_one_or_none()
+        stored = session.execute(select(EntryRow.entry_hash).where(EntryRow.seq == point.seq)).scalar_one_or_none()
+    if first != point.ledger_id:
+        matches, detail = False, "the ledger's first entry is not the one the anchor was made for: another ledger"
+    elif stored is None:
+        matches, detail = False, f"the ledger has no entry seq {point.seq}: the chain was cut"
+    elif stored != point.entry_hash:
+        matches, detail = False, f"the ledger's entry seq {point.seq} has a different hash: the chain was rewritten"
     else:
-        matches, detail = True, f"the ledger's entry seq {seq} has the anchored hash"
-    signature = data.get("signature")
+        matches, detail = True, f"the ledger's entry seq {point.seq} has the anchored hash"
     return {
         "status": "matches" if matches else "mismatch",
-        "file": str(file),
-        "seq": seq,
-        "tip_hash": tip,
-        "anchored_at": data.get("anchored_at") or data.get("created_at"),
+        "file": anchor.source,
+        "seq": point.seq,
+        "tip_hash": point.entry_hash,
+        "ledger_id": point.ledger_id,
+        "anchored_at": point.anchored_at.isoformat(),
         "detail": detail,
-        "signature": "absent" if not signature else "present, not checked by the report (use greenflow ledger verify)",
+        "signature": "valid",
+        "signature_key_id": point.key_id,
+        "signature_key_source": f"--public-key {public_key}"
+        if public_key is not None
+        else "the key embedded in the anchor (proves the file intact, not who made it)",
     }

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from greenflow.ledger import EntryFilter, Ledger
+from greenflow.ledger.anchor import generate_key, make_anchor, write_anchor
 from greenflow.report import ReportPeriod, build_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,9 +51,7 @@ def test_run_evidence_cites_energy_method_region_source_emissions_and_anchor(
 ) -> None:
     ledger = Ledger(mixed_ledger_url)
     entry = next(e for e in ledger.entries(EntryFilter(decision="ran_now")) if e.operational_g is not None)
-    seq, tip = ledger.head()
-    anchor = tmp_path / "anchor.json"
-    anchor.write_text(json.dumps({"seq": seq, "tip_hash": tip, "signature": "c2lnbmF0dXJl"}))
+    anchor = write_anchor(make_anchor(ledger, generate_key()), tmp_path)
     result = greenflow(mixed_ledger_url, "evidence", entry.entry_id, "--anchor", str(anchor))
     assert result.returncode == 0, result.stderr
     card = json.loads(result.stdout)
@@ -62,22 +63,28 @@ def test_run_evidence_cites_energy_method_region_source_emissions_and_anchor(
     assert card["emissions"]["operational_g"] == pytest.approx(entry.operational_g)
     assert card["ledger"]["entry_hash"] == entry.entry_hash and card["ledger"]["chain_verified"] is True
     assert card["ledger"]["covered_by_anchor"] is True
-    assert card["ledger"]["anchor"]["signature"].startswith("present, not checked")
+    assert card["ledger"]["anchor"]["signature"] == "valid"
     assert "not available offline" in card["boamps"]
 
 
 def test_an_anchor_the_ledger_no_longer_matches_is_reported_as_a_mismatch(
     mixed_ledger_url: str, tmp_path: Path
 ) -> None:
-    seq, _tip = Ledger(mixed_ledger_url).head()
-    anchor = tmp_path / "anchor.json"
-    anchor.write_text(json.dumps({"seq": seq, "tip_hash": "f" * 64}))
+    key = generate_key()
+    signed = make_anchor(Ledger(mixed_ledger_url), key)
+    # A correctly signed anchor of another chain (same seq, other hash): the ledger does not hold it.
+    other = replace(signed.checkpoint, entry_hash="f" * 64)
+    foreign = replace(signed, checkpoint=other, signature=base64.b64encode(key.sign(other.signed_bytes())).decode())
+    anchor = write_anchor(foreign, tmp_path)
     report = build_report(Ledger(mixed_ledger_url), ReportPeriod.parse("2026-11"), "all", anchor=anchor).to_dict()
     assert report["evidence"]["anchor"]["status"] == "mismatch"
-    assert report["evidence"]["anchor"]["signature"] == "absent"
+    assert report["evidence"]["anchor"]["signature"] == "valid"
+    assert report["evidence"]["verification"]["ok"] is False
 
 
-@pytest.mark.parametrize("text", ["not json", '{"seq": "x", "tip_hash": "abc"}', '{"seq": 3}'])
+@pytest.mark.parametrize(
+    "text", ["not json", '{"seq": "x", "tip_hash": "abc"}', '{"seq": 3}', '{"format": "greenflow-anchor/1"}']
+)
 def test_a_bad_anchor_file_exits_2_naming_it(mixed_ledger_url: str, tmp_path: Path, text: str) -> None:
     anchor = tmp_path / "anchor.json"
     anchor.write_text(text)
