@@ -25,7 +25,7 @@ _DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / 
 
 def test_the_project_is_published_under_its_own_name_not_the_taken_one() -> None:
     assert PROJECT["name"] == DISTRIBUTION != "greenflow"
-    assert PROJECT["optional-dependencies"]["all"] == [f"{DISTRIBUTION}[airflow,prefect,nvidia,postgres,dev]"]
+    assert PROJECT["optional-dependencies"]["all"] == [f"{DISTRIBUTION}[airflow,prefect,nvidia,postgres,report,dev]"]
 
 
 @pytest.mark.parametrize("document", _DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))

@@ -68,7 +68,7 @@ def test_providers_manager_registers_connections_decorator_and_config() -> None:
     widgets = manager.connection_form_widgets
     assert "extra__greenflow_ledger__url" in widgets
     assert widgets["extra__greenflow_carbon_aware_sdk__window_minutes"].field["schema"]["type"] == ["integer", "null"]
-    options = dict(manager.provider_configs)["greenflow"]["greenflow"]["options"]
+    options = dict(manager.provider_configs)[distribution_name()]["greenflow"]["options"]
     assert {"ledger_url", "ledger_conn_id", "on_budget_exceeded", "refresh_interval"} <= set(options)
 
 
@@ -90,4 +90,4 @@ def test_airflow_providers_list_shows_greenflow(command: list[str]) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "airflow", *command], capture_output=True, text=True, check=True, timeout=120
     ).stdout
-    assert any(line.startswith("greenflow ") for line in out.splitlines())
+    assert any(line.startswith(f"{distribution_name()} ") for line in out.splitlines())

@@ -88,11 +88,12 @@ def test_budgets_match_the_ledgers_own_status_and_name_what_they_blocked(client:
 
 def test_budgets_show_reservations_but_never_settle_them(client: Any, seeded: Any, ui: Any) -> None:
     budgets = seeded.ledger.budgets
-    identity = Identity("airflow", "train_llm", "manual__r", "train")
+    # A workflow only `gpu-monthly` covers (train-daily, spent, would refuse train_llm's attempts).
+    identity = Identity("airflow", "adhoc_eval", "manual__r", "train")
     budgets.reserve("gpu-monthly", identity, 300.0, estimate_source="test", ttl=timedelta(hours=1))
     budgets.reserve(
         "gpu-monthly",
-        Identity("airflow", "train_llm", "manual__r", "evaluate"),
+        Identity("airflow", "adhoc_eval", "manual__r", "evaluate"),
         50.0,
         estimate_source="test",
         ttl=timedelta(seconds=1),
@@ -146,8 +147,10 @@ def test_totals_follow_the_filters_and_a_period(client: Any, seeded: Any, ui: An
 # -- integrity -------------------------------------------------------------------------------------------
 def test_integrity_of_an_intact_chain(client: Any, seeded: Any) -> None:
     body = client.get("/greenflow/api/integrity").json()
-    assert body["ok"] is True and body["entries"] == len(seeded.entries) and body["problems"] == []
-    assert body["head_seq"] == seeded.entries[-1].seq and body["reused"] is False
+    # The chain holds the attempts and the chained budget definitions (`budget_set` events).
+    chain_length, _tip = seeded.ledger.head()
+    assert body["ok"] is True and body["entries"] == chain_length > len(seeded.entries) and body["problems"] == []
+    assert body["head_seq"] == chain_length and body["reused"] is False
     assert client.get("/greenflow/api/integrity").json()["reused"] is True
 
 
@@ -177,7 +180,7 @@ def test_the_badge_does_not_start_a_verification_of_a_large_ledger(
 
     monkeypatch.setattr(integrity, "AUTO_VERIFY_MAX_ENTRIES", 5)
     body = client.get("/greenflow/api/integrity", params={"auto": "1"}).json()
-    assert body["checked"] is False and body["entries"] == len(seeded.entries)
+    assert body["checked"] is False and body["entries"] == seeded.ledger.head()[0]
     assert client.get("/greenflow/api/integrity").json()["checked"] is True  # asked for explicitly: verified
 
 
