@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import insert, text, update
 
 from greenflow.ledger import Budget, Entry, EntryFilter, Identity, Ledger
-from greenflow.ledger.database import head_revision, create_ledger_engine, upgrade
+from greenflow.ledger.database import create_ledger_engine, head_revision, upgrade
 from greenflow.ledger.entry import GENESIS_HASH, chain_hash
 from greenflow.ledger.models import EntryRow, HeadRow
 from greenflow.ledger.store import entry_row_values
