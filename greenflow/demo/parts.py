@@ -101,6 +101,11 @@ def prefect_plan(layout: DemoLayout, examples: Examples, budget_limit: str) -> P
     env = _base_env(layout) | {
         "PREFECT_HOME": str(layout.prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Prefect gives its temporary server 20 s to answer by default; on a busy host (the Airflow run
+        # is still going when it starts) its imports and database migrations alone take longer, and the
+        # part died with "Timed out while attempting to connect to ephemeral Prefect API server".
+        # The part's own timeout (--timeout) still bounds the whole run.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         "GREENFLOW_REPLAY_SPEED": f"{REPLAY_SPEED:g}",
         "CUDA_VISIBLE_DEVICES": "",
         "GREENFLOW_RAPL_ROOT": str(layout.root / "no-rapl"),
