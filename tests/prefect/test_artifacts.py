@@ -75,7 +75,9 @@ def test_a_flow_run_publishes_its_entries_summary_ledger_and_budget(
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(),
+        # 4000x, not 36000x: starting a flow run takes seconds on a loaded machine, and at 36000x a few
+        # seconds are a whole trace day (the green window passes before the task plans).
+        provider_options=replay(speed=4000.0),
         expected_duration="2h",
         max_delay="14h",
         budget="gpu-daily",

@@ -40,6 +40,7 @@ from greenflow.report import Report, ReportPeriod, ReportScope
 from greenflow.report.build import assemble
 from greenflow.report.instruments import InstrumentStore
 from greenflow.report.loader import load_attempts
+from greenflow.report.render_html import LABELS
 
 SCOPE_KINDS = ("all", "team", "workflow", "tag")
 FORMATS = {
@@ -48,23 +49,8 @@ FORMATS = {
     "html": "text/html; charset=utf-8",
     "pdf": "application/pdf",
 }
-# The figures in words (the JSON's names are shown next to them).
-FIGURE_LABELS = {
-    "energy_kwh": "Energy (metered IT)",
-    "energy_mwh": "Energy (metered IT)",
-    "facility_energy_kwh": "Facility energy (x PUE)",
-    "measured_energy_kwh": "of which measured",
-    "estimated_energy_kwh": "of which estimated",
-    "unattributed_energy_kwh": "of which unattributed",
-    "estimated_share": "Share not measured",
-    "location_based_g": "Scope 2, location-based",
-    "market_based_g": "Scope 2, market-based",
-    "embodied_g": "Embodied (declared)",
-    "counterfactual_g": "Counterfactual (start at once)",
-    "saved_g": "Saved vs the counterfactual",
-    "deferral_saved_g": "of which by deferral",
-    "budget_refusals": "Work refused by budgets",
-}
+# The figures in words, as the report's own HTML names them (the JSON's names are shown next to them).
+FIGURE_LABELS = LABELS
 # The report's problems list is capped by the core at this many; the count stays complete.
 MAX_PROBLEMS = 50
 # The scope line names at most this many readable DAGs (the count is always given).
