@@ -49,11 +49,12 @@ from greenflow.metering.carbon import CarbonAccount, emissions
 from greenflow.metering.measurement import Measurement
 from greenflow.metering.meter import Meter
 from greenflow.planning import Candidate, plan
-from greenflow.spec import CarbonSpec
+from greenflow.spec import DEFAULT_MAX_DELAY, CarbonSpec
 
 if TYPE_CHECKING:
     from greenflow.ledger.budgets import Attempt, Reservation
     from greenflow.ledger.store import Ledger
+    from greenflow.steps import Step
 
 log = logging.getLogger("greenflow.lifecycle")
 P = ParamSpec("P")
@@ -194,6 +195,7 @@ class Lifecycle:
         self.replaying = bool(getattr(self.provider, "replaying", False))
         self._clock: Callable[[], datetime] = clock or (self._replay_now if self.replaying else utcnow)
         self.replay_speed: float | None = getattr(self.provider, "speed", None) if self.replaying else None
+        self.failure_entry: Entry | None = None  # the ``failed`` entry plan() wrote under on_provider_error="fail"
 
     # -- collaborators -------------------------------------------------------------------------------
     @property
@@ -275,7 +277,7 @@ class Lifecycle:
                     wall_ages=self.replaying,
                 )
             except ProviderError as error:  # on_provider_error="fail"
-                self._record_failure(
+                self.failure_entry = self._record_failure(
                     requested, f"forecast unavailable and on_provider_error=fail: {error.one_line()}", asked
                 )
                 raise
@@ -341,6 +343,61 @@ class Lifecycle:
             ),
         )
 
+    # -- the state machine ------------------------------------------------------------------------------
+    def advance(
+        self,
+        decision: Decision | None = None,
+        *,
+        retry_of: Decision | None = None,
+        waited: bool = False,
+        reserve: bool = True,
+    ) -> Step:
+        """The attempt's next step: :class:`~greenflow.steps.Wait`, ``Run``, ``Skip`` or ``Fail``.
+
+        Without ``decision`` the attempt starts: it is planned (a new attempt of ``retry_of``'s task when
+        given: the deadline stays anchored to the first request) and its estimate reserved. With the
+        ``decision`` of a previous :class:`~greenflow.steps.Wait` it resumes: a provider-outage retry whose
+        time has come is planned again (the same attempt: its request and reservation carry over); a start
+        whose time has come runs. ``waited`` says the orchestrator already waited for the start (a trigger
+        that fired, a rescheduled run): it runs even if the clocks differ by a hair. ``reserve=False`` plans
+        only (``greenflow plan``, ``schedule_green``). Refusals are steps, with their entry already written.
+        """
+        from greenflow.steps import Fail, Run, Skip, Wait
+
+        try:
+            if decision is None:
+                decision = self.plan(previous=retry_of, retry=retry_of is not None)
+            while decision.action == "retry" and decision.wake_at <= utcnow():
+                # The policy's retry time has come (or planning was slow): ask the provider again.
+                decision = self.plan(previous=decision)
+        except ProviderError as error:
+            return Fail(self.failure_entry, error)
+        if reserve:
+            try:
+                decision = self.reserve(decision)
+            except BudgetExceeded as refusal:
+                return Skip(decision, self.skip(decision, refusal), refusal)
+        if decision.action == "retry":
+            return Wait(decision, decision.wake_at)
+        if decision.action == "run_now" or waited or decision.wake_at <= utcnow():
+            return Run(decision)
+        return Wait(decision, decision.wake_at)
+
+    def refresh(self, decision: Decision) -> Decision:
+        """Re-plan a waiting attempt at a forecast refresh; the plan it holds afterwards.
+
+        The rule is :func:`greenflow.replanning.preferred`'s (never later, sooner only when greener). A
+        refresh never ends the wait or writes an entry: a provider that fails now leaves the held plan.
+        """
+        from greenflow.replanning import preferred
+
+        try:
+            fresh = self.plan(previous=decision)
+        except Exception as error:
+            log.warning("greenflow: re-planning %s failed (%s); keeping its plan", self.identity.task_id, error)
+            return decision
+        return preferred(decision, fresh)
+
     def _latest_start(self, requested: datetime) -> datetime:
         spec = self.spec
         if isinstance(spec.deadline, datetime):
@@ -348,13 +405,9 @@ class Lifecycle:
         elif isinstance(spec.deadline, timedelta):
             latest = requested + spec.deadline - spec.expected_duration
         else:
-            latest = requested + (spec.max_delay if spec.max_delay is not None else timedelta(hours=12))
-        if latest < requested:
-            raise InvalidInput(
-                f"deadline {spec.deadline} leaves no room for expected_duration={spec.expected_duration} "
-                f"after the request at {requested.isoformat()}",
-                fix="move the deadline later or shorten expected_duration",
-            )
+            latest = requested + (spec.max_delay if spec.max_delay is not None else DEFAULT_MAX_DELAY)
+        # A deadline that passed since the task was declared (declaring one already past is refused): the
+        # deadline wins, the attempt runs at once and its entry says the latest start had passed.
         return latest
 
     def _decision(

@@ -1,118 +1,449 @@
-"""The carbon options, written once: their names, types, defaults and meaning.
+"""The carbon options, declared once: name, type, default, parser, bounds, help and entry points.
 
-Every carbon-aware entry point takes the same options: :meth:`greenflow.spec.CarbonSpec.build`, the
-Prefect decorator ``@carbon_aware`` and :func:`~greenflow.prefect.deferral.schedule_green` (its planning
-subset, :class:`PlanningOptions`) take them as ``**options: Unpack[CarbonOptions]``, so IDEs and mypy
-see each keyword with its type. Airflow's operators list them as explicit parameters instead: Airflow
-fills ``default_args`` only into the parameters named in an operator's ``__init__`` signature.
+:data:`OPTIONS` is the one table. Everything else is derived from it:
 
-A missing option takes its default from :data:`CARBON_DEFAULTS`; validation happens in
-:meth:`~greenflow.spec.CarbonSpec.build`, which also refuses names that are not options.
+* :meth:`greenflow.spec.CarbonSpec.build` parses and bounds every option with the row's ``parse``, so a
+  bad value is refused with the same message by every entry point;
+* the Airflow operators' arguments and parse-time checks, the Prefect decorator and ``schedule_green``
+  (``**options: Unpack[CarbonOptions]``), and the flags of ``greenflow run`` / ``greenflow plan`` take
+  their names, defaults and help from here (tests compare each signature with the table);
+* docs/configuration.md's option table is :func:`markdown_table`'s output (a test keeps them equal).
+
+One default per option. Where an entry point must differ, the row's ``defaults`` says so and why (shown in
+the docs): ``greenflow run`` and ``greenflow plan`` start at once unless given a delay, because a command
+typed at a shell is expected to run now.
+
+The :class:`CarbonOptions` TypedDict gives IDEs and mypy each keyword's type; a test keeps its keys equal
+to the table's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
+from greenflow import bounds
+from greenflow.clock import parse_duration, parse_time
 from greenflow.errors import InvalidInput
-from greenflow.units import Quantity
+from greenflow.units import Quantity, parse_quantity
+
+EntryPoint = Literal["airflow", "prefect", "schedule_green", "run", "plan"]
+"""Where options are given: Airflow operators and ``@task.carbon_aware``; the Prefect decorator;
+``schedule_green``; ``greenflow run``; ``greenflow plan``."""
+ENTRY_POINTS: Final[tuple[EntryPoint, ...]] = ("airflow", "prefect", "schedule_green", "run", "plan")
+_ALL: Final[frozenset[EntryPoint]] = frozenset(ENTRY_POINTS)
+_PLANNERS: Final[frozenset[EntryPoint]] = _ALL  # every entry point plans
+_WORKERS: Final[frozenset[EntryPoint]] = frozenset({"airflow", "prefect", "run"})  # those that run work
+_BUDGETED: Final[frozenset[EntryPoint]] = frozenset({"airflow", "prefect", "schedule_green", "run"})
+
+PROVIDER_NAMES: Final[tuple[str, ...]] = ("ukgrid", "electricitymaps", "watttime", "carbon-aware-sdk", "trace")
+"""The intensity providers (``greenflow.intensity.providers.base.PROVIDERS`` registers the same names)."""
+ON_PROVIDER_ERROR: Final[tuple[str, ...]] = ("run", "wait", "fail")
+ON_BUDGET_EXCEEDED: Final[tuple[str, ...]] = ("skip", "fail")
+CORRECTION_MODE_NAMES: Final[tuple[str, ...]] = ("bias+carry",)
+DEFAULT_MAX_DELAY: Final[timedelta] = timedelta(hours=12)
+"""How far the start may move when neither ``deadline`` nor ``max_delay`` is given."""
+MAX_EXPECTED_DURATION: Final[timedelta] = bounds.MAX_DURATION
 
 
 class PlanningOptions(TypedDict, total=False):
-    """The options that decide *when* work starts (a subset of :class:`CarbonOptions`)."""
+    """The options that decide *when* work starts (a subset of :class:`CarbonOptions`; see :data:`OPTIONS`)."""
 
     provider: str
-    """The intensity provider: ``ukgrid``, ``electricitymaps``, ``watttime``, ``carbon-aware-sdk`` or ``trace``.
-    Default ``"ukgrid"``."""
     provider_options: Mapping[str, Any] | None
-    """Provider options (a trace replay's ``now``/``speed``, a URL; credentials only where the adapter
-    allows them). Default none."""
     expected_duration: str | timedelta | float
-    """How long the work runs: ``"2h"``, a timedelta or seconds. Default 1 hour."""
     deadline: str | datetime | timedelta | None
-    """The latest *finish*: an aware datetime (``"2024-05-01T06:00Z"``) or a duration after the request
-    (``"12h"``). Default none."""
     max_delay: str | timedelta | float | None
-    """The latest *start* after the request, instead of ``deadline``. Default none: 12 hours."""
     min_savings: float
-    """The smallest saving (percent) worth waiting for. Default 0."""
     threshold: float | None
-    """An intensity (gCO2e/kWh) at or below which the work starts at once. Default none."""
     on_provider_error: str
-    """When no forecast can be had: ``run`` (start now, recorded), ``wait`` (retry until the latest start,
-    then run) or ``fail``. Default ``"wait"``."""
     max_staleness: str | timedelta
-    """How old a last good forecast may be during a provider outage. Default 6 hours."""
     forecast_correction: bool | str
-    """Correct each forecast with its own recent errors before planning: ``True`` or ``"bias+carry"`` (a
-    per-slot-of-day bias from the last 7 days of (forecast, actual) pairs, plus the latest error carried
-    forward). Needs a provider that serves the forecasts it issued for past slots (``ukgrid`` national, a
-    trace of forecast snapshots); where there are no such pairs the forecast is used as it is and the
-    decision says why. The ledger keeps the raw forecast and the correction's parameters. Default
-    ``False``."""
 
 
 class CarbonOptions(PlanningOptions, total=False):
-    """Every carbon option of a carbon-aware task: where, when, its budget and its accounting."""
+    """Every carbon option of a carbon-aware task (each documented in :data:`OPTIONS`)."""
 
     region: str | None
-    """The home region (provider's naming: ``GB``, ``national``, ``DE``). Default none: runs at once."""
     regions: Sequence[str]
-    """More regions the work may run in (spatial shifting); home is counted first. Default none."""
     budget: str | None
-    """The carbon budget the attempt reserves its estimate against. Default none."""
     estimate: str | Quantity | None
-    """The attempt's estimate (``"20g"`` or ``"0.5kWh"``). Default: from history, then a default."""
     pue: float | None
-    """The facility's power usage effectiveness (kept apart from device energy). Default none."""
     embodied: str | float | None
-    """Embodied emissions charged to each attempt (``"120g"``; a number is grams). Default none."""
     functional_unit: str | None
-    """What R counts in SCI (``"1k images"``). Default none."""
     functional_units: float | None
-    """How many functional units one attempt delivers (R). Default none."""
     tags: Sequence[str]
-    """Ledger tags (budgets can be scoped by tag). Default none."""
     team: str | None
-    """The owning team, in the ledger. Default none."""
     sample_interval: float
-    """Seconds between power samples while metering (0.01 to 60). Default 0.1."""
+    interruptible: bool | str
+    resume_overhead: str | timedelta | float
+    min_segment: str | timedelta | float
+    grace: str | timedelta | float
 
 
-CARBON_DEFAULTS: Final[Mapping[str, Any]] = {
-    "region": None,
-    "regions": (),
-    "provider": "ukgrid",
-    "provider_options": None,
-    "expected_duration": timedelta(hours=1),
-    "deadline": None,
-    "max_delay": None,
-    "min_savings": 0.0,
-    "threshold": None,
-    "budget": None,
-    "estimate": None,
-    "on_provider_error": "wait",
-    "max_staleness": timedelta(hours=6),
-    "forecast_correction": False,
-    "pue": None,
-    "embodied": None,
-    "functional_unit": None,
-    "functional_units": None,
-    "tags": (),
-    "team": None,
-    "sample_interval": 0.1,
-}
-"""Each carbon option's default (the value a missing option takes)."""
+# -- parsers: each takes what a user writes and returns the spec's value, or refuses naming the option ----
+def _text(name: str, limit: int, *, optional: bool = True) -> Callable[[Any], str | None]:
+    def parse(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        text = bounds.check_text(value, name, limit=limit)
+        if not text.strip() or text.strip() != text:
+            raise InvalidInput(
+                f"{name}={text!r} is empty or has surrounding spaces",
+                fix=f"give {name} as 1-{limit} characters without surrounding spaces",
+            )
+        return text
 
-CARBON_OPTION_NAMES: Final[frozenset[str]] = frozenset(CarbonOptions.__annotations__) | frozenset(
-    PlanningOptions.__annotations__
-)
-"""Every carbon option's name."""
+    return parse
+
+
+def check_budget_name(value: Any, name: str = "budget") -> str:
+    """The one rule for a budget's name, here and in ``greenflow budget set``: 1-120 characters, no
+    surrounding spaces, valid UTF-8 without NUL."""
+    text = _text(name, bounds.BUDGET_NAME_LENGTH, optional=False)(value)
+    assert text is not None
+    return text
+
+
+def _texts(name: str, limit: int) -> Callable[[Any], tuple[str, ...]]:
+    one = _text(name, limit, optional=False)
+
+    def parse(value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise InvalidInput(f"{name}s={value!r} is not a list", fix=f'give a list, e.g. ["{name}-a", "{name}-b"]')
+        items = tuple(str(one(item)) for item in value)
+        for item in items:
+            if "," in item:
+                raise InvalidInput(f"{name} {item!r} contains a comma", fix=f"give one {name} per list item")
+        return items
+
+    return parse
+
+
+def _choice(name: str, choices: Sequence[str], fix: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = value.strip().lower() if isinstance(value, str) else value
+        if text not in choices:
+            raise InvalidInput(f"{name}={value!r} is not one of {', '.join(choices)}", fix=fix)
+        return str(text)
+
+    return parse
+
+
+def _number(
+    name: str, *, low: float, high: float, fix: str, low_open: bool = False, optional: bool = True
+) -> Callable[[Any], float | None]:
+    def parse(value: Any) -> float | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, str):  # a CLI flag or a templated Airflow argument arrives as text
+            try:
+                value = float(value)
+            except ValueError:
+                raise InvalidInput(f"{name}={value!r} is not a number", fix=fix) from None
+        return bounds.check_number(value, name, low=low, high=high, fix=fix, low_open=low_open)
+
+    return parse
+
+
+def _duration(name: str, *, positive: bool, optional: bool = False) -> Callable[[Any], timedelta | None]:
+    def parse(value: Any) -> timedelta | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput(f"{name}={value!r} is not a duration", fix="write it like 90m, 2h, 1d or PT2H")
+        duration = parse_duration(value, name)
+        if positive and duration <= timedelta(0):
+            raise InvalidInput(f"{name}={value!r} is not positive", fix=f"give how long, e.g. {name}='2h'")
+        return bounds.check_duration(duration, name)
+
+    return parse
+
+
+def parse_deadline(value: Any) -> datetime | timedelta | None:
+    """``deadline``: an aware time (``"2024-05-01T06:00Z"``) or a positive duration after the request."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return bounds.check_time(parse_time(value, "deadline"), "deadline")
+    if isinstance(value, str) and ("T" in value or (value.strip()[:4].isdigit() and "-" in value)):
+        return bounds.check_time(parse_time(value, "deadline"), "deadline")
+    return _duration("deadline", positive=True)(value)
+
+
+def _estimate(value: Any) -> Quantity | None:
+    if value is None:
+        return None
+    quantity = value if isinstance(value, Quantity) else parse_quantity(value, name="estimate")
+    if not math.isfinite(quantity.value) or quantity.value < 0:
+        raise InvalidInput(f"estimate={value!r} is negative or not finite", fix="give e.g. 20g or 0.5kWh")
+    high = bounds.MAX_GRAMS if quantity.unit == "gCO2e" else bounds.MAX_KWH
+    bounds.check_number(quantity.value, "estimate", low=0, high=high, fix="give e.g. 20g or 0.5kWh")
+    return quantity
+
+
+def _flag(name: str) -> Callable[[Any], bool]:
+    def parse(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.strip().lower() in ("true", "yes", "on", "1")
+        raise InvalidInput(f"{name}={value!r} is not true or false", fix=f"give {name}=True or {name}=False")
+
+    return parse
+
+
+def _embodied(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput(f"embodied={value!r} is not an amount of CO2e", fix="give e.g. 120g or 1.5kg")
+    quantity = parse_quantity(value, name="embodied", default_unit="gCO2e")
+    if quantity.unit != "gCO2e":
+        raise InvalidInput(f"embodied={value!r} is not an amount of CO2e", fix="give e.g. 120g or 1.5kg")
+    return bounds.check_number(quantity.value, "embodied", low=0, high=bounds.MAX_GRAMS, fix="give e.g. 120g or 1.5kg")
+
+
+def parse_correction(value: Any) -> str | None:
+    """``forecast_correction``: ``False``/``"off"`` → ``None``; ``True``/``"on"``/a mode's name → that mode."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return CORRECTION_MODE_NAMES[0]
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("off", "false", "no", "none", ""):
+            return None
+        if text in ("on", "true", "yes"):
+            return CORRECTION_MODE_NAMES[0]
+        if text in CORRECTION_MODE_NAMES:
+            return text
+    raise InvalidInput(
+        f"forecast_correction={value!r} is not on or off",
+        fix=f"use False (plan on the forecast as given), True or {CORRECTION_MODE_NAMES[0]!r}",
+    )
+
+
+def _provider_options(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"provider_options={value!r} is not a mapping", fix='give a dict, e.g. {"speed": 60}')
+    return dict(value)
+
+
+def _region(value: Any) -> str | None:
+    return _text("region", bounds.ENTRY_TEXT_LIMITS["region"])(value)
+
+
+# -- the table ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Option:
+    """One carbon option: how users write it, what it becomes, its default and where it is taken.
+
+    ``parse`` turns the user's form into the spec's value (``spec_field``), refusing a bad value with a message
+    that names the option and the fix; it is the option's bounds check too. ``defaults`` holds an entry
+    point's own default with the reason (shown in the docs); every other entry point uses ``default``.
+    ``flag`` is the command-line spelling (``None``: the commands do not take it).
+    """
+
+    name: str
+    type: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+    spec_field: str = ""
+    entry_points: frozenset[EntryPoint] = _ALL
+    flag: str | None = None
+    repeated: bool = False
+    defaults: Mapping[EntryPoint, tuple[Any, str]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spec_field", self.spec_field or self.name)
+        if self.flag is None and ({"run", "plan"} & self.entry_points):
+            object.__setattr__(self, "flag", "--" + self.name.replace("_", "-"))
+
+    def default_for(self, entry_point: EntryPoint | None) -> Any:
+        """The default at ``entry_point`` (the table's own default where the row names no exception)."""
+        if entry_point is not None and entry_point in self.defaults:
+            return self.defaults[entry_point][0]
+        return self.default
+
+
+_RUN_AT_ONCE = "a command typed at a shell is expected to run now: it waits only when given --max-delay or --deadline"
+
+OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
+        "region", "str | None", None, _region,
+        "The home region, in the provider's naming (`GB`, `national`, `DE`). None: runs at once, nothing to plan.",
+        flag="--region", repeated=True,
+    ),
+    Option(
+        "regions", "list[str]", (), _texts("region", bounds.ENTRY_TEXT_LIMITS["region"]),
+        "More regions the work may run in (spatial shifting); savings count against the home region.",
+        flag="--region", repeated=True,
+    ),
+    Option(
+        "provider", "str", "ukgrid", _choice("provider", PROVIDER_NAMES, f"use one of {', '.join(PROVIDER_NAMES)}"),
+        f"The intensity provider: {', '.join(f'`{p}`' for p in PROVIDER_NAMES)}.",
+    ),
+    Option(
+        "provider_options", "dict", None, _provider_options,
+        "Provider options (a trace's `path`, `now`, `speed`; a URL). Credentials come from a connection, block "
+        "or environment variable, never from here.",
+        flag="--provider-option", repeated=True,
+    ),
+    Option(
+        "expected_duration", "duration", timedelta(hours=1), _duration("expected_duration", positive=True),
+        "How long the work runs: `90m`, `2h`, `PT2H`, a timedelta or seconds; more than 0, at most 366 days.",
+        flag="--expected-duration",
+    ),
+    Option(
+        "deadline", "time | duration | None", None, parse_deadline,
+        "The latest *finish*: an aware time (`2024-05-01T06:00Z`), not in the past when declared, or a duration "
+        "after the request (`12h`). Give this or `max_delay`.",
+    ),
+    Option(
+        "max_delay", "duration | None", None, _duration("max_delay", positive=False, optional=True),
+        f"The latest *start* after the request, instead of `deadline`. None: "
+        f"{int(DEFAULT_MAX_DELAY.total_seconds() // 3600)} hours.",
+        defaults={"run": (timedelta(0), _RUN_AT_ONCE), "plan": (timedelta(0), _RUN_AT_ONCE)},
+    ),
+    Option(
+        "min_savings", "percent", 0.0,
+        _number("min_savings", low=0, high=100, fix="give a percentage from 0 to 100", optional=False),
+        "The smallest saving (percent, 0-100) worth waiting for: below it the work starts at once.",
+        spec_field="min_savings_pct",
+    ),
+    Option(
+        "threshold", "gCO2e/kWh | None", None,
+        _number("threshold", low=0, high=bounds.MAX_INTENSITY, fix="give gCO2e/kWh of zero or more, e.g. 150"),
+        "An intensity (gCO2e/kWh, zero or more) at or below which the work starts at once.",
+    ),
+    Option(
+        "on_provider_error", "run | wait | fail", "wait",
+        _choice(
+            "on_provider_error", ON_PROVIDER_ERROR,
+            "use run (start now, recorded), wait (retry until the latest start, then run) or fail",
+        ),
+        "When no forecast can be had: `run` (start now, recorded), `wait` (retry until the latest start, then "
+        "run) or `fail` (a `failed` entry, nothing runs).",
+    ),
+    Option(
+        "max_staleness", "duration", timedelta(hours=6), _duration("max_staleness", positive=False),
+        "How old a forecast (a last good one during an outage, or a trace snapshot) may be and still be planned on.",
+    ),
+    Option(
+        "forecast_correction", "bool | str", False, parse_correction,
+        "Correct each forecast with its own recent errors before planning (`True` or `bias+carry`); needs a "
+        "provider that serves its past forecasts. The entry records whether it was applied and why.",
+    ),
+    Option(
+        "interruptible", "bool", False, _flag("interruptible"),
+        "The work can pause and resume from its own checkpoint: it runs in the greenest segments before the "
+        "deadline instead of in one piece (commands get SIGTERM at a segment's end; see docs/interruptible.md).",
+        entry_points=_WORKERS | {"plan"},
+    ),
+    Option(
+        "resume_overhead", "duration", timedelta(minutes=5), _duration("resume_overhead", positive=False),
+        "Time lost per pause and resume (reloading a checkpoint), counted against each extra segment.",
+        entry_points=_WORKERS | {"plan"},
+    ),
+    Option(
+        "min_segment", "duration", timedelta(minutes=30), _duration("min_segment", positive=True),
+        "The shortest segment an interruptible job is given.",
+        entry_points=_WORKERS | {"plan"},
+    ),
+    Option(
+        "grace", "duration", timedelta(minutes=2), _duration("grace", positive=False),
+        "How long a command has after SIGTERM at a segment's end to checkpoint and exit, before SIGKILL.",
+        entry_points=frozenset({"airflow", "run"}),
+    ),
+    Option(
+        "budget", "str | None", None, lambda v: None if v is None else check_budget_name(v),
+        "The carbon budget the attempt reserves its estimate against (the name rule of `greenflow budget set`).",
+        entry_points=_BUDGETED,
+    ),
+    Option(
+        "estimate", "quantity | None", None, _estimate,
+        "The attempt's estimate (`20g` or `0.5kWh`). None: the median of past attempts, then a default.",
+        entry_points=_BUDGETED - {"schedule_green"},
+    ),
+    Option(
+        "on_budget_exceeded", "skip | fail", "skip",
+        _choice("on_budget_exceeded", ON_BUDGET_EXCEEDED, "use skip or fail"),
+        "When the budget cannot cover the estimate: `skip` (Airflow: a skipped task; Prefect: returns None; "
+        "`greenflow run`: exit 3) or `fail` (a failed task / a raised BudgetExceeded). Both record `skipped_budget`.",
+        entry_points=frozenset({"airflow", "prefect"}),
+    ),
+    Option(
+        "pue", "float | None", None,
+        _number("pue", low=1, high=bounds.MAX_PUE, fix=f"PUE is facility / IT energy: 1.0 to {bounds.MAX_PUE:g}"),
+        "The facility's power usage effectiveness, 1.0 or more (kept apart from device energy).",
+        entry_points=_WORKERS,
+    ),
+    Option(
+        "embodied", "quantity | None", None, _embodied,
+        "Embodied emissions charged to each attempt (`120g`; a number is grams).",
+        spec_field="embodied_g", entry_points=_WORKERS,
+    ),
+    Option(
+        "functional_unit", "str | None", None, _text("functional_unit", bounds.ENTRY_TEXT_LIMITS["functional_unit"]),
+        "What R counts in SCI (`1k images`).",
+        entry_points=_WORKERS,
+    ),
+    Option(
+        "functional_units", "float | None", None,
+        _number("functional_units", low=0, high=bounds.MAX_GRAMS, low_open=True, fix="give R (a count above 0)"),
+        "How many functional units one attempt delivers (R, more than 0).",
+        entry_points=_WORKERS,
+    ),
+    Option(
+        "tags", "list[str]", (), _texts("tag", bounds.TAG_LENGTH),
+        "Ledger tags (budgets can be scoped by tag).",
+        flag="--tag", repeated=True, entry_points=_BUDGETED,
+    ),
+    Option(
+        "team", "str | None", None, _text("team", bounds.ENTRY_TEXT_LIMITS["team"]),
+        "The owning team, in the ledger (budgets can be scoped by team).",
+        entry_points=_BUDGETED,
+    ),
+    Option(
+        "sample_interval", "seconds", 0.1,
+        _number("sample_interval", low=0.01, high=60, fix="give seconds between 0.01 and 60", optional=False),
+        "Seconds between power samples while metering (0.01 to 60).",
+        entry_points=_WORKERS,
+    ),
+)  # fmt: skip
+"""Every carbon option, in the order the docs list them."""
+
+OPTION: Final[Mapping[str, Option]] = {option.name: option for option in OPTIONS}
+"""The table by option name."""
+ADAPTER_OPTION_NAMES: Final[frozenset[str]] = frozenset({"on_budget_exceeded"})
+"""Options an adapter acts on itself (not part of the :class:`~greenflow.spec.CarbonSpec`)."""
+CARBON_OPTION_NAMES: Final[frozenset[str]] = frozenset(OPTION) - ADAPTER_OPTION_NAMES
+"""Every option :meth:`~greenflow.spec.CarbonSpec.build` takes."""
 PLANNING_OPTION_NAMES: Final[frozenset[str]] = frozenset(PlanningOptions.__annotations__)
 """The names of :class:`PlanningOptions`."""
+CARBON_DEFAULTS: Final[Mapping[str, Any]] = {name: OPTION[name].default for name in sorted(CARBON_OPTION_NAMES)}
+"""Each carbon option's default (the value a missing option takes)."""
+
+
+def options_for(entry_point: EntryPoint) -> tuple[Option, ...]:
+    """The options ``entry_point`` takes, in table order."""
+    return tuple(option for option in OPTIONS if entry_point in option.entry_points)
+
+
+def defaults_for(entry_point: EntryPoint | None) -> dict[str, Any]:
+    """Every carbon option's default at ``entry_point``."""
+    return {name: OPTION[name].default_for(entry_point) for name in sorted(CARBON_OPTION_NAMES)}
 
 
 def check_option_names(given: Mapping[str, Any], allowed: frozenset[str] = CARBON_OPTION_NAMES) -> None:
@@ -127,3 +458,57 @@ def check_option_names(given: Mapping[str, Any], allowed: frozenset[str] = CARBO
         f"{name!r} is not a carbon option" + (f" (nor are {unknown[1:]})" if len(unknown) > 1 else ""),
         fix=f"{hint}the options are {', '.join(sorted(allowed))}",
     )
+
+
+def parse_options(given: Mapping[str, Any], entry_point: EntryPoint | None = None) -> dict[str, Any]:
+    """Every carbon option parsed and bounded by its row, missing ones at ``entry_point``'s default.
+
+    Returns the values keyed by their spec field. A name that is not an option is refused first.
+    """
+    check_option_names(given)
+    values: dict[str, Any] = {}
+    for name in sorted(CARBON_OPTION_NAMES):
+        option = OPTION[name]
+        raw = given[name] if name in given else option.default_for(entry_point)
+        values[option.spec_field] = option.parse(raw)
+    return values
+
+
+def default_text(value: Any) -> str:
+    """A default as the docs show it."""
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        if seconds == 0:
+            return "`0s`"
+        if seconds % 3600 == 0:
+            return f"`{seconds // 3600}h`"
+        return f"`{seconds // 60}m`" if seconds % 60 == 0 else f"`{seconds}s`"
+    if value in (None, ()):
+        return "none"
+    return f"`{value!r}`" if not isinstance(value, str) else f'`"{value}"`'
+
+
+_ENTRY_POINT_LABELS: Final[Mapping[EntryPoint, str]] = {
+    "airflow": "Airflow",
+    "prefect": "Prefect",
+    "schedule_green": "schedule_green",
+    "run": "run",
+    "plan": "plan",
+}
+
+
+def markdown_table() -> str:
+    """The options as docs/configuration.md lists them (generated here; a test compares the two)."""
+    lines = [
+        "| option | type | default | where | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for option in OPTIONS:
+        where = ", ".join(_ENTRY_POINT_LABELS[e] for e in ENTRY_POINTS if e in option.entry_points)
+        if option.flag and ({"run", "plan"} & option.entry_points):
+            where += f" (`{option.flag}`)"
+        default = default_text(option.default)
+        for entry_point, (value, why) in option.defaults.items():
+            default += f"; {_ENTRY_POINT_LABELS[entry_point]}: {default_text(value)} ({why})"
+        lines.append(f"| `{option.name}` | {option.type} | {default} | {where} | {option.help} |")
+    return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from greenflow.airflow.hooks.lookup import get_connection
 from greenflow.airflow.resources import provider_for
 from greenflow.errors import ConfigError, InvalidInput
 from greenflow.intensity.providers.base import IntensityProvider
-from greenflow.spec import SECRET_OPTIONS, CarbonSpec
+from greenflow.spec import DEFAULT_MAX_DELAY, SECRET_OPTIONS, CarbonSpec
 
 # Arguments of CarbonSpec.build an operator passes through unchanged.
 SPEC_ARGS: tuple[str, ...] = (
@@ -97,7 +97,7 @@ def check_execution_timeout(spec: CarbonSpec | None, execution_timeout: timedelt
     if isinstance(spec.deadline, timedelta):
         needed = spec.deadline
     else:
-        needed = (spec.max_delay if spec.max_delay is not None else timedelta(hours=12)) + spec.expected_duration
+        needed = (spec.max_delay if spec.max_delay is not None else DEFAULT_MAX_DELAY) + spec.expected_duration
     if execution_timeout < needed:
         raise InvalidInput(
             f"execution_timeout={execution_timeout} is shorter than the wait greenflow may take plus the run "

@@ -67,6 +67,7 @@ from greenflow.ledger.entry import Entry, Identity
 from greenflow.ledger.models import BudgetRow, EntryRow, HeadRow, ReservationRow, UTCDateTime
 from greenflow.ledger.periods import Period
 from greenflow.ledger.settlement import close_group, group_of, lock_group, reservation_digest, seal, split_identity
+from greenflow.options import check_budget_name
 from greenflow.units import Quantity, Unit, format_energy, format_mass, parse_positive_quantity
 
 if TYPE_CHECKING:
@@ -153,8 +154,7 @@ class Budget:
     scope: Scope = Scope()
 
     def __post_init__(self) -> None:
-        if not self.name or len(self.name) > 120 or self.name.strip() != self.name:
-            raise InvalidInput(f"budget name {self.name!r}", fix="use 1-120 characters without surrounding spaces")
+        check_budget_name(self.name, "budget name")  # the rule every entry point's budget= follows
         if self.limit.value <= 0:
             raise InvalidInput(f"limit {self.limit} must be greater than zero", fix="give a positive limit, e.g. 5kg")
 
