@@ -224,7 +224,12 @@ class Lifecycle:
 
     # -- plan --------------------------------------------------------------------------------------
     def plan(
-        self, *, requested_at: datetime | None = None, previous: Decision | None = None, retry: bool = False
+        self,
+        *,
+        requested_at: datetime | None = None,
+        previous: Decision | None = None,
+        retry: bool = False,
+        record_failure: bool = True,
     ) -> Decision:
         """Decide when and where to start; no side effects except a ``failed`` entry under ``fail``.
 
@@ -234,8 +239,9 @@ class Lifecycle:
         after a provider outage): the attempt's own request carries over too, so the time it already waited
         counts and it is ``deferred``. ``retry=True`` plans a new attempt of the same task (a retry after a
         failure): it asks now, so it is ``deferred`` only if it waits again, and only for its own wait.
-        Past the latest start there is nothing left to wait for: the attempt runs at once, in the region
-        greenest right now.
+        ``record_failure=False`` (a refresh) raises under ``on_provider_error="fail"`` without writing the
+        ``failed`` entry. Past the latest start there is nothing left to wait for: the attempt runs at once,
+        in the region greenest right now.
         """
         if retry and previous is None:
             raise InvalidInput(
@@ -277,6 +283,8 @@ class Lifecycle:
                     wall_ages=self.replaying,
                 )
             except ProviderError as error:  # on_provider_error="fail"
+                if not record_failure:  # a refresh: the plan already held stands, nothing is recorded
+                    raise
                 self.failure_entry = self._record_failure(
                     requested, f"forecast unavailable and on_provider_error=fail: {error.one_line()}", asked
                 )
@@ -392,7 +400,7 @@ class Lifecycle:
         from greenflow.replanning import preferred
 
         try:
-            fresh = self.plan(previous=decision)
+            fresh = self.plan(previous=decision, record_failure=False)
         except Exception as error:
             log.warning("greenflow: re-planning %s failed (%s); keeping its plan", self.identity.task_id, error)
             return decision

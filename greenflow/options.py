@@ -508,7 +508,11 @@ def markdown_table() -> str:
         if option.flag and ({"run", "plan"} & option.entry_points):
             where += f" (`{option.flag}`)"
         default = default_text(option.default)
+        exceptions: dict[tuple[str, str], list[str]] = {}
         for entry_point, (value, why) in option.defaults.items():
-            default += f"; {_ENTRY_POINT_LABELS[entry_point]}: {default_text(value)} ({why})"
-        lines.append(f"| `{option.name}` | {option.type} | {default} | {where} | {option.help} |")
+            exceptions.setdefault((default_text(value), why), []).append(_ENTRY_POINT_LABELS[entry_point])
+        for (value_text, why), labels in exceptions.items():
+            default += f"; {' and '.join(labels)}: {value_text} ({why})"
+        kind = option.type.replace(" | ", " or ")  # a bare | would split the Markdown cell
+        lines.append(f"| `{option.name}` | {kind} | {default} | {where} | {option.help} |")
     return "\n".join(lines) + "\n"
