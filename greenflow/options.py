@@ -239,6 +239,13 @@ def _provider_options(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _provider(value: Any) -> str:
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text not in PROVIDER_NAMES:
+        raise InvalidInput(f"provider={value!r} is unknown", fix=f"use one of {', '.join(PROVIDER_NAMES)}")
+    return str(text)
+
+
 def _region(value: Any) -> str | None:
     return _text("region", bounds.ENTRY_TEXT_LIMITS["region"])(value)
 
@@ -291,7 +298,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
         flag="--region", repeated=True,
     ),
     Option(
-        "provider", "str", "ukgrid", _choice("provider", PROVIDER_NAMES, f"use one of {', '.join(PROVIDER_NAMES)}"),
+        "provider", "str", "ukgrid", _provider,
         f"The intensity provider: {', '.join(f'`{p}`' for p in PROVIDER_NAMES)}.",
     ),
     Option(

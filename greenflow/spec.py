@@ -68,10 +68,7 @@ class CarbonSpec:
         object.__setattr__(self, "regions", tuple(self.regions))
         object.__setattr__(self, "tags", tuple(self.tags))
         if self.provider not in PROVIDERS:
-            raise InvalidInput(
-                f"provider={self.provider!r} is not one of {', '.join(PROVIDERS)}",
-                fix=f"use one of {', '.join(PROVIDERS)}",
-            )
+            raise InvalidInput(f"provider={self.provider!r} is unknown", fix=f"use one of {', '.join(PROVIDERS)}")
         if self.expected_duration <= timedelta(0):
             raise InvalidInput(
                 f"expected_duration={self.expected_duration} is not positive",
