@@ -20,7 +20,7 @@ def test_a_missing_option_takes_its_documented_default() -> None:
     spec = CarbonSpec.build(region="GB")
     assert spec.provider == CARBON_DEFAULTS["provider"] == "ukgrid"
     assert spec.expected_duration == timedelta(hours=1) and spec.max_staleness == timedelta(hours=6)
-    assert spec.on_provider_error == "wait" and spec.sample_interval == 0.1 and spec.min_savings_pct == 0.0
+    assert spec.on_provider_error == "wait" and spec.sample_interval == 0.1 and spec.min_savings_pct == 5.0
     assert spec.regions == () and spec.tags == () and spec.provider_options == {}
 
 
