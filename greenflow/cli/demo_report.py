@@ -86,6 +86,22 @@ def _refusals(entries: Sequence[Entry]) -> None:
             f"[yellow]refused[/] {escape(entry.orchestrator)} {escape(entry.workflow_id)}.{escape(entry.task_id)}: "
             f"{escape(entry.error or 'budget spent')}; the work behind it did not run"
         )
+    over = [
+        e
+        for e in entries
+        if e.decision in _RAN and e.charged_g is not None and e.estimate_g and e.charged_g > e.estimate_g * 1.05
+    ]
+    if over:
+        runs = ", ".join(
+            f"{escape(e.task_id)} ({e.orchestrator}) {format_mass(e.charged_g)} against {format_mass(e.estimate_g)}"
+            for e in over
+            if e.charged_g is not None and e.estimate_g is not None
+        )
+        console.print(
+            f"charged more than they reserved: {runs}. A budget admits work on its estimate and then charges "
+            "what the run emitted, so estimates below the real figure can take a budget past its limit; "
+            "later work is then refused."
+        )
     kept = [e for e in entries if e.decision in _RAN and e.energy_kwh is None and e.charged_g is not None]
     for entry in kept:
         console.print(

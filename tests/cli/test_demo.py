@@ -121,6 +121,8 @@ def test_the_budget_the_first_runs_spent_skips_the_prefect_evaluation(
     assert not [e for e in entries if e.orchestrator == "prefect" and e.task_id.startswith("evaluate")]
     assert "evaluation skipped by the budget gate" in result.stdout
     assert "example-training-daily │ 240 g" in result.stdout  # the budget status table
+    # the simulated runs emitted more than their declared estimates: the report says why the budget is past its limit
+    assert "charged more than they reserved: train (airflow)" in " ".join(result.stdout.split())
 
 
 def test_simulated_energy_is_labelled_and_the_summary_shows_real_savings(
