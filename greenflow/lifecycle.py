@@ -419,19 +419,20 @@ class Lifecycle:
 
         chosen = plan_for(candidates, deadline)
         reason = chosen.reason
-        if (
-            not resumed
-            and chosen.decision == "defer"
-            and chosen.savings_pct is not None
-            and chosen.savings_pct < spec.min_savings_pct
-        ):
-            # Not worth waiting for: the whole job at once at home, in one piece (as the whole-job planner does).
-            saving = chosen.savings_pct
-            chosen = plan_for(candidates[:1], first + work)
-            reason = (
-                f"the segments' saving {saving:.1f} % is below min_savings {spec.min_savings_pct:g} %: "
-                f"runs now in one piece. {chosen.reason}"
-            )
+        waits = len(chosen.segments) > 1 or chosen.segments[0].start > first
+        if not resumed and waits and chosen.expected_intensity is not None:
+            # Waiting (and pausing) must be worth it against the greenest start now in any allowed region, as
+            # for a whole job (greenflow.planning): below min_savings the job runs now there, in one piece.
+            at_once = plan(candidates, duration=work, earliest=first, max_delay=timedelta(0), now=now)
+            over_now = _saving(at_once.expected_intensity, chosen.expected_intensity)
+            if over_now is not None and over_now < spec.min_savings_pct:
+                here = next(c for c in candidates if c.region == at_once.region)
+                chosen = plan_for([here], first + work)
+                reason = (
+                    f"Running now in {here.region}, in one piece: the segments would save only {over_now:.1f} % "
+                    f"over starting now there ({at_once.expected_intensity:.1f} gCO2e/kWh), below the "
+                    f"{spec.min_savings_pct:g} % minimum worth waiting for. {chosen.reason}"
+                )
         if spec.threshold is not None:
             reason += " (threshold is not used by the segment planner: the least-carbon segments are taken.)"
         planned = [{**segment.to_dict(), "index": index + i} for i, segment in enumerate(chosen.segments)]
@@ -1199,6 +1200,13 @@ def _segment_key(identity: Identity, index: int) -> str:
     its write is retried.
     """
     return hashlib.sha256(f"segment:{index}:{identity.idempotency_key}".encode()).hexdigest()
+
+
+def _saving(baseline: float | None, expected: float | None) -> float | None:
+    """Percent ``expected`` is below ``baseline`` (``None`` when either is unknown or the baseline not positive)."""
+    if baseline is None or expected is None or baseline <= 0:
+        return None
+    return 100.0 * (baseline - expected) / baseline
 
 
 def _expected_intensity(decision: Decision) -> float | None:

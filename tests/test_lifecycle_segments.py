@@ -319,3 +319,16 @@ def test_a_command_that_fails_before_its_segments_end_ends_the_attempt_failed(
     assert entry.decision == "failed" and entry.extra["segment"]["final"] is True
     assert entry.extra["segment"]["exit_code"] == 3
     assert ledger.budgets.status("gpu").open_reservations == 0
+
+
+def test_segments_that_save_less_than_min_savings_over_starting_now_run_now_in_one_piece(ledger, meter_factory) -> None:
+    provider = TraceProvider(region="ES", now=ES_AFTERNOON)
+    lifecycle = _lifecycle(
+        ledger, meter_factory, provider, region="ES", expected_duration="8h", deadline="24h", min_savings=50
+    )
+    decision = lifecycle.plan()
+
+    assert decision.action == "run_now" and decision.start_at == ES_AFTERNOON
+    assert decision.plan is not None and len(decision.plan["segments"]) == 1
+    assert "below the 50 % minimum" in decision.reason
+    assert lifecycle.segment(decision) == SegmentRun(0, 1, ES_AFTERNOON, ES_AFTERNOON + timedelta(hours=8), None, None)
