@@ -1,10 +1,11 @@
 """Running an interruptible attempt segment by segment: a Python callable, or a command that checkpoints.
 
 An attempt whose spec says ``interruptible=True`` is planned in segments (:meth:`Lifecycle.plan`); these
-functions drive it through them the way ``greenflow run`` does: sleep until a segment starts (holding
-nothing but this process), run the work until the segment's end, record the segment, sleep until the
-next one. Orchestrators that defer instead of sleeping drive the same steps themselves (see
-:meth:`Lifecycle.metered_segment`)::
+functions drive it through them the way ``greenflow run`` does: wait until a segment starts (holding
+nothing but this process; by default a sleep, or the caller's own ``wait`` that re-plans at forecast
+refreshes), run the work until the segment's end, record the segment, wait for the next one.
+Orchestrators that defer instead of waiting in-process drive the same steps themselves (see
+:meth:`Lifecycle.metered_segment` and docs/interruptible.md)::
 
     lifecycle = Lifecycle(CarbonSpec.build(region="GB", interruptible=True, expected_duration="8h",
                                            deadline="24h"), identity)
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -55,7 +57,7 @@ from greenflow.steps import Run, Step, Wait
 if TYPE_CHECKING:
     from greenflow.ledger.entry import Entry
 
-__all__ = ["CommandFailed", "SegmentsResult", "run_command", "run_segments", "sleep_until"]
+__all__ = ["CommandFailed", "SegmentsResult", "run_command", "run_segments", "sleep_until", "wait_then_advance"]
 
 # How often a sleep wakes to check the wall clock (a suspended laptop's sleep does not count its suspension).
 _SLEEP_CHUNK_S = 30.0
@@ -97,24 +99,32 @@ def sleep_until(moment: datetime) -> None:
         time.sleep(min(left, _SLEEP_CHUNK_S))
 
 
+def wait_then_advance(lifecycle: Lifecycle, step: Wait) -> Step:
+    """The default wait: sleep until ``step.until``, then advance (an outage retry re-plans and may wait again)."""
+    sleep_until(step.until)
+    # Not waited=True: an outage retry re-plans here, and its new plan may have a window to wait for.
+    return lifecycle.advance(step.decision)
+
+
 def run_segments(
     lifecycle: Lifecycle,
     work: Callable[[SegmentRun], bool],
     *,
     step: Step | None = None,
-    sleep: Callable[[datetime], None] = sleep_until,
-    on_wait: Callable[[Wait], None] | None = None,
+    wait: Callable[[Wait], Step] | None = None,
 ) -> SegmentsResult:
     """Drive ``lifecycle``'s attempt to its end, calling ``work(segment)`` in each segment.
 
     ``work`` returns ``True`` when the work is done; it is told when to stop (``segment.stop_wall``) and
     should checkpoint and return by then (``False``: the next segment resumes it). If it raises, the
     segment is recorded as the attempt's final entry (``failed``) and the exception propagates. ``step``
-    continues from a step already taken (default: ``lifecycle.advance()``); ``sleep`` waits until a wall
-    time; ``on_wait`` is told of each wait (e.g. to log it). An attempt planned in one piece (not
-    interruptible, or no forecast) runs once, to completion, and leaves one entry.
+    continues from a step already taken (default: ``lifecycle.advance()``). ``wait`` takes each
+    :class:`~greenflow.steps.Wait` and returns the step after it (default :func:`wait_then_advance`; an
+    entry point passes its own, e.g. one that re-plans with ``lifecycle.refresh`` while it waits). An
+    attempt planned in one piece (not interruptible, or no forecast) runs once, to completion, and leaves
+    one entry.
     """
-    driver = _Driver(lifecycle, lambda segment, _notes: bool(work(segment)), sleep, on_wait)
+    driver = _Driver(lifecycle, lambda segment, _notes: bool(work(segment)), wait)
     return driver.drive(step)
 
 
@@ -125,8 +135,7 @@ def run_command(
     grace: timedelta | None = None,
     env: Mapping[str, str] | None = None,
     step: Step | None = None,
-    sleep: Callable[[datetime], None] = sleep_until,
-    on_wait: Callable[[Wait], None] | None = None,
+    wait: Callable[[Wait], Step] | None = None,
 ) -> SegmentsResult:
     """Drive the attempt running ``command`` in each segment (see the module doc for the protocol).
 
@@ -134,6 +143,7 @@ def run_command(
     in a replay); ``env`` is the command's environment (default: this process's), to which the segment's
     variables are added. A command that fails is in the result (``exit_code``, a ``failed`` last entry);
     one that cannot start raises :class:`~greenflow.errors.InvalidInput` (recorded ``failed`` too).
+    ``step`` and ``wait`` as for :func:`run_segments`.
     """
     if not command:
         raise InvalidInput("no command to run", fix="give the command and its arguments, e.g. ['python', 'train.py']")
@@ -154,7 +164,7 @@ def run_command(
             raise InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command") from None
         return _supervise(child, segment, grace_s, notes)
 
-    driver = _Driver(lifecycle, body, sleep, on_wait)
+    driver = _Driver(lifecycle, body, wait)
     try:
         result = driver.drive(step)
     except CommandFailed as failed:
@@ -166,17 +176,10 @@ def run_command(
 class _Driver:
     """Walks an attempt's steps: sleeps through waits, runs each segment's body under the meter."""
 
-    def __init__(
-        self,
-        lifecycle: Lifecycle,
-        body: _Body,
-        sleep: Callable[[datetime], None],
-        on_wait: Callable[[Wait], None] | None,
-    ) -> None:
+    def __init__(self, lifecycle: Lifecycle, body: _Body, wait: Callable[[Wait], Step] | None) -> None:
         self.lifecycle = lifecycle
         self.body = body
-        self.sleep = sleep
-        self.on_wait = on_wait
+        self.wait = wait if wait is not None else functools.partial(wait_then_advance, lifecycle)
         self.entries: list[Entry] = []
         self.step: Step | None = None
 
@@ -185,9 +188,7 @@ class _Driver:
         self.step = step = step if step is not None else lifecycle.advance()
         while True:
             if isinstance(step, Wait):
-                self._wait(step)
-                # Not waited=True: an outage retry re-plans here and may have to wait for its window.
-                self.step = step = lifecycle.advance(step.decision)
+                self.step = step = self._wait(step)
                 continue
             if not isinstance(step, Run):
                 return SegmentsResult(tuple(self.entries), False, step)
@@ -217,11 +218,9 @@ class _Driver:
                 self.entries.append(active.entry)
         return SegmentsResult(tuple(self.entries), done, step)
 
-    def _wait(self, step: Wait) -> None:
-        if self.on_wait is not None:
-            self.on_wait(step)
+    def _wait(self, step: Wait) -> Step:
         try:
-            self.sleep(step.until)
+            return self.wait(step)
         except BaseException:
             # Stopped between segments (or before the first): nothing runs any more, so nothing more is held.
             if step.decision.reservation_id is not None:
