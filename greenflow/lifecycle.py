@@ -18,6 +18,12 @@ Every path ends in exactly one ledger entry per attempt: ``ran_now``/``deferred`
 ``failed`` when it raised, ``interrupted`` when it was killed, ``skipped_budget`` when the budget
 refused it; the budget reservation is settled to the measured value or released.
 
+An interruptible attempt (``spec.interruptible``) is planned in segments and runs one segment at a time:
+:meth:`Lifecycle.segment` says which one a ``Run`` step is and when it stops, :meth:`Lifecycle.metered_segment`
+meters and records it (one entry per segment, linked to the attempt; the reservation settled part by
+part), and its ``next`` decision is advanced like any other (``Wait`` until the next segment, then
+``Run``). ``greenflow.segment_runner`` drives a callable or a command through them (docs/interruptible.md).
+
 One rule says ``deferred`` for every adapter: an attempt is ``deferred`` when it waited for its window
 (its start is after its own request, :attr:`Decision.deferred`), whoever did the waiting (a trigger, a
 ``Scheduled`` state, a sleep, an upstream route). A retry re-plans with ``plan(previous=..., retry=True)``:
