@@ -84,6 +84,12 @@ class CarbonSpec:
             raise InvalidInput(
                 "both deadline and max_delay are set", fix="give one: deadline (finish) or max_delay (start)"
             )
+        if self.interruptible and self.min_segment <= self.resume_overhead:
+            raise InvalidInput(
+                f"min_segment={self.min_segment} is not longer than resume_overhead={self.resume_overhead}: "
+                "a segment that short would carry no work",
+                fix="give a min_segment longer than resume_overhead (defaults: 30m and 5m)",
+            )
         OutagePolicy(self.on_provider_error, self.max_staleness)  # validates both
         try:
             provider = self.make_provider()
