@@ -414,20 +414,23 @@ def correct(
         return not_applied(
             forecast, f"no settled actuals from {actual.provider} for {actual.region} before {_iso(now)}"
         )
-    step = Counter(p.duration for p in settled).most_common(1)[0][0]
+    durations = [p.end - p.start for p in settled]  # once: a point's duration is computed on each read
+    step = Counter(durations).most_common(1)[0][0]
     if _DAY % step:
         return not_applied(forecast, f"the actuals' slots ({step}) do not divide a day")
-    by_start = {p.start: p for p in issued.points if p.value is not None and p.duration == step}
-    pairs = [(p, by_start[p.start]) for p in settled if p.duration == step and p.start in by_start]
+    by_start = {p.start: p.value for p in issued.points if p.value is not None and p.end - p.start == step}
+    pairs = tuple(
+        (p.start, by_start[p.start], p.value)
+        for p, duration in zip(settled, durations, strict=True)
+        if duration == step and p.start in by_start
+    )
     if not pairs:
         return not_applied(
             forecast, f"no past slot of {actual.region} has both the forecast {issued.provider} issued and its actual"
         )
     # The carry reaches from the slot that just ended to the forecast's last slot.
     reach = (forecast.end or now) - _moment(_slot(now, step) - 1, step)
-    correction = _LEARNED.correction(
-        step, days, bias, now, max(math.ceil(reach / step), 1), tuple((p.start, i.value, p.value) for p, i in pairs)
-    )
+    correction = _LEARNED.correction(step, days, bias, now, max(math.ceil(reach / step), 1), pairs)
     if correction is None:
         return not_applied(forecast, f"no (forecast, actual) pair in the {days} days before {_iso(now)}")
     return CorrectionResult(correction.apply(forecast), correction, correction.describe())
