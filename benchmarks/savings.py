@@ -35,7 +35,10 @@ Policies (each decides only with what was known at the time):
 * ``plan-once``: greenflow's planner, run once at submission with the forecast available then.
 * ``greenflow re-plan``: the planner re-run whenever the job, while waiting, is handed a forecast that
   differs over its remaining window (every hour for persistence, at each new snapshot for the published
-  GB forecast; a perfect forecast never changes), the job starting when the plan says "now".
+  GB forecast; a perfect forecast never changes), keeping the fresh plan or the held one by the product's
+  re-plan rule (``greenflow.replanning.takes_fresh`` under ``RULE``), the job starting when the plan it
+  holds says "now". These columns plan with no minimum saving (the planner's reach); the re-plan rules
+  section below replays the product's default one.
 * ``greenflow re-plan + correction``: the same on a forecast first corrected with forecasts and actuals
   known before the decision by greenflow's own correction, the code ``forecast_correction=True`` runs
   (``greenflow.intensity.correction``, see :class:`Corrected`); the correction changes with every new

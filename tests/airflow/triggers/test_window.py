@@ -1,5 +1,5 @@
-"""CarbonWindowTrigger: survives Airflow's serde, fires at the planned or the latest start, moves earlier
-when a fresher forecast has a greener window sooner, never later, and writes nothing to the ledger."""
+"""CarbonWindowTrigger: survives Airflow's serde, fires at the planned or the latest start, moves the start
+(earlier or later) when a fresher forecast has a greener window, and writes nothing to the ledger."""
 
 from __future__ import annotations
 
