@@ -47,7 +47,7 @@ from greenflow.clock import parse_time, require_aware, utcnow
 from greenflow.config import Defaults
 from greenflow.errors import BudgetExceeded, GreenflowError, InvalidInput, ProviderError
 from greenflow.intensity.cache import ForecastCache
-from greenflow.intensity.correction import correct_from_provider
+from greenflow.intensity.correction import correction_for
 from greenflow.intensity.forecast import Forecast
 from greenflow.intensity.policy import RetryUntil, UseForecast
 from greenflow.intensity.providers.base import IntensityProvider
@@ -311,10 +311,12 @@ class Lifecycle:
             if isinstance(outcome, UseForecast):
                 forecast = raw[region] = outcome.forecast
                 if self.spec.forecast_correction is not None:
-                    corrected = correct_from_provider(self.provider, self.cache, region, forecast, now)
-                    corrections[region] = corrected.to_dict()
-                    notes.append(f"{region}: {corrected.reason}")
-                    forecast = corrected.forecast
+                    setting = self.spec.forecast_correction
+                    corrected = correction_for(setting, self.provider, self.cache, region, forecast, now)
+                    if corrected is not None:  # None: "auto" and a provider that keeps no past forecasts
+                        corrections[region] = corrected.to_dict()
+                        notes.append(f"{region}: {corrected.reason}")
+                        forecast = corrected.forecast
                 candidates.append(Candidate(region, forecast))
                 if outcome.stale:
                     notes.append(outcome.reason)
@@ -331,7 +333,7 @@ class Lifecycle:
             return finish(replace(decision, forecast_note=reason, policy_outcome={"regions": outcomes}))
         correction = (
             None
-            if self.spec.forecast_correction is None
+            if self.spec.forecast_correction is None or not corrections
             else {
                 "mode": self.spec.forecast_correction,
                 "regions": corrections,
@@ -510,7 +512,7 @@ class Lifecycle:
     def refresh(self, decision: Decision) -> Decision:
         """Re-plan a waiting attempt at a forecast refresh; the plan it holds afterwards.
 
-        The rule is :func:`greenflow.replanning.preferred`'s (never later, sooner only when greener). A
+        The rule is :func:`greenflow.replanning.preferred`'s (:data:`greenflow.replanning.RULE`). A
         refresh never ends the wait or writes an entry: a provider that fails now leaves the held plan.
         An interruptible attempt waiting for a segment takes the fresh segments (of the rest of its work
         when some segments have run): they are the least carbon by the fresh forecast before the same

@@ -216,7 +216,8 @@ def _embodied(value: Any) -> float | None:
 
 
 def parse_correction(value: Any) -> str | None:
-    """``forecast_correction``: ``False``/``"off"`` → ``None``; ``True``/``"on"``/a mode's name → that mode."""
+    """``forecast_correction``: ``"auto"`` (the default) → ``"auto"``; ``False``/``"off"`` → ``None``;
+    ``True``/``"on"``/a mode's name → that mode (corrected wherever it can be, with the reason where not)."""
     if value is None or value is False:
         return None
     if value is True:
@@ -225,13 +226,16 @@ def parse_correction(value: Any) -> str | None:
         text = value.strip().lower()
         if text in ("off", "false", "no", "none", ""):
             return None
+        if text == "auto":
+            return "auto"
         if text in ("on", "true", "yes"):
             return CORRECTION_MODE_NAMES[0]
         if text in CORRECTION_MODE_NAMES:
             return text
     raise InvalidInput(
         f"forecast_correction={value!r} is not on or off",
-        fix=f"use False (plan on the forecast as given), True or {CORRECTION_MODE_NAMES[0]!r}",
+        fix=f"use 'auto' (the default: correct where the provider publishes its past forecasts), False (plan on "
+        f"the forecast as given), True or {CORRECTION_MODE_NAMES[0]!r}",
     )
 
 
@@ -354,9 +358,11 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "How old a forecast (a last good one during an outage, or a trace snapshot) may be and still be planned on.",
     ),
     Option(
-        "forecast_correction", "bool | str", False, parse_correction,
-        "Correct each forecast with its own recent errors before planning (`True` or `bias+carry`); needs a "
-        "provider that serves its past forecasts. The entry records whether it was applied and why.",
+        "forecast_correction", "auto | bool | str", "auto", parse_correction,
+        "Correct each forecast with its own recent errors before planning. `auto`: wherever the provider "
+        "publishes the forecasts it issued for past slots (ukgrid national, a trace of forecast snapshots), "
+        "silent elsewhere; `True` (`bias+carry`): always try, the entry saying why where it could not; `False`: "
+        "plan on the forecast as given. The entry records whether it was applied and why.",
     ),
     Option(
         "interruptible", "bool", False, _flag("interruptible"),

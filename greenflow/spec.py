@@ -14,7 +14,7 @@ from typing import Any, Unpack
 
 from greenflow.clock import parse_time, utcnow
 from greenflow.errors import ConfigError, InvalidInput
-from greenflow.intensity.correction import CorrectionMode
+from greenflow.intensity.correction import CorrectionSetting
 from greenflow.intensity.policy import OnProviderError, OutagePolicy
 from greenflow.intensity.providers.base import PROVIDERS, IntensityProvider, get_provider
 from greenflow.options import DEFAULT_MAX_DELAY, CarbonOptions, EntryPoint, parse_options
@@ -32,8 +32,9 @@ class CarbonSpec:
     ``deadline`` is the latest *finish*: an aware datetime, or a duration after the request (``"12h"``).
     ``max_delay`` bounds the *start* instead; with neither, the start may move up to 12 hours.
     ``regions`` lists more places the task could run (spatial shifting): the first of ``region`` +
-    ``regions`` is the task's home, against which savings are counted. ``forecast_correction`` is the
-    correction mode (``"bias+carry"``) or ``None`` when forecasts are planned on as the provider gave them.
+    ``regions`` is the task's home, against which savings are counted. ``forecast_correction`` is
+    ``"auto"`` (where the provider publishes its past forecasts), a correction mode (``"bias+carry"``) or
+    ``None`` when forecasts are planned on as the provider gave them.
     """
 
     region: str | None = None
@@ -49,7 +50,7 @@ class CarbonSpec:
     estimate: Quantity | None = None
     on_provider_error: OnProviderError = "wait"
     max_staleness: timedelta = timedelta(hours=6)
-    forecast_correction: CorrectionMode | None = None
+    forecast_correction: CorrectionSetting | None = None
     pue: float | None = None
     embodied_g: float | None = None
     functional_unit: str | None = None
