@@ -241,6 +241,9 @@ def test_schedule_green_schedules_nothing_when_the_budget_is_spent(ledger, repla
         assert client.read_flow_runs() == [] or all(r.name != "never-scheduled" for r in client.read_flow_runs())
     with pytest.raises(InvalidInput, match="is not '<flow name>/<deployment name>'"):
         schedule_green("just-a-name", region="ES", provider="trace")
+    # The budget's name by the options table's rule (that of `greenflow budget set`), as everywhere.
+    with pytest.raises(InvalidInput, match=r"budget='  spent  ' is empty or has surrounding spaces"):
+        schedule_green(deployment, region="ES", provider="trace", provider_options=replay(), budget="  spent  ")
 
 
 def test_cli_schedule_prints_the_run_and_its_window(replay) -> None:  # type: ignore[no-untyped-def]
