@@ -188,13 +188,15 @@ def test_the_reservation_is_held_while_the_run_waits_and_settled_when_it_ran(
 
 
 def test_schedule_green_creates_the_run_at_the_window_and_the_run_keeps_that_decision(
-    replay, fake_gpu_meter, run_entries
+    fake_gpu_meter, run_entries, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
+    trace = {"now": "2022-06-01T00:00:23Z", "speed": 4000}  # as users write it: greenflow keeps the clock
+
     @flow(name="scheduled-training")
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=4000),
+        provider_options=trace,
         expected_duration="2h",
         max_delay="1h",
         meter_factory=fake_gpu_meter,
@@ -208,7 +210,7 @@ def test_schedule_green_creates_the_run_at_the_window_and_the_run_keeps_that_dec
         {"epochs": 4},
         region="ES",
         provider="trace",
-        provider_options=replay(speed=4000),
+        provider_options=trace,
         expected_duration="2h",
         max_delay="14h",
     )
@@ -220,11 +222,14 @@ def test_schedule_green_creates_the_run_at_the_window_and_the_run_keeps_that_dec
     assert carried is not None and carried.source == "schedule_green" and carried.deferrals == 0
 
     _wait_until(scheduled.scheduled_time)
+    monkeypatch.setattr(replay_clock, "_ANCHORS", {})  # a worker's new process: no replay clock of its own
     assert run_flow(scheduled_training, flow_run=_read(scheduled.flow_run_id)) == 4
     [entry] = run_entries(scheduled.flow_run_id)
     # The run used the planner's decision (14 h window, not its own 1 h max_delay) and did not plan again.
     assert entry.decision == "deferred" and entry.deferred_seconds > 2 * 3600
     assert entry.requested_at == scheduled.decision.requested_at and entry.attempt == 1
+    # On the planner's replay clock, which travelled with the run (it used to restart at 00:00).
+    assert entry.planned_start <= entry.actual_start <= scheduled.decision.latest_start
 
 
 def test_schedule_green_schedules_nothing_when_the_budget_is_spent(ledger, replay) -> None:  # type: ignore[no-untyped-def]
