@@ -138,7 +138,7 @@ def test_a_task_called_through_fn_is_carbon_aware_too(ledger, replay, fake_gpu_m
     ("options", "message"),
     [
         ({"region": "Atlantis", "provider": "trace"}, "no shipped trace for region 'Atlantis'"),
-        ({"provider": "carbon-oracle"}, "provider='carbon-oracle' is not one of ukgrid"),
+        ({"provider": "carbon-oracle"}, "provider='carbon-oracle'"),
         ({"budget": "  gpu-monthly  "}, "budget='  gpu-monthly  ' is empty or has surrounding spaces"),
         ({"min_savings": 150}, "min_savings=150"),
         ({"deadline": "2020-01-01T00:00Z"}, "leaves no room for expected_duration"),
