@@ -332,7 +332,7 @@ def _failing_once(tries: list[int]) -> str:
 
 @pytest.mark.xdist_group("prefect")
 @pytest.mark.usefixtures("prefect_server")
-def test_a_retry_that_runs_at_once_is_ran_now_and_keeps_the_first_deadline(replay, fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
+def test_a_retry_that_runs_at_once_is_ran_now_and_keeps_the_first_deadline(fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
     from prefect import flow
 
     tries: list[int] = []
@@ -342,7 +342,8 @@ def test_a_retry_that_runs_at_once_is_ran_now_and_keeps_the_first_deadline(repla
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=SLOW_REPLAY, now="2022-06-01T10:00Z"),
+        # Anchored when the first attempt plans, not when decorated: a slow flow start costs no trace time.
+        provider_options={"now": "2022-06-01T10:00:02Z", "speed": SLOW_REPLAY},
         expected_duration="2h",
         max_delay="5h",
         meter_factory=fake_gpu_meter,
@@ -371,9 +372,7 @@ def test_a_retry_that_runs_at_once_is_ran_now_and_keeps_the_first_deadline(repla
 
 @pytest.mark.xdist_group("prefect")
 @pytest.mark.usefixtures("prefect_server")
-def test_a_retry_past_the_latest_start_runs_at_once_under_the_tasks_own_policy(
-    replay, fake_gpu_meter, run_entries
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_retry_past_the_latest_start_runs_at_once_under_the_tasks_own_policy(fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
     from prefect import flow
 
     tries: list[int] = []
@@ -383,7 +382,7 @@ def test_a_retry_past_the_latest_start_runs_at_once_under_the_tasks_own_policy(
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=SLOW_REPLAY, now="2022-06-01T10:00Z"),
+        provider_options={"now": "2022-06-01T10:00:03Z", "speed": SLOW_REPLAY},  # anchored at the first plan
         expected_duration="2h",
         deadline="2022-06-01T14:00Z",
         meter_factory=fake_gpu_meter,
