@@ -14,6 +14,12 @@ window (rescheduling a deployment's flow run, or waiting in process, see :mod:`g
 → meter and record the attempt (one ledger entry per attempt, retries included, failures too) → settle
 the reservation → emit ``greenflow.budget.exhausted`` if that spent the budget. Without Prefect it does
 the same, waiting in process.
+
+The adapter drives the core's one state machine (:meth:`Lifecycle.advance
+<greenflow.lifecycle.Lifecycle.advance>`) and only translates its steps: ``Wait`` → release the
+deployment's flow run to ``Scheduled``, or wait in process (re-planning at forecast refreshes);
+``Run`` → the metered run; ``Skip`` → ``None`` or :class:`~greenflow.errors.BudgetExceeded`
+(``on_budget_exceeded``); ``Fail`` → raise. A Prefect retry is ``advance(retry_of=<the last decision>)``.
 """
 
 from __future__ import annotations
@@ -23,16 +29,15 @@ import functools
 import inspect
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, ParamSpec, TypeVar, Unpack, cast, overload
 
 from greenflow.decision_text import describe
-from greenflow.errors import BudgetExceeded, InvalidInput
-from greenflow.intensity.replay_clock import shared_replay_clock
+from greenflow.errors import InvalidInput
 from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.metering.meter import Meter
-from greenflow.options import CARBON_OPTION_NAMES, CarbonOptions
+from greenflow.options import ADAPTER_OPTION_NAMES, CARBON_OPTION_NAMES, OPTION, CarbonOptions, options_for
 from greenflow.prefect.connections import (
     CredentialsOption,
     LedgerOption,
@@ -43,6 +48,7 @@ from greenflow.prefect.connections import (
 from greenflow.prefect.deferral import (
     Deferral,
     clear_deferral,
+    on_replay_clock,
     read_deferral,
     release_flow_run,
     wait_in_process,
@@ -50,10 +56,15 @@ from greenflow.prefect.deferral import (
 )
 from greenflow.prefect.run_context import _FLOW_DEFERRALS, PrefectRun, current_run, run_logger
 from greenflow.spec import CarbonSpec
+from greenflow.steps import Fail, Run, Skip, Step, Wait
 
 P = ParamSpec("P")
 R = TypeVar("R")
-OnBudgetExceeded = Literal["fail", "skip"]
+OnBudgetExceeded = Literal["skip", "fail"]
+ON_BUDGET_EXCEEDED_DEFAULT: OnBudgetExceeded = OPTION["on_budget_exceeded"].default_for("prefect")
+"""``on_budget_exceeded`` when not given: the options table's default for Prefect."""
+PREFECT_OPTION_NAMES = frozenset(option.name for option in options_for("prefect")) - ADAPTER_OPTION_NAMES
+"""The carbon options the decorator takes: the table's, for Prefect (``on_budget_exceeded`` is an argument)."""
 
 # Decisions of earlier attempts, so that a retry re-plans against the first request (the deadline stays
 # anchored to it) instead of starting a fresh one. Bounded: a long-lived worker runs many tasks.
@@ -67,7 +78,7 @@ class CarbonAware:
     """What a ``@carbon_aware`` function declared: the validated spec and how the adapter behaves."""
 
     spec: CarbonSpec
-    on_budget_exceeded: OnBudgetExceeded = "fail"
+    on_budget_exceeded: OnBudgetExceeded = ON_BUDGET_EXCEEDED_DEFAULT
     credentials: CredentialsOption = None
     ledger: LedgerOption = None
     meter_factory: Callable[[], Meter] | None = None
@@ -83,7 +94,7 @@ def carbon_aware(
     fn: None = None,
     /,
     *,
-    on_budget_exceeded: OnBudgetExceeded = "fail",
+    on_budget_exceeded: OnBudgetExceeded = ON_BUDGET_EXCEEDED_DEFAULT,
     credentials: CredentialsOption = None,
     ledger: LedgerOption = None,
     meter_factory: Callable[[], Meter] | None = None,
@@ -96,7 +107,7 @@ def carbon_aware(
     fn: Callable[P, R] | None = None,
     /,
     *,
-    on_budget_exceeded: OnBudgetExceeded = "fail",
+    on_budget_exceeded: OnBudgetExceeded = ON_BUDGET_EXCEEDED_DEFAULT,
     credentials: CredentialsOption = None,
     ledger: LedgerOption = None,
     meter_factory: Callable[[], Meter] | None = None,
@@ -105,19 +116,21 @@ def carbon_aware(
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Make a function carbon-aware: plan, reserve, wait, meter and record every attempt.
 
-    ``**options`` are the carbon options of :class:`~greenflow.options.CarbonOptions` (``region``,
-    ``regions``, ``provider``, ``provider_options``, ``expected_duration``, ``deadline``, ``max_delay``,
-    ``min_savings``, ``threshold``, ``budget``, ``estimate``, ``on_provider_error``, ``max_staleness``,
-    ``forecast_correction``, ``pue``, ``embodied``, ``functional_unit``, ``functional_units``, ``tags``,
-    ``team``, ``sample_interval``; each documented there, with its default), validated here, when the
-    decorator is applied: a bad region, provider or duration, or a name that is not an option, fails the
-    import, naming the value and the fix. ``deadline`` is the latest finish, ``max_delay`` bounds the
-    start; the work always starts by the latest start that meets the deadline. A retry keeps the first
-    attempt's deadline: it re-plans against the first request, and is recorded ``deferred`` only if it
-    waits again (its entry's ``deferred_seconds`` is its own wait). Adapter options:
+    ``**options`` are the carbon options the table :data:`~greenflow.options.OPTIONS` gives Prefect
+    (``region``, ``regions``, ``provider``, ``provider_options``, ``expected_duration``, ``deadline``,
+    ``max_delay``, ``min_savings``, ``threshold``, ``budget``, ``estimate``, ``on_provider_error``,
+    ``max_staleness``, ``forecast_correction``, ``pue``, ``embodied``, ``functional_unit``,
+    ``functional_units``, ``tags``, ``team``, ``sample_interval``...; each documented there, with its
+    default), parsed by the table's rows when the decorator is applied: a bad region, provider or
+    duration, a deadline already past, or a name that is not an option, fails the import, naming the
+    value and the fix (the same message as every other entry point). ``deadline`` is the latest finish,
+    ``max_delay`` bounds the start; the work always starts by the latest start that meets the deadline.
+    A retry keeps the first attempt's deadline: it re-plans against the first request, and is recorded
+    ``deferred`` only if it waits again (its entry's ``deferred_seconds`` is its own wait). Adapter options:
 
-    * ``on_budget_exceeded``: ``"fail"`` raises :class:`BudgetExceeded` when the budget cannot cover
-      the attempt, ``"skip"`` returns ``None`` without running it; both record ``skipped_budget``.
+    * ``on_budget_exceeded`` (the table's default: ``"skip"``): ``"skip"`` returns ``None`` without
+      running the attempt when the budget cannot cover it, ``"fail"`` raises
+      :class:`~greenflow.errors.BudgetExceeded`; both record ``skipped_budget``.
     * ``credentials``: a :class:`~greenflow.prefect.blocks.GreenflowCredentials` block or its name.
     * ``ledger``: a :class:`~greenflow.ledger.Ledger`, a ``GreenflowLedger`` block or its name
       (default: ``GREENFLOW_LEDGER_URL``).
@@ -128,11 +141,11 @@ def carbon_aware(
     is one attempt; a deployment's flow run then waits for its window in a ``Scheduled`` state instead
     of holding a worker). Use one level per flow: a carbon-aware flow meters its tasks' work too.
     """
-    if on_budget_exceeded not in ("fail", "skip"):
-        raise InvalidInput(f"on_budget_exceeded={on_budget_exceeded!r} is not 'fail' or 'skip'", fix="use fail or skip")
+    on_refusal = OPTION["on_budget_exceeded"].parse(on_budget_exceeded)  # the table's rule and message
     check_ledger_option(ledger)
-    spec = CarbonSpec.build(**options)
-    config = CarbonAware(spec, on_budget_exceeded, credentials, ledger, meter_factory, artifacts)
+    _check_taken(options)
+    spec = CarbonSpec.declare(options, "prefect")  # every option parsed and bounded by its row
+    config = CarbonAware(spec, on_refusal, credentials, ledger, meter_factory, artifacts)
 
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
         return _wrap(function, config)
@@ -152,8 +165,9 @@ def gpu_task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """
     from prefect import task
 
-    adapter_names = set(inspect.signature(carbon_aware).parameters) - {"fn", "options"}
-    carbon_names = CARBON_OPTION_NAMES | adapter_names
+    # The table's options (carbon and adapter ones) and the decorator's own arguments (ledger, credentials...).
+    own = set(inspect.signature(carbon_aware).parameters) - {"fn", "options"}
+    carbon_names = CARBON_OPTION_NAMES | ADAPTER_OPTION_NAMES | own
     carbon = {k: v for k, v in options.items() if k in carbon_names}
     task_options = {k: v for k, v in options.items() if k not in carbon_names or k == "tags"}
 
@@ -161,6 +175,16 @@ def gpu_task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         return task(carbon_aware(**carbon)(function), **task_options)
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _check_taken(options: Mapping[str, Any]) -> None:
+    """Refuse a carbon option the table does not give Prefect (it would be ignored), naming where it belongs."""
+    for name in sorted(set(options) & CARBON_OPTION_NAMES - PREFECT_OPTION_NAMES):
+        where = ", ".join(sorted(OPTION[name].entry_points))
+        raise InvalidInput(
+            f"{name}= is not an option of the Prefect decorator (only of {where})",
+            fix=f"drop {name}=; the options are in docs/configuration.md",
+        )
 
 
 def carbon_config(fn: Callable[..., Any]) -> CarbonAware | None:
@@ -197,16 +221,13 @@ def _wrap(fn: Callable[P, R], config: CarbonAware) -> Callable[P, R]:
 
 def _call_sync(config: CarbonAware, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
     attempt = _Attempt(config, fn)
-    decision = attempt.decide()
+    step = attempt.start()
+    while isinstance(step, Wait):
+        attempt.release(step)  # a deployment's flow run gives its process back here (never returns)
+        step = attempt.resume(step, wait_in_process(attempt.lifecycle, step, attempt.logger))
+    decision = attempt.outcome(step)
     if decision is None:
         return cast(R, None)  # on_budget_exceeded="skip": recorded, not run
-    while attempt.must_wait(decision):
-        attempt.release_if_possible(decision)
-        wait_in_process(attempt.lifecycle, decision, attempt.logger)
-        if decision.action != "retry":
-            break  # waited until the start (or the latest start): clocks may differ by a hair, never wait twice
-        decision = attempt.after_wait(decision)
-    attempt.consume_deferral()
     token = attempt.tell_tasks()
     try:
         return cast(R, attempt.lifecycle.run(decision, fn, *args, **kwargs).value)
@@ -221,16 +242,14 @@ async def _call_async(
     # Planning, reserving and recording are blocking I/O (HTTP, SQL): keep them off the event loop.
     # asyncio.to_thread copies the context, so Prefect's run context is seen in the thread.
     attempt = await asyncio.to_thread(_Attempt, config, fn)
-    decision = await asyncio.to_thread(attempt.decide)
+    step = await asyncio.to_thread(attempt.start)
+    while isinstance(step, Wait):
+        await asyncio.to_thread(attempt.release, step)
+        held = await wait_in_process_async(attempt.lifecycle, step, attempt.logger)
+        step = await asyncio.to_thread(attempt.resume, step, held)
+    decision = await asyncio.to_thread(attempt.outcome, step)
     if decision is None:
         return None
-    while attempt.must_wait(decision):
-        await asyncio.to_thread(attempt.release_if_possible, decision)
-        await wait_in_process_async(attempt.lifecycle, decision, attempt.logger)
-        if decision.action != "retry":
-            break
-        decision = await asyncio.to_thread(attempt.after_wait, decision)
-    await asyncio.to_thread(attempt.consume_deferral)
     token = attempt.tell_tasks()  # in the loop's own context, which the flow's tasks inherit
     try:
         with attempt.lifecycle.metered(decision) as active:
@@ -242,7 +261,7 @@ async def _call_async(
 
 
 class _Attempt:
-    """One call: Prefect's context translated into lifecycle calls, and back into Prefect (logs, states)."""
+    """One call: Prefect's context translated into the lifecycle's steps, and back into Prefect (logs, states)."""
 
     def __init__(self, config: CarbonAware, fn: Callable[..., Any]) -> None:
         self.config = config
@@ -255,20 +274,15 @@ class _Attempt:
         self.deferrals = self._deferrals(probe)
         self.run: PrefectRun = current_run(fn, deferrals=self.deferrals) if probe.level == "flow" else probe
         self.ledger = resolve_ledger(config.ledger)
-        self.lifecycle = self._lifecycle(config.spec)
-
-    def _lifecycle(self, spec: CarbonSpec) -> Lifecycle:
-        if spec.provider == "trace":
-            # One replay clock per flow run (per process outside one): calls and retries continue its time.
-            clock = shared_replay_clock(spec.provider_options, self.run.flow_run_id or "process")
-            if clock is not None:
-                spec = replace(spec, provider_options=clock.provider_options(spec.provider_options))
-        return Lifecycle(
+        # One replay clock per flow run (per process outside one): calls, retries and resumes continue its time.
+        carried_clock = self.carried.replay if self.carried is not None else None
+        spec, self.replay = on_replay_clock(config.spec, self.run.flow_run_id or "process", carried_clock)
+        self.lifecycle = Lifecycle(
             spec,
             self.run.identity,
             ledger=self.ledger,
-            provider=resolve_provider(spec, self.config.credentials),
-            meter_factory=self.config.meter_factory,
+            provider=resolve_provider(spec, config.credentials),
+            meter_factory=config.meter_factory,
         )
 
     def _deferrals(self, probe: PrefectRun) -> int:
@@ -285,49 +299,25 @@ class _Attempt:
         identity = self.run.identity
         return identity.run_id, identity.task_id
 
-    # -- plan and reserve --------------------------------------------------------------------------
-    def decide(self) -> Decision | None:
-        """The decision this attempt runs under, reserved; ``None`` when the budget refused and we skip."""
+    # -- the steps ---------------------------------------------------------------------------------
+    def start(self) -> Step:
+        """The attempt's first step: resume the decision a rescheduled run carries, or plan (a retry: again)."""
         identity = self.run.identity
         if self.carried is not None:
             decision = self.carried.decision
             if decision.reservation_id is None:
                 decision = replace(decision, budget=self.config.spec.budget)  # planned by schedule_green
-            if decision.action == "retry":
-                decision = self._replan(decision)  # the same attempt, still waiting for a forecast
             source = "rescheduled run resumes" if self.carried.source == "deferred" else "scheduled by schedule_green"
             self.logger.info("greenflow: %s for %s: %s", source, identity.task_id, describe(decision))
-        else:
-            previous = self._previous()
-            decision = self._replan(previous, retry=True) if previous else self.lifecycle.plan()
+            # It waited in Scheduled: it starts even if early (started by hand, a worker's prefetch). A run
+            # that waited for a forecast asks the provider again.
+            return self.lifecycle.advance(decision, waited=decision.action != "retry")
+        step = self.lifecycle.advance(retry_of=self._previous())
+        if not isinstance(step, Fail):
             self.logger.info(
-                "greenflow: plan for %s (attempt %s): %s", identity.task_id, identity.attempt, describe(decision)
+                "greenflow: plan for %s (attempt %s): %s", identity.task_id, identity.attempt, describe(step.decision)
             )
-        try:
-            return self.lifecycle.reserve(decision)
-        except BudgetExceeded as refusal:
-            self.lifecycle.skip(decision, refusal)
-            self._after_budget_use()
-            if self.carried is not None and self.run.flow_run_id is not None:
-                clear_deferral(self.run.flow_run_id)
-            if self.config.on_budget_exceeded == "skip":
-                self.logger.warning("greenflow: %s: %s not run", refusal.one_line(), identity.task_id)
-                return None
-            raise
-
-    def _replan(self, previous: Decision, *, retry: bool = False) -> Decision:
-        """Plan again against an earlier decision's request, so its deadline still holds (the core's rule).
-
-        ``retry``: this call is a new attempt (a Prefect retry), not the same attempt resuming its wait,
-        so it is ``deferred`` only if it waits again. Past the latest start the core runs it at once.
-        """
-        if self.lifecycle.now() >= previous.latest_start:
-            self.logger.info(
-                "greenflow: %s is past its latest start (%s): it runs at once, the deadline wins",
-                self.run.identity.task_id,
-                previous.latest_start.isoformat(),
-            )
-        return self.lifecycle.plan(previous=previous, retry=retry)
+        return step
 
     def _previous(self) -> Decision | None:
         """A retry re-plans against the first request; its reservation is new (the last one settled)."""
@@ -339,40 +329,42 @@ class _Attempt:
             return None
         return replace(remembered[0], reservation_id=None, estimate_g=None, estimate_kwh=None, estimate_source=None)
 
-    # -- wait --------------------------------------------------------------------------------------
-    def must_wait(self, decision: Decision) -> bool:
-        """True while the attempt's start (wall clock) is still ahead.
-
-        A run that resumes from its deferral has waited: it starts even if it is early (someone started
-        it by hand; the worker's prefetch), rather than rescheduling itself again.
-        """
-        from greenflow.clock import utcnow
-
-        if self.carried is not None and decision.action == "defer":
-            return False
-        return decision.action in ("defer", "retry") and decision.wake_at > utcnow()
-
-    def release_if_possible(self, decision: Decision) -> None:
+    def release(self, step: Wait) -> None:
         """A deployment's flow run gives its infrastructure back (this never returns); others go on."""
         if not self.run.releasable or self.run.flow_run_id is None:
             return
         try:
-            release_flow_run(self.run.flow_run_id, decision, deferrals=self.deferrals, logger=self.logger)
+            release_flow_run(
+                self.run.flow_run_id, step.decision, deferrals=self.deferrals, logger=self.logger, replay=self.replay
+            )
         except Exception as error:  # the API refused: waiting in process is still correct, only costlier
             self.logger.warning("greenflow: could not reschedule the flow run (%s); waiting in process", error)
 
-    def after_wait(self, decision: Decision) -> Decision:
-        """After a provider-outage wait, plan again (the reservation and the request time carry over)."""
-        decision = self._replan(decision)
-        self.logger.info("greenflow: plan again for %s: %s", self.run.identity.task_id, describe(decision))
-        return decision
+    def resume(self, step: Wait, held: Decision) -> Step:
+        """The step after an in-process wait: the start has come (run), or a forecast is due (plan again)."""
+        following = self.lifecycle.advance(held, waited=not step.for_forecast)
+        if step.for_forecast and not isinstance(following, Fail):
+            self.logger.info(
+                "greenflow: plan again for %s: %s", self.run.identity.task_id, describe(following.decision)
+            )
+        return following
+
+    def outcome(self, step: Step) -> Decision | None:
+        """The decision to run under; ``None`` when the budget refused and we skip; raises a refusal to fail."""
+        if self.carried is not None and self.run.flow_run_id is not None:
+            clear_deferral(self.run.flow_run_id)  # used up: a later retry plans against the attempt's decision
+        if isinstance(step, Run):
+            return step.decision
+        if isinstance(step, Fail):
+            raise step.error  # no forecast under on_provider_error="fail": the failed entry is written
+        assert isinstance(step, Skip), step
+        self._after_budget_use()
+        if self.config.on_budget_exceeded == "skip":
+            self.logger.warning("greenflow: %s: %s not run", step.refusal.one_line(), self.run.identity.task_id)
+            return None
+        raise step.refusal
 
     # -- run ---------------------------------------------------------------------------------------
-    def consume_deferral(self) -> None:
-        """The attempt starts: the decision it carried is used up (a later retry plans against it)."""
-        if self.carried is not None and self.run.flow_run_id is not None:
-            clear_deferral(self.run.flow_run_id)
-
     def tell_tasks(self) -> Any:
         """A flow-level attempt tells its tasks how often the run was rescheduled (their flow attempt)."""
         return _FLOW_DEFERRALS.set(self.deferrals) if self.run.level == "flow" else None

@@ -24,7 +24,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Unpack
 from uuid import UUID
@@ -32,11 +32,13 @@ from uuid import UUID
 from greenflow.clock import parse_time, utcnow
 from greenflow.decision_text import describe, short_time
 from greenflow.errors import BudgetExceeded, InvalidInput
-from greenflow.ledger import Identity
+from greenflow.intensity.replay_clock import ReplayClock, shared_replay_clock
+from greenflow.ledger import Identity, Ledger
 from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.options import PLANNING_OPTION_NAMES, PlanningOptions, check_option_names
 from greenflow.prefect.connections import CredentialsOption, LedgerOption, resolve_ledger, resolve_provider
 from greenflow.spec import CarbonSpec
+from greenflow.steps import Fail, Wait
 
 if TYPE_CHECKING:
     import logging
@@ -51,25 +53,49 @@ DEFERRAL_INPUT_KEY = "greenflow-deferral"
 """Flow-run input key holding the decision of a run that waits for its window."""
 # How often a waiting process says how long is left (at least once at the start).
 LOG_EVERY = timedelta(minutes=5)
+DEFAULT_REFRESH = timedelta(minutes=30)
+"""Re-plan cadence (task clock) for providers without one of their own (a trace), as Airflow's default."""
+MIN_REFRESH_WALL = timedelta(seconds=0.2)
+"""Never re-plan more often than this (wall clock), whatever a fast replay asks for."""
 
 
 # -- the decision a waiting flow run carries ---------------------------------------------------------
 @dataclass(frozen=True)
 class Deferral:
-    """What a rescheduled (or pre-scheduled) flow run needs when it starts: the decision and its history."""
+    """What a rescheduled (or pre-scheduled) flow run needs when it starts: the decision and its history.
+
+    ``replay`` is the replay clock the decision was planned on (a replayed trace), so that the run, which
+    resumes in a new process, continues that replay's time instead of restarting it at its ``now``.
+    """
 
     decision: Decision
     deferrals: int
     source: str  # "deferred" (the run rescheduled itself) or "schedule_green"
+    replay: ReplayClock | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe."""
-        return {"decision": self.decision.to_dict(), "deferrals": self.deferrals, "source": self.source}
+        """JSON-safe (``replay`` only when set: a run an older greenflow wrote has none)."""
+        data: dict[str, Any] = {"decision": self.decision.to_dict(), "deferrals": self.deferrals, "source": self.source}
+        if self.replay is not None:
+            data["replay"] = {
+                "start": self.replay.start.isoformat(),
+                "speed": self.replay.speed,
+                "anchored_at": self.replay.anchored_at.isoformat(),
+            }
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Deferral:
         """Inverse of :meth:`to_dict`."""
-        return cls(Decision.from_dict(data["decision"]), int(data["deferrals"]), str(data["source"]))
+        replay = data.get("replay")
+        clock = None
+        if replay is not None:
+            clock = ReplayClock(
+                start=parse_time(replay["start"], "start"),
+                speed=float(replay["speed"]),
+                anchored_at=parse_time(replay["anchored_at"], "anchored_at"),
+            )
+        return cls(Decision.from_dict(data["decision"]), int(data["deferrals"]), str(data["source"]), clock)
 
 
 def read_deferral(flow_run_id: str | UUID) -> Deferral | None:
@@ -116,70 +142,114 @@ def clear_deferral(flow_run_id: str | UUID) -> None:
                 raise
 
 
-# -- telling people what is going on -----------------------------------------------------------------
 # -- waiting in process ------------------------------------------------------------------------------
 def wait_in_process(
-    lifecycle: Lifecycle,
-    decision: Decision,
-    logger: Logger,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Sleep until the decision's start (wall clock), never past its latest start; log the remaining wait."""
-    target = _wake_target(lifecycle, decision)
-    _log_wait(logger, target)
-    next_log = utcnow() + LOG_EVERY
-    while (remaining := (target - utcnow()).total_seconds()) > 0:
-        sleep(min(remaining, max((next_log - utcnow()).total_seconds(), 0.05)))
-        if utcnow() >= next_log and utcnow() < target:
-            _log_wait(logger, target)
-            next_log = utcnow() + LOG_EVERY
+    lifecycle: Lifecycle, step: Wait, logger: Logger, *, sleep: Callable[[float], None] = time.sleep
+) -> Decision:
+    """Sleep until the step's start (wall clock), never past its latest start; the decision held then.
+
+    While it waits for a planned window it re-plans at the provider's refresh cadence with
+    :meth:`Lifecycle.refresh <greenflow.lifecycle.Lifecycle.refresh>` (the start moves only earlier, and
+    only for a greener window, as in the Airflow trigger), and it logs the remaining wait.
+    """
+    wait = _InProcessWait(lifecycle, step, logger)
+    while (seconds := wait.next_sleep()) is not None:
+        sleep(seconds)
+        if wait.refresh_due():
+            wait.refresh()
+    return wait.decision
 
 
 async def wait_in_process_async(
-    lifecycle: Lifecycle,
-    decision: Decision,
-    logger: Logger,
-    *,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
+    lifecycle: Lifecycle, step: Wait, logger: Logger, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> Decision:
     """:func:`wait_in_process` for coroutines: the event loop keeps running while the task waits."""
-    target = _wake_target(lifecycle, decision)
-    _log_wait(logger, target)
-    next_log = utcnow() + LOG_EVERY
-    while (remaining := (target - utcnow()).total_seconds()) > 0:
-        await sleep(min(remaining, max((next_log - utcnow()).total_seconds(), 0.05)))
-        if utcnow() >= next_log and utcnow() < target:
-            _log_wait(logger, target)
-            next_log = utcnow() + LOG_EVERY
+    wait = _InProcessWait(lifecycle, step, logger)
+    while (seconds := wait.next_sleep()) is not None:
+        await sleep(seconds)
+        if wait.refresh_due():
+            await asyncio.to_thread(wait.refresh)  # a re-plan is blocking I/O (HTTP, SQL)
+    return wait.decision
 
 
-def _wake_target(lifecycle: Lifecycle, decision: Decision) -> datetime:
-    # The deadline wins: even if the clock mapping drifted (a replay), never sleep past the latest start.
-    return min(decision.wake_at, lifecycle.wall_time(decision.latest_start))
+def refresh_period(lifecycle: Lifecycle) -> timedelta:
+    """How often (wall clock) a waiting attempt re-plans: the provider's cadence, a replay's divided by its speed."""
+    cadence = lifecycle.provider.refresh_interval
+    cadence = cadence if cadence > timedelta(0) else DEFAULT_REFRESH
+    return max(cadence / lifecycle.replay_speed if lifecycle.replay_speed else cadence, MIN_REFRESH_WALL)
 
 
-def _log_wait(logger: Logger, target: datetime) -> None:
-    remaining = max(target - utcnow(), timedelta(0))
-    logger.info(
-        "greenflow: waiting in this process until %s, %s left (no deployment flow run to reschedule)",
-        short_time(target),
-        _duration(remaining),
-    )
+class _InProcessWait:
+    """One in-process wait: when to wake next, and what to do then (say how long is left, re-plan)."""
+
+    def __init__(self, lifecycle: Lifecycle, step: Wait, logger: Logger) -> None:
+        self.lifecycle, self.logger, self.decision = lifecycle, logger, step.decision
+        # Waiting for a forecast, the next try is the policy's own time: nothing to re-plan before it.
+        self.every = None if step.for_forecast else refresh_period(lifecycle)
+        now = utcnow()
+        self.next_log = now + LOG_EVERY
+        self.next_refresh = None if self.every is None else now + self.every
+        self._log()
+
+    @property
+    def target(self) -> datetime:
+        # The deadline wins: even if the clock mapping drifted (a replay), never sleep past the latest start.
+        return min(self.decision.wake_at, self.lifecycle.wall_time(self.decision.latest_start))
+
+    def next_sleep(self) -> float | None:
+        """Seconds to sleep before the next look, or ``None`` when the wait is over."""
+        now = utcnow()
+        remaining = (self.target - now).total_seconds()
+        if remaining <= 0:
+            return None
+        if now >= self.next_log:
+            self._log()
+            self.next_log = now + LOG_EVERY
+        wake = min(self.next_log, self.next_refresh or self.next_log)
+        return min(remaining, max((wake - now).total_seconds(), 0.05))
+
+    def refresh_due(self) -> bool:
+        """True when a forecast refresh is due before the start."""
+        now = utcnow()
+        return self.next_refresh is not None and self.next_refresh <= now < self.target
+
+    def refresh(self) -> None:
+        """Re-plan with the core's one rule; say so when the start moved."""
+        held = self.decision
+        self.decision = self.lifecycle.refresh(held)
+        self.next_refresh = utcnow() + (self.every or DEFAULT_REFRESH)
+        if self.decision.start_at != held.start_at:
+            self.logger.info(
+                "greenflow: a fresher forecast moved the start from %s to %s: %s",
+                short_time(held.start_at),
+                short_time(self.decision.start_at),
+                describe(self.decision),
+            )
+
+    def _log(self) -> None:
+        remaining = max(self.target - utcnow(), timedelta(0))
+        self.logger.info(
+            "greenflow: waiting in this process until %s, %s left (no deployment flow run to reschedule)",
+            short_time(self.target),
+            _duration(remaining),
+        )
 
 
 # -- giving the infrastructure back ------------------------------------------------------------------
-def release_flow_run(flow_run_id: str, decision: Decision, *, deferrals: int, logger: Logger) -> NoReturn:
+def release_flow_run(
+    flow_run_id: str, decision: Decision, *, deferrals: int, logger: Logger, replay: ReplayClock | None = None
+) -> NoReturn:
     """Reschedule the running flow run at the decision's wall-clock start and end this process.
 
-    The deferral is attached first, so the resumed run finds it; the ``Scheduled`` state carries a
-    message that says why and until when. Raises (never returns): the engine exits without a final state.
+    The deferral (with the ``replay`` clock the decision was planned on, if any) is attached first, so the
+    resumed run finds it; the ``Scheduled`` state carries a message that says why and until when. Raises
+    (never returns): the engine exits without a final state.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.responses import SetStateStatus
     from prefect.states import Scheduled
 
-    write_deferral(flow_run_id, Deferral(decision, deferrals + 1, "deferred"))
+    write_deferral(flow_run_id, Deferral(decision, deferrals + 1, "deferred", replay))
     message = f"greenflow: {describe(decision, reason=False)}"
     state: State[Any] = Scheduled(scheduled_time=decision.wake_at, name=GREEN_WINDOW_STATE, message=message)
     with get_client(sync_client=True) as client:
@@ -402,27 +472,23 @@ def schedule_green(
 
     check_option_names(options, PLANNING_OPTION_NAMES)  # e.g. an estimate: the run's own decorator has it
     targets = _Targets.of(deployment_name, region, regions)
-    spec = CarbonSpec.build(region=targets.region, regions=targets.regions, **options)
+    declared = {"region": targets.region, "regions": targets.regions, "budget": budget, **options}
+    spec = CarbonSpec.declare(declared, "schedule_green")  # the table's rules, the budget's name included
     _check_deployments(targets)
     book = resolve_ledger(ledger)
-    if budget is not None:
-        status = book.budgets.binding_status(budget)  # or a spent budget counting the same work
-        if status.exhausted:
-            from greenflow.prefect.budget import emit_budget_exhausted
-
-            emit_budget_exhausted(status)
-            raise BudgetExceeded(
-                f"budget {budget!r} is spent ({status.format(status.spent)} of "
-                f"{status.format(status.budget.limit.value)} until {status.period_end.isoformat()}): nothing scheduled",
-                fix="schedule after the period ends, or raise the limit with `greenflow budget set`",
-            )
+    if spec.budget is not None:
+        _refuse_spent(book, spec.budget)
+    spec, replay = on_replay_clock(spec, "process")
     planner = Lifecycle(
         spec,
         Identity("prefect", targets.home.split("/")[0], f"planned-{utcnow().isoformat()}", "schedule_green"),
         ledger=book,
         provider=resolve_provider(spec, credentials),
     )
-    decision = planner.plan()
+    step = planner.advance(reserve=False)  # the run reserves under its own settings when it starts
+    if isinstance(step, Fail):
+        raise step.error  # no forecast and on_provider_error="fail": the failed entry is written
+    decision = step.decision
     chosen = targets.deployment_for(decision.region)
     alternatives = _options(decision, targets, spec.candidate_regions)
     flow_run: FlowRun = run_deployment(  # type: ignore[call-arg, assignment]  # _sync: a FlowRun even in async code
@@ -440,7 +506,7 @@ def schedule_green(
     # The deferral is attached right after the run is created: a waiting run is not due before its
     # window, and a run due now still needs a worker poll and a process start (seconds) to read it.
     # If it ever started first, the flow would simply plan again at once.
-    write_deferral(flow_run.id, Deferral(decision, 0, "schedule_green"))
+    write_deferral(flow_run.id, Deferral(decision, 0, "schedule_green", replay))
     if decision.deferred or decision.action == "retry":
         # Only a waiting run gets its message: forcing a state onto a run that is due now could race a
         # worker that already picked it up.
@@ -462,6 +528,39 @@ def schedule_green(
         region=decision.region,
         alternatives=alternatives,
     )
+
+
+def _refuse_spent(book: Ledger, budget: str) -> None:
+    """Schedule nothing when ``budget`` (or a spent budget counting the same work) has nothing left."""
+    status = book.budgets.binding_status(budget)
+    if status.exhausted:
+        from greenflow.prefect.budget import emit_budget_exhausted
+
+        emit_budget_exhausted(status)
+        raise BudgetExceeded(
+            f"budget {budget!r} is spent ({status.format(status.spent)} of "
+            f"{status.format(status.budget.limit.value)} until {status.period_end.isoformat()}): nothing scheduled",
+            fix="schedule after the period ends, or raise the limit with `greenflow budget set`",
+        )
+
+
+def on_replay_clock(
+    spec: CarbonSpec, scope: str, carried: ReplayClock | None = None
+) -> tuple[CarbonSpec, ReplayClock | None]:
+    """``spec`` on the one replay clock of ``scope``, and that clock (``None`` unless it replays a trace).
+
+    ``carried`` is the clock a rescheduled run planned on in its earlier process: the run keeps it (see
+    :func:`~greenflow.intensity.replay_clock.shared_replay_clock`).
+    """
+    if spec.provider != "trace":
+        return spec, None
+    clock = shared_replay_clock(spec.provider_options, scope, carried=carried)
+    if clock is None:
+        return spec, None
+    options = clock.provider_options(spec.provider_options)
+    if options == dict(spec.provider_options):
+        return spec, clock
+    return replace(spec, provider_options=options), clock
 
 
 def _options(decision: Decision, targets: _Targets, regions: Sequence[str]) -> tuple[RegionAlternative, ...]:

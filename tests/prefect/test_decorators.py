@@ -22,6 +22,7 @@ from greenflow.lifecycle import Lifecycle
 from greenflow.prefect import carbon_aware, carbon_config, gpu_task
 from greenflow.prefect import deferral as deferral_module
 from greenflow.spec import CarbonSpec
+from greenflow.steps import Wait
 
 
 def test_outside_prefect_it_waits_for_the_window_then_meters_and_records(
@@ -137,10 +138,14 @@ def test_a_task_called_through_fn_is_carbon_aware_too(ledger, replay, fake_gpu_m
     ("options", "message"),
     [
         ({"region": "Atlantis", "provider": "trace"}, "no shipped trace for region 'Atlantis'"),
-        ({"provider": "carbon-oracle"}, "provider='carbon-oracle' is unknown"),
+        ({"provider": "carbon-oracle"}, "provider='carbon-oracle'"),
+        ({"budget": "  gpu-monthly  "}, "budget='  gpu-monthly  ' is empty or has surrounding spaces"),
+        ({"min_savings": 150}, "min_savings=150"),
+        ({"deadline": "2020-01-01T00:00Z"}, "leaves no room for expected_duration"),
+        ({"grace": "1m"}, "grace= is not an option of the Prefect decorator"),
         ({"expected_duration": "soon"}, "expected_duration='soon' is not a duration"),
         ({"deadline": "1h", "expected_duration": "2h"}, "shorter than expected_duration"),
-        ({"on_budget_exceeded": "maybe"}, "on_budget_exceeded='maybe'"),
+        ({"on_budget_exceeded": "maybe"}, "on_budget_exceeded='maybe' is not one of skip, fail"),
         ({"ledger": "postgresql+psycopg://ml:hunter2@db/greenflow"}, "ledger= was given a database URL"),
         ({"ledger": 42}, "ledger=42 is not a Ledger"),
     ],
@@ -164,12 +169,13 @@ def test_generators_are_refused_because_their_work_happens_outside_the_meter() -
             yield 1
 
 
-@pytest.mark.parametrize("mode", ["fail", "skip"])
+@pytest.mark.parametrize("mode", ["fail", "skip", None])
 def test_a_budget_that_cannot_cover_the_attempt_records_a_skip_and_never_runs_it(
     ledger, replay, fake_gpu_meter, mode
 ) -> None:  # type: ignore[no-untyped-def]
     ledger.budgets.set(Budget.parse("gpu", "10g", "month"))
     ran = []
+    chosen = {} if mode is None else {"on_budget_exceeded": mode}  # None: the table's default, skip
 
     @carbon_aware(
         region="ES",
@@ -178,8 +184,8 @@ def test_a_budget_that_cannot_cover_the_attempt_records_a_skip_and_never_runs_it
         max_delay="0h",
         budget="gpu",
         estimate="20g",
-        on_budget_exceeded=mode,
         meter_factory=fake_gpu_meter,
+        **chosen,
     )
     def fine_tune() -> str:
         ran.append(True)
@@ -251,6 +257,8 @@ def test_the_in_process_wait_never_passes_the_latest_start(monkeypatch) -> None:
     monkeypatch.setattr(deferral_module, "utcnow", lambda: clock[0])
     spec = CarbonSpec.build(region="GB", provider="ukgrid", max_delay="2h")
     lifecycle = Lifecycle(spec, Identity("cli", "w", "r", "t"))  # not replaying: wall time == task time
+    refreshed: list[datetime] = []
+    monkeypatch.setattr(lifecycle, "refresh", lambda held: refreshed.append(clock[0]) or held)  # no network here
     start = clock[0]
     decision = lifecycle._decision(start, start, start + timedelta(hours=2), "GB", "defer", "test")
     # A wake-up beyond the latest start (a drifting replay clock, a bad plan) is cut to the latest start.
@@ -258,12 +266,56 @@ def test_the_in_process_wait_never_passes_the_latest_start(monkeypatch) -> None:
     logs: list[str] = []
     logger = logging.getLogger("test-wait")
     monkeypatch.setattr(logger, "info", lambda msg, *args: logs.append(msg % args))
-    deferral_module.wait_in_process(lifecycle, late, logger, sleep=sleep)
+    assert deferral_module.wait_in_process(lifecycle, Wait(late, late.wake_at), logger, sleep=sleep) == late
     assert clock[0] == start + timedelta(hours=2)
     assert sum(slept) == pytest.approx(7200)
     assert max(slept) <= deferral_module.LOG_EVERY.total_seconds()  # it keeps saying how long is left
     assert len(logs) >= 7200 / deferral_module.LOG_EVERY.total_seconds() - 1
     assert "1h55m00s left" in logs[1]
+    # It re-plans at the provider's cadence (UK Carbon Intensity: 30 minutes), as the Airflow trigger does.
+    assert [moment - start for moment in refreshed] == [timedelta(minutes=30 * n) for n in (1, 2, 3)]
+
+
+def test_a_refresh_that_finds_a_sooner_greener_window_wakes_the_wait_earlier(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock = [datetime(2024, 5, 1, 12, 0, tzinfo=UTC)]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += timedelta(seconds=seconds)
+
+    monkeypatch.setattr(deferral_module, "utcnow", lambda: clock[0])
+    lifecycle = Lifecycle(
+        CarbonSpec.build(region="GB", provider="ukgrid", max_delay="6h"), Identity("cli", "w", "r", "t")
+    )
+    start = clock[0]
+    planned = lifecycle._decision(start, start, start + timedelta(hours=6), "GB", "defer", "test")
+    planned = replace(planned, start_at=start + timedelta(hours=5), wake_at=start + timedelta(hours=5))
+    sooner = replace(planned, start_at=start + timedelta(hours=2), wake_at=start + timedelta(hours=2))
+    # The core's rule decides (sooner only when greener); here the refresh took the sooner window.
+    monkeypatch.setattr(lifecycle, "refresh", lambda held: sooner)
+    held = deferral_module.wait_in_process(
+        lifecycle, Wait(planned, planned.wake_at), logging.getLogger("t"), sleep=sleep
+    )
+    assert held == sooner and clock[0] == start + timedelta(hours=2)  # it woke at the new start, not at 17:00
+
+
+def test_a_wait_for_a_forecast_does_not_re_plan_before_its_retry_time(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock = [datetime(2024, 5, 1, 12, 0, tzinfo=UTC)]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += timedelta(seconds=seconds)
+
+    monkeypatch.setattr(deferral_module, "utcnow", lambda: clock[0])
+    lifecycle = Lifecycle(
+        CarbonSpec.build(region="GB", provider="ukgrid", max_delay="6h"), Identity("cli", "w", "r", "t")
+    )
+    monkeypatch.setattr(lifecycle, "refresh", lambda held: pytest.fail("re-planned while waiting for a forecast"))
+    start = clock[0]
+    retry = lifecycle._decision(start, start, start + timedelta(hours=6), "GB", "retry", "provider down")
+    retry = replace(retry, start_at=start + timedelta(hours=2), wake_at=start + timedelta(hours=2))
+    step = Wait(retry, retry.wake_at)
+    assert step.for_forecast
+    assert deferral_module.wait_in_process(lifecycle, step, logging.getLogger("t"), sleep=sleep) == retry
+    assert clock[0] == start + timedelta(hours=2)
 
 
 # -- retries: the deadline holds, the label is the retry's own ----------------------------------------
@@ -280,7 +332,7 @@ def _failing_once(tries: list[int]) -> str:
 
 @pytest.mark.xdist_group("prefect")
 @pytest.mark.usefixtures("prefect_server")
-def test_a_retry_that_runs_at_once_is_ran_now_and_keeps_the_first_deadline(replay, fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
+def test_a_retry_that_runs_at_once_is_ran_now_and_keeps_the_first_deadline(fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
     from prefect import flow
 
     tries: list[int] = []
@@ -290,7 +342,8 @@ def test_a_retry_that_runs_at_once_is_ran_now_and_keeps_the_first_deadline(repla
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=SLOW_REPLAY, now="2022-06-01T10:00Z"),
+        # Anchored when the first attempt plans, not when decorated: a slow flow start costs no trace time.
+        provider_options={"now": "2022-06-01T10:00:02Z", "speed": SLOW_REPLAY},
         expected_duration="2h",
         max_delay="5h",
         meter_factory=fake_gpu_meter,
@@ -319,9 +372,7 @@ def test_a_retry_that_runs_at_once_is_ran_now_and_keeps_the_first_deadline(repla
 
 @pytest.mark.xdist_group("prefect")
 @pytest.mark.usefixtures("prefect_server")
-def test_a_retry_past_the_latest_start_runs_at_once_under_the_tasks_own_policy(
-    replay, fake_gpu_meter, run_entries
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_retry_past_the_latest_start_runs_at_once_under_the_tasks_own_policy(fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
     from prefect import flow
 
     tries: list[int] = []
@@ -331,7 +382,7 @@ def test_a_retry_past_the_latest_start_runs_at_once_under_the_tasks_own_policy(
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=SLOW_REPLAY, now="2022-06-01T10:00Z"),
+        provider_options={"now": "2022-06-01T10:00:03Z", "speed": SLOW_REPLAY},  # anchored at the first plan
         expected_duration="2h",
         deadline="2022-06-01T14:00Z",
         meter_factory=fake_gpu_meter,

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from greenflow.clock import utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
+from greenflow.intensity import replay_clock
 from greenflow.ledger import Budget, Entry, Identity
 from greenflow.prefect import GREEN_WINDOW_STATE, carbon_aware, schedule_green
 from greenflow.prefect.deferral import DEFERRAL_INPUT_KEY, read_deferral
@@ -59,14 +60,18 @@ def _wait_until(moment: Any) -> None:
     time.sleep(max((moment - utcnow()).total_seconds(), 0) + 0.2)
 
 
-def test_a_deployment_run_gives_its_process_back_and_resumes_at_the_window(replay, fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
+def test_a_deployment_run_gives_its_process_back_and_resumes_at_the_window(
+    fake_gpu_meter, run_entries, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     ran: list[int] = []
 
     @flow(name="green-training")
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=4000),  # midday is ~11 s away: room for a loaded CI
+        # Midday is ~11 s away: room for a loaded CI. No replay_started_at, as users write it: greenflow
+        # keeps the replay's clock, across the two processes of the run too (a second of its own, not shared).
+        provider_options={"now": "2022-06-01T00:00:19Z", "speed": 4000},
         expected_duration="2h",
         max_delay="14h",
         meter_factory=fake_gpu_meter,
@@ -87,7 +92,11 @@ def test_a_deployment_run_gives_its_process_back_and_resumes_at_the_window(repla
     assert waiting.next_scheduled_start_time == carried.decision.wake_at  # the window, in wall-clock time
     assert run_entries(created.id) == []  # nothing ran, nothing recorded yet
 
+    assert carried.replay is not None  # the replay's clock travels with the run
+
     _wait_until(carried.decision.wake_at)
+    # The worker starts the run again in a new process, which has no replay clock of its own yet.
+    monkeypatch.setattr(replay_clock, "_ANCHORS", {})
     assert run_flow(green_training, flow_run=_read(created.id)) == 3
     assert ran == [3]
     done = _read(created.id)
@@ -105,6 +114,8 @@ def test_a_deployment_run_gives_its_process_back_and_resumes_at_the_window(repla
         "deferred",
     )  # a deferral is no attempt
     assert entry.requested_at == carried.decision.requested_at and entry.planned_start == carried.decision.start_at
+    # It continued the replay (it used to restart at 00:00 and record a start 12 h before its planned one).
+    assert entry.planned_start <= entry.actual_start <= carried.decision.latest_start
     assert entry.energy_gpu_kwh > 0
     assert read_deferral(created.id) is None  # used up
 
@@ -159,10 +170,11 @@ def test_the_reservation_is_held_while_the_run_waits_and_settled_when_it_ran(
     with pytest.raises(Pause):
         run_flow(budgeted_training, flow_run=first)
     assert ledger.budgets.status("nightly").reserved == 60.0
-    # While the first run waits without a process, its hold keeps a second 60 g run out of the budget.
+    # While the first run waits without a process, its hold keeps a second 60 g run out of the budget:
+    # skipped (on_budget_exceeded's default), recorded, its flow function not run.
     second = _run_from_deployment(deployment)
-    with pytest.raises(BudgetExceeded, match="cannot cover 60 g"):
-        run_flow(budgeted_training, flow_run=second)
+    assert run_flow(budgeted_training, flow_run=second) is None
+    assert _read(second.id).state.is_completed()
     assert [e.decision for e in run_entries(second.id)] == ["skipped_budget"]
 
     carried = read_deferral(first.id)
@@ -176,13 +188,15 @@ def test_the_reservation_is_held_while_the_run_waits_and_settled_when_it_ran(
 
 
 def test_schedule_green_creates_the_run_at_the_window_and_the_run_keeps_that_decision(
-    replay, fake_gpu_meter, run_entries
+    fake_gpu_meter, run_entries, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
+    trace = {"now": "2022-06-01T00:00:23Z", "speed": 4000}  # as users write it: greenflow keeps the clock
+
     @flow(name="scheduled-training")
     @carbon_aware(
         region="ES",
         provider="trace",
-        provider_options=replay(speed=4000),
+        provider_options=trace,
         expected_duration="2h",
         max_delay="1h",
         meter_factory=fake_gpu_meter,
@@ -196,7 +210,7 @@ def test_schedule_green_creates_the_run_at_the_window_and_the_run_keeps_that_dec
         {"epochs": 4},
         region="ES",
         provider="trace",
-        provider_options=replay(speed=4000),
+        provider_options=trace,
         expected_duration="2h",
         max_delay="14h",
     )
@@ -208,11 +222,14 @@ def test_schedule_green_creates_the_run_at_the_window_and_the_run_keeps_that_dec
     assert carried is not None and carried.source == "schedule_green" and carried.deferrals == 0
 
     _wait_until(scheduled.scheduled_time)
+    monkeypatch.setattr(replay_clock, "_ANCHORS", {})  # a worker's new process: no replay clock of its own
     assert run_flow(scheduled_training, flow_run=_read(scheduled.flow_run_id)) == 4
     [entry] = run_entries(scheduled.flow_run_id)
     # The run used the planner's decision (14 h window, not its own 1 h max_delay) and did not plan again.
     assert entry.decision == "deferred" and entry.deferred_seconds > 2 * 3600
     assert entry.requested_at == scheduled.decision.requested_at and entry.attempt == 1
+    # On the planner's replay clock, which travelled with the run (it used to restart at 00:00).
+    assert entry.planned_start <= entry.actual_start <= scheduled.decision.latest_start
 
 
 def test_schedule_green_schedules_nothing_when_the_budget_is_spent(ledger, replay) -> None:  # type: ignore[no-untyped-def]
@@ -229,6 +246,9 @@ def test_schedule_green_schedules_nothing_when_the_budget_is_spent(ledger, repla
         assert client.read_flow_runs() == [] or all(r.name != "never-scheduled" for r in client.read_flow_runs())
     with pytest.raises(InvalidInput, match="is not '<flow name>/<deployment name>'"):
         schedule_green("just-a-name", region="ES", provider="trace")
+    # The budget's name by the options table's rule (that of `greenflow budget set`), as everywhere.
+    with pytest.raises(InvalidInput, match=r"budget='  spent  ' is empty or has surrounding spaces"):
+        schedule_green(deployment, region="ES", provider="trace", provider_options=replay(), budget="  spent  ")
 
 
 def test_cli_schedule_prints_the_run_and_its_window(replay) -> None:  # type: ignore[no-untyped-def]

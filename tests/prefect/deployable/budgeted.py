@@ -24,6 +24,7 @@ FLOW_NAME = "greenflow-e2e-budgeted"
     max_delay="0h",
     budget=os.environ.get("GREENFLOW_E2E_BUDGET", "e2e-gpu"),
     estimate=os.environ.get("GREENFLOW_E2E_ESTIMATE", "25g"),
+    on_budget_exceeded="fail",  # a refused run shows as Failed in Prefect (the default, skip, completes it)
 )
 def budgeted() -> str:
     """The GPU work stand-in."""
