@@ -14,6 +14,8 @@ from greenflow.airflow.operators.gate import GreenGateOperator
 from greenflow.airflow.sensors.budget import CarbonBudgetSensor
 from greenflow.airflow.sensors.green_window import GreenWindowSensor
 from greenflow.errors import InvalidInput
+from greenflow.ledger import Ledger
+from greenflow.spec import CarbonSpec
 
 GOOD: dict[str, Any] = {"region": "GB", "provider": "ukgrid", "expected_duration": "2h"}
 
@@ -25,7 +27,7 @@ def _operator(**overrides: Any) -> CarbonAwareOperator:
 @pytest.mark.parametrize(
     ("overrides", "names", "fix"),
     [
-        ({"provider": "ukgird"}, "provider='ukgird' is unknown", "ukgrid"),
+        ({"provider": "ukgird"}, "provider='ukgird' is not one of ukgrid", "ukgrid"),
         ({"region": "Atlantis"}, "region 'Atlantis'", "national"),
         ({"provider": "trace", "region": "XX"}, "no shipped trace for region 'XX'", "ES"),
         ({"deadline": datetime(2030, 1, 1)}, "naive datetime", "time zone"),  # noqa: DTZ001 - naive on purpose
@@ -37,7 +39,7 @@ def _operator(**overrides: Any) -> CarbonAwareOperator:
         ({"on_provider_error": "ignore"}, "on_provider_error='ignore'", "wait"),
         ({"on_budget_exceeded": "retry"}, "on_budget_exceeded='retry'", "skip"),
         ({"provider_options": {"token": "abc"}}, "provider_options holds credentials (token)", "connection"),
-        ({"pue": 0.8}, "pue=0.8 is below 1", "1.0"),
+        ({"pue": 0.8}, "pue=0.8 is out of range", "1.0"),
     ],
 )
 def test_bad_arguments_fail_at_construction(overrides: dict[str, Any], names: str, fix: str) -> None:
@@ -45,6 +47,48 @@ def test_bad_arguments_fail_at_construction(overrides: dict[str, Any], names: st
         _operator(**overrides)
     assert names in error.value.message
     assert fix in (error.value.fix or "")
+
+
+REPLAY = {"provider": "trace", "region": "ES", "provider_options": {"now": "2022-06-01T00:00Z"}}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        # Issue 15: once accepted by the operators (refused by the CLI, or failing at run time).
+        ({"budget": ""}, "budget='' is empty or has surrounding spaces"),
+        ({"budget": "b" * 121}, "is 121 characters long, over the ledger's 120"),
+        ({"budget": "  gpu-monthly  "}, "budget='  gpu-monthly  ' is empty or has surrounding spaces"),
+        ({"min_savings": 150}, "min_savings=150 is out of range"),
+        ({"threshold": -10}, "threshold=-10 is out of range"),
+        ({**REPLAY, "deadline": "2022-06-01T00:30Z"}, "deadline=2022-06-01T00:30:00+00:00 leaves no room"),
+        ({"max_staleness": "-1h"}, "max_staleness='-1h' is negative"),
+    ],
+)
+def test_the_dag_import_fails_with_the_options_tables_message(overrides: dict[str, Any], names: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        _operator(**overrides)
+    assert names in error.value.message and error.value.fix
+    # Word for word what every entry point says: the options table's refusal.
+    with pytest.raises(InvalidInput) as declared:
+        CarbonSpec.declare({**GOOD, **overrides}, "airflow")
+    assert (error.value.message, error.value.fix) == (declared.value.message, declared.value.fix)
+
+
+def test_a_deadline_past_in_a_replays_time_fails_the_import_but_not_a_later_run(
+    gf_ledger: Ledger, make_context: Any
+) -> None:
+    replay = {"now": "2022-06-01T00:00Z"}
+    with pytest.raises(InvalidInput, match="leaves no room for expected_duration"):
+        _operator(provider="trace", region="ES", provider_options=replay, deadline="2022-06-01T01:00Z")
+    # Declared in time; by the time it runs (the replay's clock has moved on) the deadline has passed: the
+    # attempt runs at once and says why, rather than failing.
+    task = _operator(provider="trace", region="ES", provider_options=replay, deadline="2022-06-01T06:00Z")
+    task.python_callable = lambda: "ran"
+    task.provider_options = {"now": "2022-06-01T08:00Z"}  # as a templated option renders at run time
+    assert task.execute(make_context(task_id="train")) == "ran"
+    [entry] = gf_ledger.entries()
+    assert entry.decision == "ran_now" and "has passed" in entry.extra["decision_reason"]
 
 
 def test_an_execution_timeout_shorter_than_the_allowed_wait_is_refused() -> None:
