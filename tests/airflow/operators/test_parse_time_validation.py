@@ -162,3 +162,66 @@ def test_a_bad_dag_file_fails_to_import_with_greenflows_message(tmp_path: Path) 
     assert "deadline=2:00:00 after the request is shorter than expected_duration=3:00:00" in message
     assert "give a deadline at least as long as the task" in message
     assert "bad" not in bag.dags
+
+
+def test_parsing_a_dag_with_a_trace_file_does_not_read_it(
+    tmp_path: Path, series_trace: Any, midnight: datetime, monkeypatch: pytest.MonkeyPatch, make_context: Any
+) -> None:
+    """The DAG processor parses each file again and again, each time in a fresh process: no CSV read there."""
+    import builtins
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    trace = series_trace(midnight, [300.0, 200.0, 100.0, 250.0])
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "trace_dag.py").write_text(
+        textwrap.dedent(
+            f"""
+            from datetime import datetime, timezone
+            from airflow.sdk import DAG
+            from greenflow.airflow.operators.carbon_aware import CarbonAwareOperator
+
+            with DAG("trace_dag", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc)):
+                CarbonAwareOperator(task_id="train", python_callable=print, region="GB", provider="trace",
+                                    provider_options={{"path": {str(trace)!r}, "now": "{midnight.isoformat()}"}},
+                                    expected_duration="1h", max_delay="2h")
+                CarbonAwareOperator(task_id="bad", python_callable=print, region="GB", provider="trace",
+                                    provider_options={{"path": {str(trace)!r}}}, expected_duration="1h",
+                                    max_delay="1h", deadline="3h")
+            """
+        )
+    )
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    bag = DagBag(str(dags))
+    assert str(trace) not in opened
+    # Every other check still ran: the second task's conflicting deadline failed the import.
+    [message] = bag.import_errors.values()
+    assert "both deadline and max_delay are set" in message
+
+    task = CarbonAwareOperator(
+        task_id="train",
+        python_callable=lambda: "ran",
+        region="GB",
+        provider="trace",
+        provider_options={"path": str(trace), "now": midnight.isoformat()},
+        max_delay="0s",
+    )
+    assert str(trace) not in opened
+    assert task.execute(make_context(task_id="train")) == "ran"  # the task reads the file when it plans
+    assert str(trace) in opened
+
+
+def test_a_trace_files_region_label_and_template_are_still_checked_at_parse_time(tmp_path: Path) -> None:
+    args: dict[str, Any] = {"task_id": "t", "python_callable": print, "provider": "trace"}
+    with pytest.raises(InvalidInput, match="region='  GB' is empty or has surrounding spaces"):
+        CarbonAwareOperator(**args, region="  GB", provider_options={"path": str(tmp_path / "x.csv")})
+    with pytest.raises(InvalidInput, match=r"has the placeholder \{zone\}"):
+        CarbonAwareOperator(**args, region="GB", provider_options={"path": str(tmp_path / "{zone}.csv")})
