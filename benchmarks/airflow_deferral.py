@@ -19,9 +19,8 @@ take to reach ``deferred`` on this machine, and the requests they cause.
 Part 2 (one event loop): the same N triggers in one asyncio loop inside a child of the benchmark, for
 comparison with the real triggerer (no Airflow supervisor, no DB polling).
 
-Part 3: the wall time CarbonAwareOperator adds, inside the task process, to a callable that runs at once
-(plan + meter + ledger entry) over a plain PythonOperator running the same callable; both ``execute()``
-with the same minimal task context, many times, median and p95 reported.
+What CarbonAwareOperator adds to a task that runs at once is measured by ``benchmarks/operator_overhead.py``
+(one fresh process per sample, as Airflow runs a task instance, ledger write included).
 
     python benchmarks/airflow_deferral.py            # writes benchmarks/results/airflow_deferral.md
 """
@@ -38,7 +37,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -649,116 +647,11 @@ def run_triggers(n: int, refresh: float, duration: float) -> dict[str, Any]:
         return result
 
 
-# -- part 3: operator overhead --------------------------------------------------------------------------
-def run_overhead(repeats: int) -> list[dict[str, Any]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "GREENFLOW_LEDGER_URL": f"sqlite:///{tmp}/ledger.db", "AIRFLOW_HOME": tmp}
-        out = subprocess.run(
-            [sys.executable, __file__, "--child-overhead", str(repeats)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if out.returncode != 0:
-            raise SystemExit(f"overhead child failed:\n{out.stderr[-4000:]}")
-        rows: list[dict[str, Any]] = json.loads(out.stdout.strip().splitlines()[-1])
-        return rows
-
-
-def child_overhead(repeats: int) -> list[dict[str, Any]]:
-    import logging
-
-    logging.disable(logging.INFO)  # both operators log; keep the console out of the timing
-    from airflow.providers.standard.operators.python import PythonOperator
-
-    from greenflow.airflow.operators.carbon_aware import CarbonAwareOperator
-
-    api = FakeUKGrid()
-    requests_at: dict[str, float] = {}
-
-    def work() -> int:
-        return sum(range(10_000))
-
-    class TI:
-        dag_id, run_id, map_index = "bench", "run", -1
-
-        def __init__(self, task_id: str, attempt: int) -> None:
-            self.task_id, self.try_number = task_id, attempt
-
-        def xcom_push(self, key: str, value: Any) -> None:
-            return None
-
-    def timed(make: Any, task_id: str) -> list[float]:
-        samples = []
-        for attempt in range(1, repeats + 1):
-            op = make(task_id)
-            context = {"ti": TI(task_id, attempt)}
-            if attempt == 4:
-                requests_at[task_id] = api.requests
-            begin = time.perf_counter()
-            op.execute(context)
-            samples.append(time.perf_counter() - begin)
-        requests_at[task_id] = (api.requests - requests_at[task_id]) / (repeats - 3)
-        return samples[3:]  # the first runs pay imports and database creation
-
-    variants = {
-        "PythonOperator": lambda t: PythonOperator(task_id=t, python_callable=work),
-        "CarbonAwareOperator, trace provider": lambda t: CarbonAwareOperator(
-            task_id=t,
-            python_callable=work,
-            region="ES",
-            provider="trace",
-            provider_options={"now": "2022-06-01T12:00Z"},
-            max_delay="0s",
-        ),
-        "CarbonAwareOperator, ukgrid (cached forecast)": lambda t: CarbonAwareOperator(
-            task_id=t,
-            python_callable=work,
-            region="national",
-            provider="ukgrid",
-            provider_options={"base_url": api.url},
-            max_delay="0s",
-        ),
-        "CarbonAwareOperator, ukgrid + budget reservation": lambda t: CarbonAwareOperator(
-            task_id=t,
-            python_callable=work,
-            region="national",
-            provider="ukgrid",
-            provider_options={"base_url": api.url},
-            max_delay="0s",
-            budget="bench",
-            estimate="1g",
-        ),
-    }
-    from greenflow.airflow.ledger_access import open_ledger
-    from greenflow.ledger import Budget
-
-    open_ledger().budgets.set(Budget.parse("bench", "1t", "month"))
-    rows = []
-    for name, make in variants.items():
-        task_id = "".join(c if c.isalnum() else "_" for c in name)
-        samples = timed(make, task_id)
-        samples.sort()
-        rows.append(
-            {
-                "variant": name,
-                "runs": len(samples),
-                "median_ms": statistics.median(samples) * 1000,
-                "p95_ms": samples[int(0.95 * (len(samples) - 1))] * 1000,
-                "api_requests_per_task": requests_at[task_id],
-            }
-        )
-    api.close()
-    return rows
-
-
 # -- report ---------------------------------------------------------------------------------------------
 def report(
     triggerer: list[dict[str, Any]],
     real: list[dict[str, Any]],
     deferral: list[dict[str, Any]],
-    overhead: list[dict[str, Any]],
     args: argparse.Namespace,
 ) -> str:
     lines = [
@@ -854,26 +747,6 @@ def report(
             "(the N triggers built and started one after another, as the triggerer does) and after it.",
             "",
         ]
-    lines += [
-        "## Overhead of CarbonAwareOperator on a task that runs at once",
-        "",
-        "`execute()` of each operator on the same callable (sum of 10k integers), minimal task context, "
-        "SQLite ledger; the difference is what greenflow adds inside the task process (plan, meter start/stop, "
-        "one hash-chained ledger entry; with a budget also the reservation and its settlement). With `ukgrid` the "
-        "lifecycle also reads the actual intensity during the run, through the history cache (one request per "
-        "provider, region and hour window, shared by every task: 0 per task here after the first; on 127.0.0.1, "
-        "add the real API's latency to that one).",
-        "",
-        "| variant | runs | median (ms) | p95 (ms) | added vs PythonOperator, median (ms) | API requests per task |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    base = overhead[0]["median_ms"]
-    for row in overhead:
-        added = "—" if row is overhead[0] else f"{row['median_ms'] - base:.1f}"
-        lines.append(
-            f"| {row['variant']} | {row['runs']} | {row['median_ms']:.1f} | {row['p95_ms']:.1f} | {added} "
-            f"| {row['api_requests_per_task']:.1f} |"
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -885,27 +758,21 @@ def main() -> None:
     parser.add_argument("--refresh", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=40.0, help="seconds the real triggerer is sampled")
     parser.add_argument("--loop-duration", type=float, default=32.0, help="seconds of the one-loop comparison")
-    parser.add_argument("--repeats", type=int, default=43)
     parser.add_argument("--skip-loop", action="store_true", help="leave out the one-loop comparison")
     parser.add_argument("--keep", action="store_true", help="keep the temporary AIRFLOW_HOME (logs)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the markdown report")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--child-overhead", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-inject", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child_triggers(args.child, args.refresh, args.loop_duration)))
-        return
-    if args.child_overhead:
-        print(json.dumps(child_overhead(args.child_overhead)))
         return
     if args.child_inject:
         print(json.dumps(child_inject(args.child_inject, args.refresh)))
         return
     triggerer, real = run_real_triggerer(args)
     deferral = [] if args.skip_loop else [run_triggers(n, args.refresh, args.loop_duration) for n in args.n]
-    overhead = run_overhead(args.repeats)
-    text = report(triggerer, real, deferral, overhead, args)
+    text = report(triggerer, real, deferral, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -1,16 +1,19 @@
 """What every planning greenflow operator shares: its carbon-aware arguments and the lifecycle's steps.
 
-The steps are the core's (:class:`~greenflow.lifecycle.Lifecycle`): plan → reserve → wait → meter →
-record → settle. This class only supplies Airflow's side: the attempt's identity from the task context,
-the ledger and the provider from connections, waiting as a deferral to :class:`CarbonWindowTrigger` (no
-worker slot held), and budget refusal as a skipped or failed task.
+The arguments are the options table's Airflow rows (:data:`greenflow.options.OPTIONS`: names, defaults,
+parsing, help). The steps are the core's state machine (:meth:`~greenflow.lifecycle.Lifecycle.advance`:
+plan → reserve → wait → run, or skip, or fail). This class only translates them to Airflow: the attempt's
+identity from the task context, the ledger and the provider from connections, a ``Wait`` as a deferral to
+:class:`CarbonWindowTrigger` (no worker slot held), a ``Skip`` as a skipped or failed task, a ``Fail`` as a
+failed task.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.definitions.mappedoperator import OperatorPartial
@@ -25,17 +28,18 @@ from greenflow.airflow.routed import RoutedLifecycle, route_for
 from greenflow.airflow.settings import duration_option
 from greenflow.airflow.settings import on_budget_exceeded as budget_refusal_setting
 from greenflow.airflow.spec_params import (
+    SPEC_ARGS,
     check_execution_timeout,
     runtime_spec,
     trigger_spec_kwargs,
     validate_at_parse,
 )
 from greenflow.airflow.triggers.window import CarbonWindowTrigger
-from greenflow.clock import utcnow
-from greenflow.errors import BudgetExceeded, InvalidInput
+from greenflow.errors import InvalidInput
 from greenflow.ledger import Entry
 from greenflow.lifecycle import Decision, Lifecycle
-from greenflow.options import CarbonOptions
+from greenflow.options import options_for
+from greenflow.steps import Fail, Run, Skip, Step, Wait
 from greenflow.units import Quantity
 
 ENTRY_XCOM_KEY = "greenflow_entry_id"
@@ -44,33 +48,39 @@ ENTRY_XCOM_KEY = "greenflow_entry_id"
 R = TypeVar("R")
 
 
-class CarbonAwareBaseOperator(BaseOperator):
-    """Base of greenflow's planning operators; see :class:`CarbonAwareOperator` for the arguments.
+_DEFAULT: Mapping[str, Any] = {option.name: option.default_for("airflow") for option in options_for("airflow")}
+"""Each Airflow option's default, from the options table (the operator's signature reads them here)."""
 
-    :param region: the home region (provider's naming, e.g. ``GB``, ``national``, ``DE``).
-    :param regions: more regions the work may run in (spatial shifting); the first listed is home.
-    :param provider: the intensity provider's name (``ukgrid``, ``electricitymaps``, ``watttime``,
-        ``carbon-aware-sdk``, ``trace``).
-    :param provider_options: non-secret provider options (templated; e.g. a trace replay's ``now``).
-    :param provider_conn_id: Airflow connection with the provider's URL and credentials.
-    :param expected_duration: how long the work runs (``"2h"``, a timedelta or seconds).
-    :param deadline: latest finish: an aware datetime, or a duration after the request (``"12h"``).
-    :param max_delay: latest start after the request (instead of ``deadline``); default 12 hours.
-    :param min_savings: minimum saving (percent) worth waiting for.
-    :param threshold: intensity (gCO2e/kWh) at or below which the work starts at once.
-    :param budget: carbon budget the attempt reserves its estimate against.
-    :param estimate: the attempt's estimate (``"20g"`` or ``"0.5kWh"``); default: history, then a default.
-    :param on_budget_exceeded: ``skip`` or ``fail`` when the budget cannot cover the estimate.
-    :param on_provider_error: ``run``, ``wait`` or ``fail`` when no forecast can be had.
-    :param max_staleness: how old a last good forecast may be during an outage.
-    :param forecast_correction: ``True`` (or ``"bias+carry"``) corrects each forecast with its own recent
-        errors before planning; off by default (see the core option).
-    :param pue: the facility's power usage effectiveness (kept apart from device energy).
-    :param embodied: embodied emissions charged to the attempt (``"120g"``).
-    :param functional_unit: what R counts in SCI (``"1k images"``); ``functional_units``: how many.
-    :param tags: ledger tags (budgets can be scoped by tag); ``team``: the owning team.
-    :param sample_interval: seconds between power samples while metering.
-    :param ledger_conn_id: ``greenflow_ledger`` connection; default: the ``[greenflow]`` settings.
+
+class _ConfiguredDefault(str):
+    """The table's default of an option an Airflow setting may replace: equal to it, told apart by identity."""
+
+    __slots__ = ()
+
+
+# ``on_budget_exceeded``'s default is the table's ("skip"), but ``[greenflow] on_budget_exceeded`` replaces it
+# for every task that does not choose: the signature's default is this very object, so a task that passes
+# "skip" itself keeps it whatever the configuration says.
+ON_BUDGET_EXCEEDED_DEFAULT = _ConfiguredDefault(_DEFAULT["on_budget_exceeded"])
+
+# Arguments only Airflow has (connections), documented beside the table's.
+_AIRFLOW_ARGS_DOC = (
+    ":param provider_conn_id: Airflow connection with the provider's URL and credentials.\n"
+    ":param ledger_conn_id: ``greenflow_ledger`` connection; default: the ``[greenflow]`` settings.\n"
+)
+
+
+def carbon_arguments_doc() -> str:
+    """The ``:param:`` lines of the carbon-aware arguments, from the options table's help."""
+    lines = [f":param {option.name}: {option.help}" for option in options_for("airflow")]
+    return "\n".join(lines) + "\n" + _AIRFLOW_ARGS_DOC
+
+
+class CarbonAwareBaseOperator(BaseOperator):
+    """Base of greenflow's planning operators; see :class:`CarbonAwareOperator`.
+
+    Takes every option of the options table's Airflow rows (docs/configuration.md), with the table's
+    defaults (``on_budget_exceeded``: the ``[greenflow]`` setting, else the table's), and the connections:
     """
 
     # Which arguments make sense for the subclass: a sensor or a gate runs no work and reserves nothing.
@@ -84,67 +94,51 @@ class CarbonAwareBaseOperator(BaseOperator):
     # The carbon options stay explicit parameters here, not ``**options: Unpack[CarbonOptions]`` as in the
     # core and the Prefect decorator: Airflow's BaseOperatorMeta fills ``default_args`` only into the
     # parameters named in ``__init__``'s signature, so DAG-level carbon defaults would silently vanish.
-    # tests/airflow/operators/test_carbon_options.py keeps names and defaults equal to CarbonOptions'.
+    # Their defaults are read from the table; tests/airflow/operators/test_carbon_options.py keeps the names
+    # equal to the table's Airflow rows.
     def __init__(
         self,
         *,
-        region: str | None = None,
-        regions: Sequence[str] = (),
-        provider: str = "ukgrid",
-        provider_options: Mapping[str, Any] | None = None,
+        region: str | None = _DEFAULT["region"],
+        regions: Sequence[str] = _DEFAULT["regions"],
+        provider: str = _DEFAULT["provider"],
+        provider_options: Mapping[str, Any] | None = _DEFAULT["provider_options"],
         provider_conn_id: str | None = None,
-        expected_duration: str | timedelta | float = timedelta(hours=1),
-        deadline: str | datetime | timedelta | None = None,
-        max_delay: str | timedelta | float | None = None,
-        min_savings: float = 0.0,
-        threshold: float | None = None,
-        budget: str | None = None,
-        estimate: str | None = None,
-        on_budget_exceeded: str | None = None,
-        on_provider_error: str = "wait",
-        max_staleness: str | timedelta = timedelta(hours=6),
-        forecast_correction: bool | str = False,
-        pue: float | None = None,
-        embodied: str | float | None = None,
-        functional_unit: str | None = None,
-        functional_units: float | None = None,
-        tags: Sequence[str] = (),
-        team: str | None = None,
-        sample_interval: float = 0.1,
+        expected_duration: str | timedelta | float = _DEFAULT["expected_duration"],
+        deadline: str | datetime | timedelta | None = _DEFAULT["deadline"],
+        max_delay: str | timedelta | float | None = _DEFAULT["max_delay"],
+        min_savings: float = _DEFAULT["min_savings"],
+        threshold: float | None = _DEFAULT["threshold"],
+        on_provider_error: str = _DEFAULT["on_provider_error"],
+        max_staleness: str | timedelta = _DEFAULT["max_staleness"],
+        forecast_correction: bool | str = _DEFAULT["forecast_correction"],
+        interruptible: bool | str = _DEFAULT["interruptible"],
+        resume_overhead: str | timedelta | float = _DEFAULT["resume_overhead"],
+        min_segment: str | timedelta | float = _DEFAULT["min_segment"],
+        grace: str | timedelta | float = _DEFAULT["grace"],
+        budget: str | None = _DEFAULT["budget"],
+        estimate: str | None = _DEFAULT["estimate"],
+        on_budget_exceeded: str | None = ON_BUDGET_EXCEEDED_DEFAULT,
+        pue: float | None = _DEFAULT["pue"],
+        embodied: str | float | None = _DEFAULT["embodied"],
+        functional_unit: str | None = _DEFAULT["functional_unit"],
+        functional_units: float | None = _DEFAULT["functional_units"],
+        tags: Sequence[str] = _DEFAULT["tags"],
+        team: str | None = _DEFAULT["team"],
+        sample_interval: float = _DEFAULT["sample_interval"],
         ledger_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
+        given = dict(locals())  # first: exactly the parameters, by name
         super().__init__(**kwargs)
-        self.refuse_inapplicable(budget=budget, estimate=estimate, on_budget_exceeded=on_budget_exceeded)
-        # Typed as the core's options: mypy checks this signature's types against CarbonSpec.build's.
-        spec_args: CarbonOptions = {
-            "region": region,
-            "regions": list(regions),
-            "provider": provider,
-            "expected_duration": expected_duration,
-            "deadline": deadline,
-            "max_delay": max_delay,
-            "min_savings": min_savings,
-            "threshold": threshold,
-            "budget": budget,
-            "estimate": estimate,
-            "on_provider_error": on_provider_error,
-            "max_staleness": max_staleness,
-            "forecast_correction": forecast_correction,
-            "pue": pue,
-            "embodied": embodied,
-            "functional_unit": functional_unit,
-            "functional_units": functional_units,
-            "tags": list(tags),
-            "team": team,
-            "sample_interval": sample_interval,
-        }
-        self.spec_args: dict[str, Any] = dict(spec_args)
+        chosen = None if on_budget_exceeded is ON_BUDGET_EXCEEDED_DEFAULT else on_budget_exceeded
+        self.refuse_inapplicable(budget=budget, estimate=estimate, on_budget_exceeded=chosen)
+        self.spec_args: dict[str, Any] = {name: given[name] for name in SPEC_ARGS}
         self.provider_options = dict(provider_options or {})
         self.provider_conn_id = provider_conn_id
         self.ledger_conn_id = ledger_conn_id
-        self.on_budget_exceeded = budget_refusal_setting(on_budget_exceeded) if self.reserves_budget else None
-        # Parse time: a bad region, provider, time zone or duration fails the DAG import right here.
+        self.on_budget_exceeded = budget_refusal_setting(chosen) if self.reserves_budget else None
+        # Parse time: a bad value fails the DAG import right here, with the options table's message.
         spec = validate_at_parse(self.spec_args, self.provider_options, provider_conn_id)
         check_execution_timeout(spec, self.execution_timeout)
 
@@ -192,68 +186,26 @@ class CarbonAwareBaseOperator(BaseOperator):
         return Lifecycle(spec, identity, ledger=ledger, provider=provider)
 
     def plan(self, lifecycle: Lifecycle) -> Decision:
-        """Plan the attempt and log the decision."""
+        """Plan only (a poke, a governance gate: nothing waits or reserves) and log the decision."""
         decision = lifecycle.plan()
         self.log.info("greenflow plan: %s", describe_decision(decision))
         return decision
 
-    def reserve(self, context: Any, lifecycle: Lifecycle, decision: Decision) -> Decision:
-        """Reserve the estimate; on refusal record ``skipped_budget`` and skip or fail the task."""
-        try:
-            reserved = lifecycle.reserve(decision)
-        except BudgetExceeded as refusal:
-            entry = lifecycle.skip(decision, refusal)
-            self.publish_entry(context, entry)
-            message = f"greenflow: budget {decision.budget!r} refused the attempt: {refusal.one_line()}"
-            if self.on_budget_exceeded == "fail":
-                raise AirflowFailException(message) from refusal
-            raise AirflowSkipException(message) from refusal
-        if reserved.reservation_id:
-            self.log.info(
-                "greenflow: reserved %s against budget %s (%s)",
-                _grams(reserved.estimate_g),
-                reserved.budget,
-                reserved.estimate_source,
-            )
-        return reserved
+    def start(self, context: Any, lifecycle: Lifecycle) -> Decision:
+        """Start the attempt: the decision to run under now, or defer, skip or fail the task.
 
-    def defer_to_window(
-        self, lifecycle: Lifecycle, decision: Decision, method_name: str = "execute_complete"
-    ) -> Decision:
-        """Defer to the trigger when the decision says wait; otherwise return the decision to start with.
-
-        No deferral timeout: the trigger itself fires by the latest start that meets the deadline, and
-        Airflow's ``execution_timeout`` (which counts deferred time) was checked at parse time.
+        A routed task's second and later tries are retries of the route's decision (they run at once); any
+        other try plans afresh.
         """
-        while decision.action == "retry" and decision.wake_at <= utcnow():
-            # The outage policy's retry time has already come (a slow plan): ask again rather than wait.
-            decision = lifecycle.plan(previous=decision)
-            self.log.info("greenflow plan (retried): %s", describe_decision(decision))
-        if decision.action == "run_now" or decision.wake_at <= utcnow():
-            return decision
-        provider = lifecycle.provider
-        cadence = provider.refresh_interval if provider.refresh_interval > timedelta(0) else None
-        refresh = cadence or duration_option("refresh_interval")
-        self.log.info(
-            "greenflow: deferring until %s (wall clock); no worker slot is held", decision.wake_at.isoformat()
-        )
-        self.defer(
-            trigger=CarbonWindowTrigger(
-                decision=decision.to_dict(),
-                spec=trigger_spec_kwargs(lifecycle.spec, self.provider_options),
-                identity=identity_to_dict(lifecycle.identity),
-                provider_conn_id=self.provider_conn_id,
-                ledger_conn_id=self.ledger_conn_id,
-                refresh_seconds=refresh.total_seconds(),
-            ),
-            method_name=method_name,
-        )
+        retry_of = lifecycle.retry_of if isinstance(lifecycle, RoutedLifecycle) else None
+        step = lifecycle.advance(retry_of=retry_of, reserve=self.reserves_budget)
+        return self.follow(context, lifecycle, step)
 
-    def decision_from_event(self, lifecycle: Lifecycle, event: Mapping[str, Any]) -> Decision:
-        """The decision the trigger fired with, logged with why it fired.
+    def resume(self, context: Any, lifecycle: Lifecycle, event: Mapping[str, Any]) -> Decision:
+        """Resume after the trigger fired (a fresh operator instance: the decision comes from the event).
 
-        It keeps the attempt's request (an Airflow retry plans afresh in ``execute``), so the attempt that
-        waited in the triggerer is ``deferred``; a decision an older greenflow put in the event loads too.
+        The attempt waited, so it runs now; if it was waiting for a forecast (a provider outage), the core
+        asks again first and its outage policy decides (run, wait again, or fail).
         """
         decision = Decision.from_dict(dict(event["decision"]))
         moved = event.get("moved_earlier_from")
@@ -264,12 +216,63 @@ class CarbonAwareBaseOperator(BaseOperator):
             f", start moved earlier from {moved}" if moved else "",
             describe_decision(decision),
         )
-        if decision.action == "retry":
-            # The trigger could not re-plan (no forecast by the latest start): the outage policy decides now.
-            # The same attempt, resuming (not retry=True): it waited, so it is recorded "deferred".
-            decision = lifecycle.plan(previous=decision)
-            self.log.info("greenflow plan after the wait: %s", describe_decision(decision))
-        return decision
+        step = lifecycle.advance(decision, waited=True, reserve=self.reserves_budget)
+        return self.follow(context, lifecycle, step)
+
+    def follow(self, context: Any, lifecycle: Lifecycle, step: Step) -> Decision:
+        """Translate a step: ``Run`` → its decision; ``Wait`` → defer; ``Skip`` → skip/fail; ``Fail`` → fail."""
+        if isinstance(step, Run):
+            self._log_plan(step.decision)
+            return step.decision
+        if isinstance(step, Wait):
+            self._log_plan(step.decision)
+            self.defer_until(lifecycle, step)
+        if isinstance(step, Skip):
+            self.publish_entry(context, step.entry)
+            message = f"greenflow: budget {step.decision.budget!r} refused the attempt: {step.refusal.one_line()}"
+            if self.on_budget_exceeded == "fail":
+                raise AirflowFailException(message) from step.refusal
+            raise AirflowSkipException(message) from step.refusal
+        assert isinstance(step, Fail)
+        if step.entry is not None:
+            self.publish_entry(context, step.entry)
+        raise AirflowFailException(f"greenflow: {step.error.one_line()}") from step.error
+
+    def _log_plan(self, decision: Decision) -> None:
+        self.log.info("greenflow plan: %s", describe_decision(decision))
+        if decision.reservation_id:
+            self.log.info(
+                "greenflow: reserved %s against budget %s (%s)",
+                _grams(decision.estimate_g),
+                decision.budget,
+                decision.estimate_source,
+            )
+
+    def defer_until(self, lifecycle: Lifecycle, step: Wait, method_name: str = "execute_complete") -> NoReturn:
+        """Defer to :class:`CarbonWindowTrigger` until the step's time (raises ``TaskDeferred``).
+
+        No deferral timeout: the trigger itself fires by the latest start that meets the deadline, and
+        Airflow's ``execution_timeout`` (which counts deferred time) was checked at parse time.
+        """
+        provider = lifecycle.provider
+        cadence = provider.refresh_interval if provider.refresh_interval > timedelta(0) else None
+        refresh = cadence or duration_option("refresh_interval")
+        self.log.info(
+            "greenflow: deferring until %s (wall clock%s); no worker slot is held",
+            step.until.isoformat(),
+            ", waiting for a forecast" if step.for_forecast else "",
+        )
+        self.defer(
+            trigger=CarbonWindowTrigger(
+                decision=step.decision.to_dict(),
+                spec=trigger_spec_kwargs(lifecycle.spec, self.provider_options),
+                identity=identity_to_dict(lifecycle.identity),
+                provider_conn_id=self.provider_conn_id,
+                ledger_conn_id=self.ledger_conn_id,
+                refresh_seconds=refresh.total_seconds(),
+            ),
+            method_name=method_name,
+        )
 
     # -- meter, record, settle ---------------------------------------------------------------------------
     def run_metered(self, context: Any, lifecycle: Lifecycle, decision: Decision, body: Callable[[], R]) -> R:
@@ -292,3 +295,8 @@ class CarbonAwareBaseOperator(BaseOperator):
 
 def _grams(value: float | None) -> str:
     return "an unknown amount" if value is None else str(Quantity(value, "gCO2e"))
+
+
+# The arguments' documentation is the options table's help: one text, shown by help() and IDEs.
+_SUMMARY = inspect.cleandoc(CarbonAwareBaseOperator.__doc__ or "")
+CarbonAwareBaseOperator.__doc__ = f"{_SUMMARY}\n\n{carbon_arguments_doc()}"

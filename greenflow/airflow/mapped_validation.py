@@ -25,6 +25,7 @@ from airflow.sdk.definitions.mappedoperator import MappedOperator, OperatorParti
 
 from greenflow.airflow.settings import on_budget_exceeded as budget_refusal_setting
 from greenflow.airflow.spec_params import SPEC_ARGS, check_execution_timeout, validate_at_parse
+from greenflow.options import options_for
 
 
 class CheckedOperatorClass(Protocol):
@@ -43,10 +44,11 @@ class CheckedOperatorClass(Protocol):
         """Refuse budget arguments the operator cannot use."""
 
 
-# Every carbon-aware argument of CarbonAwareBaseOperator.__init__ (beyond the spec's own).
 CARBON_ARGS: frozenset[str] = frozenset(
-    {*SPEC_ARGS, "provider_options", "provider_conn_id", "on_budget_exceeded", "ledger_conn_id"}
+    {*(option.name for option in options_for("airflow")), "provider_conn_id", "ledger_conn_id"}
 )
+"""Every carbon-aware argument of ``CarbonAwareBaseOperator.__init__``: the options table's Airflow rows
+and the two connection ids."""
 # Which provider serves a region (and how it is configured) decides whether a region name is valid.
 _PROVIDER_ARGS = frozenset({"provider", "provider_options", "provider_conn_id"})
 # Arguments the execution_timeout check adds up.

@@ -145,37 +145,39 @@ class RoutedLifecycle(Lifecycle):
         retry: bool = False,
         record_failure: bool = True,
     ) -> Decision:
-        """The route's decision (the route already waited); a re-plan of an earlier decision is the core's.
+        """The route's decision (the route already waited); a retry of it runs at once in the routed region.
 
-        From the second try on, the attempt is a retry: it asks now, after the route's start, and runs at
-        once, so it is ``ran_now`` (only the first try waited for the route's window).
+        A first try (no ``previous``) runs under the route's decision. A retry (``advance(retry_of=
+        route_decision())``, from the second try on) asks now, after the route's start, and runs at once, so
+        it is ``ran_now``: only the first try waited for the route's window. Any other re-plan is the core's.
         """
-        if previous is not None:
-            return super().plan(previous=previous, retry=retry, record_failure=record_failure)
+        if previous is None:
+            return self.route_decision()
+        if not retry:
+            return super().plan(previous=previous, record_failure=record_failure)
+        route = self.route
+        # Never before the route's start: the route's and the task's clocks may differ in a replay.
+        start = max(self.now(), route.start_at)
+        reason = (
+            f"try {self.identity.attempt} of a task routed by {route.gate_task_id} (entry {route.entry_id}) to "
+            f"{route.region}: runs at once; the route's wait was the first try's"
+        )
+        return replace(previous, start_at=start, retry_requested_at=start, wake_at=utcnow(), reason=reason)
+
+    def route_decision(self) -> Decision:
+        """The decision the route started this task with: its region, request time, start, plan and forecast."""
         route = self.route
         requested = route.requested_at or route.start_at
         gate = f"{route.gate_task_id} (entry {route.entry_id})"
-        reason = (
-            f"routed by {gate} to {route.region} for {route.start_at.isoformat()}: runs at once, the route did "
-            "the waiting"
-        )
-        start, retried = route.start_at, None
-        if self.identity.attempt > 1:
-            # Never before the route's start: the route's and the task's clocks may differ in a replay.
-            start = retried = max(self.now(), route.start_at)
-            reason = (
-                f"try {self.identity.attempt} of a task routed by {gate} to {route.region}: runs at once; the "
-                "route's wait was the first try's"
-            )
         return Decision(
             requested_at=requested,
-            start_at=start,
+            start_at=route.start_at,
             latest_start=max(route.start_at, requested),
             wake_at=utcnow(),
             region=route.region,
             action="run_now",
-            reason=reason,
-            retry_requested_at=retried,
+            reason=f"routed by {gate} to {route.region} for {route.start_at.isoformat()}: runs at once, the "
+            "route did the waiting",
             plan=route.plan,
             forecast=route.forecast,
             forecast_note=route.note,
@@ -184,6 +186,11 @@ class RoutedLifecycle(Lifecycle):
             # Travels with the decision, so an entry written elsewhere (greenflow run) links the route too.
             entry_extra={"route": route.to_dict()},
         )
+
+    @property
+    def retry_of(self) -> Decision | None:
+        """What a try after the first retries (the route's decision), ``None`` for the first try."""
+        return self.route_decision() if self.identity.attempt > 1 else None
 
 
 def route_for(task_id: str, upstream_task_ids: set[str], ti: Any, ledger: Ledger, spec: CarbonSpec) -> Route | None:

@@ -7,18 +7,20 @@ work. Every read has a fallback: the task SDK's parser may not know the provider
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, cast
 
 from greenflow.clock import parse_duration
 from greenflow.errors import InvalidInput
+from greenflow.options import OPTION
 
 OnBudgetExceeded = Literal["skip", "fail"]
-ON_BUDGET_EXCEEDED: tuple[OnBudgetExceeded, ...] = ("skip", "fail")
 
 _DEFAULTS = {
     "ledger_url": "",
     "ledger_conn_id": "",
-    "on_budget_exceeded": "skip",
+    # The options table's default; a deployment's [greenflow] on_budget_exceeded replaces it for every task
+    # that does not set its own.
+    "on_budget_exceeded": str(OPTION["on_budget_exceeded"].default_for("airflow")),
     "refresh_interval": "30m",
     "budget_recheck_interval": "5m",
 }
@@ -33,14 +35,19 @@ def option(key: str) -> str:
 
 
 def on_budget_exceeded(explicit: str | None) -> OnBudgetExceeded:
-    """``skip`` or ``fail``: the operator's value, else the configured default; anything else is refused."""
-    value = (explicit if explicit is not None else option("on_budget_exceeded")).strip().lower()
-    if value not in ON_BUDGET_EXCEEDED:
-        raise InvalidInput(
-            f"on_budget_exceeded={value!r} is not skip or fail",
-            fix="skip records skipped_budget and skips the task; fail records it and fails the task",
-        )
-    return value
+    """``skip`` or ``fail``: the operator's value, else the configured default, parsed by the options table.
+
+    ``None`` means the task did not choose: ``[greenflow] on_budget_exceeded`` applies (the table's
+    default when unset). A bad value is refused with the table's message; one from the configuration
+    says so.
+    """
+    parse = OPTION["on_budget_exceeded"].parse
+    if explicit is not None:
+        return cast(OnBudgetExceeded, parse(explicit))
+    try:
+        return cast(OnBudgetExceeded, parse(option("on_budget_exceeded")))
+    except InvalidInput as error:
+        raise InvalidInput(f"[greenflow] {error.message}", fix=error.fix) from None
 
 
 def duration_option(key: str) -> timedelta:

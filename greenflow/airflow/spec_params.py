@@ -17,31 +17,19 @@ from greenflow.airflow.hooks.lookup import get_connection
 from greenflow.airflow.resources import provider_for
 from greenflow.errors import ConfigError, InvalidInput
 from greenflow.intensity.providers.base import IntensityProvider
+from greenflow.options import ADAPTER_OPTION_NAMES, OPTION, options_for
 from greenflow.spec import DEFAULT_MAX_DELAY, SECRET_OPTIONS, CarbonSpec
 
-# Arguments of CarbonSpec.build an operator passes through unchanged.
-SPEC_ARGS: tuple[str, ...] = (
-    "region",
-    "regions",
-    "provider",
-    "expected_duration",
-    "deadline",
-    "max_delay",
-    "min_savings",
-    "threshold",
-    "budget",
-    "estimate",
-    "on_provider_error",
-    "max_staleness",
-    "forecast_correction",
-    "pue",
-    "embodied",
-    "functional_unit",
-    "functional_units",
-    "tags",
-    "team",
-    "sample_interval",
+SPEC_ARGS: tuple[str, ...] = tuple(
+    option.name
+    for option in options_for("airflow")
+    if option.name not in ADAPTER_OPTION_NAMES and option.name != "provider_options"
 )
+"""The operators' arguments that go to :class:`CarbonSpec` unchanged: the options table's Airflow rows
+(``provider_options`` is merged with the connection's first; ``on_budget_exceeded`` is the adapter's)."""
+
+# A trace's own files: parse time reads none of them (see _declare).
+_TRACE_FILES = ("path", "actuals", "column", "actuals_column")
 
 
 def _is_template(value: Any) -> bool:
@@ -68,20 +56,46 @@ def validate_at_parse(
     *,
     configured_later: bool = False,
 ) -> CarbonSpec | None:
-    """Build the spec once at parse time to reject bad input; ``None`` when only run time can tell.
+    """Declare the spec once at parse time to reject bad input; ``None`` when only run time can tell.
 
-    Templated provider options are left out (they render at run time). A provider whose configuration
-    lives in ``provider_conn_id`` (e.g. the Carbon Aware SDK's URL) cannot be built without reading that
-    connection, which parse time must not do: every other check has run by then. ``configured_later``
-    says the same of a mapped task whose provider configuration is itself mapped.
+    Every option goes through the options table (:meth:`CarbonSpec.declare` at the ``airflow`` entry
+    point): the same message as every other entry point, and a ``deadline`` already past is refused.
+    Templated provider options are left out (they render at run time). Nothing is read from disk or the
+    network: a trace given as files has its region labels checked by name, its files when the task runs.
+    A provider whose configuration lives in ``provider_conn_id`` (e.g. the Carbon Aware SDK's URL) cannot
+    be built without reading that connection, which parse time must not do: every other check has run by
+    then. ``configured_later`` says the same of a mapped task whose provider configuration is itself mapped.
     """
     options = {k: v for k, v in check_options(provider_options).items() if not _is_template(v)}
     try:
-        return CarbonSpec.build(**spec_args, provider_options=options)
+        return _declare(spec_args, options)
     except ConfigError:
         if provider_conn_id or configured_later:
             return None
         raise
+
+
+def _declare(spec_args: Mapping[str, Any], options: Mapping[str, Any]) -> CarbonSpec:
+    """:meth:`CarbonSpec.declare` at the ``airflow`` entry point, reading no file.
+
+    The DAG processor parses every DAG file again and again, each time in a fresh process: a trace file
+    read here (the whole CSV, to check a region's column) would be read at every parse. So a trace given
+    as files is declared without them and without its regions (whose check would load them); the region
+    labels are checked by the table's rule and the file options' templates by their syntax, and the task
+    reads the files when it plans. The spec returned then has no regions: only its timing is used here.
+    """
+    if spec_args.get("provider") == "trace" and any(options.get(name) is not None for name in ("path", "actuals")):
+        from greenflow.intensity.providers.trace import region_template
+
+        for name in ("region", "regions"):
+            if name in spec_args:
+                OPTION[name].parse(spec_args[name])
+        for name in _TRACE_FILES:
+            region_template(options.get(name), name)
+        args = {k: v for k, v in spec_args.items() if k not in ("region", "regions")}
+        kept = {k: v for k, v in options.items() if k not in _TRACE_FILES}
+        return CarbonSpec.declare({**args, "provider_options": kept}, "airflow")
+    return CarbonSpec.declare({**spec_args, "provider_options": options}, "airflow")
 
 
 def check_execution_timeout(spec: CarbonSpec | None, execution_timeout: timedelta | None) -> None:
@@ -108,7 +122,10 @@ def check_execution_timeout(spec: CarbonSpec | None, execution_timeout: timedelt
 
 
 def _merge(spec_args: Mapping[str, Any], dag_options: Mapping[str, Any], conn_options: Mapping[str, Any]) -> CarbonSpec:
-    return CarbonSpec.build(**spec_args, provider_options={**conn_options, **check_options(dag_options)})
+    # A rebuild, not a declaration: a deadline that has passed since the DAG was parsed makes the attempt
+    # run at once (the lifecycle records why), it does not fail the task.
+    options = {**conn_options, **check_options(dag_options)}
+    return CarbonSpec.from_kwargs({**spec_args, "provider_options": options})
 
 
 def runtime_spec(
@@ -116,7 +133,7 @@ def runtime_spec(
 ) -> tuple[CarbonSpec, IntensityProvider]:
     """The spec with rendered options and the connection's credentials, and the process's provider client."""
     conn_options: dict[str, Any] = {}
-    provider = str(spec_args.get("provider") or "ukgrid")
+    provider = str(spec_args.get("provider") or OPTION["provider"].default_for("airflow"))
     if provider_conn_id:
         conn = get_connection(provider_conn_id)
         conn_options = hook_for_connection(conn, provider).options_from(conn)

@@ -43,18 +43,14 @@ class CarbonAwareBashOperator(CarbonAwareBaseOperator, BashOperator):
     follows_routes = True
 
     def execute(self, context: Any) -> Any:
-        """Plan, defer to the window or run at once."""
+        """Plan and reserve, then defer to the window or run at once."""
         lifecycle = self.carbon_lifecycle(context)
-        decision = self.reserve(context, lifecycle, self.plan(lifecycle))
-        decision = self.defer_to_window(lifecycle, decision)
-        return self._run_command(context, lifecycle, decision)
+        return self._run_command(context, lifecycle, self.start(context, lifecycle))
 
     def execute_complete(self, context: Any, event: Mapping[str, Any]) -> Any:
         """Resume in the window and run the command."""
         lifecycle = self.carbon_lifecycle(context)
-        decision = self.decision_from_event(lifecycle, event)
-        decision = self.defer_to_window(lifecycle, decision)
-        return self._run_command(context, lifecycle, decision)
+        return self._run_command(context, lifecycle, self.resume(context, lifecycle, event))
 
     def _run_command(self, context: Any, lifecycle: Lifecycle, decision: Decision) -> Any:
         identity = identity_from_context(context)

@@ -54,18 +54,14 @@ class CarbonAwareOperator(CarbonAwareBaseOperator, PythonOperator):
         self._greenflow_run: tuple[Any, Lifecycle, Decision] | None = None
 
     def execute(self, context: Any) -> Any:
-        """Plan, reserve, then defer to the green window or run at once."""
+        """Plan and reserve, then defer to the green window or run at once."""
         lifecycle = self.carbon_lifecycle(context)
-        decision = self.reserve(context, lifecycle, self.plan(lifecycle))
-        decision = self.defer_to_window(lifecycle, decision)
-        return self._run(context, lifecycle, decision)
+        return self._run(context, lifecycle, self.start(context, lifecycle))
 
     def execute_complete(self, context: Any, event: Mapping[str, Any]) -> Any:
         """Resume in the green window (a fresh operator instance: all state comes from the event)."""
         lifecycle = self.carbon_lifecycle(context)
-        decision = self.decision_from_event(lifecycle, event)
-        decision = self.defer_to_window(lifecycle, decision)  # only when the outage policy still says wait
-        return self._run(context, lifecycle, decision)
+        return self._run(context, lifecycle, self.resume(context, lifecycle, event))
 
     def _run(self, context: Any, lifecycle: Lifecycle, decision: Decision) -> Any:
         self._greenflow_run = (context, lifecycle, decision)

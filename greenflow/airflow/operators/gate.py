@@ -98,15 +98,13 @@ class GreenGateOperator(CarbonAwareBaseOperator, BaseBranchOperator):
             return super().execute(context)
         self._check_downstream()
         lifecycle = self.carbon_lifecycle(context)
-        decision = self.defer_to_window(lifecycle, self.plan(lifecycle))
-        return self._route(context, lifecycle, decision, resumed=None)
+        return self._route(context, lifecycle, self.start(context, lifecycle), resumed=None)
 
     def execute_complete(self, context: Any, event: Mapping[str, Any]) -> Any:
         """Resume at the chosen start (a fresh instance: the decision comes from the trigger's event)."""
         self._check_downstream()
         lifecycle = self.carbon_lifecycle(context)
-        decision = self.decision_from_event(lifecycle, event)
-        decision = self.defer_to_window(lifecycle, decision)  # only when the outage policy still says wait
+        decision = self.resume(context, lifecycle, event)
         resumed = {k: event.get(k) for k in ("fired", "refreshes", "moved_earlier_from")}
         return self._route(context, lifecycle, decision, resumed=resumed)
 

@@ -41,15 +41,12 @@ class GreenWindowSensor(CarbonAwareBaseOperator, BaseSensorOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         """Plan; defer to the window or succeed now."""
         lifecycle = self.carbon_lifecycle(context)
-        decision = self.plan(lifecycle)
-        decision = self.defer_to_window(lifecycle, decision)
-        return self._open(context, lifecycle, decision)
+        return self._open(context, lifecycle, self.start(context, lifecycle))
 
     def execute_complete(self, context: Any, event: Mapping[str, Any]) -> dict[str, Any]:
         """The window has come (or the latest start): record the decision and let downstream run."""
         lifecycle = self.carbon_lifecycle(context)
-        decision = self.decision_from_event(lifecycle, event)
-        decision = self.defer_to_window(lifecycle, decision)
+        decision = self.resume(context, lifecycle, event)
         return self._open(context, lifecycle, decision, fired=event.get("fired"))
 
     def _open(self, context: Any, lifecycle: Lifecycle, decision: Decision, fired: Any = None) -> dict[str, Any]:

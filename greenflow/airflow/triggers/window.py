@@ -1,12 +1,13 @@
 """CarbonWindowTrigger: waits in the triggerer until a task's green window, or its latest start.
 
-While it waits it re-plans at the provider's refresh cadence, reading forecasts through the process's
-shared cache (one fetch per region per refresh however many tasks wait). A fresh plan is taken only when
-it starts no later than the one the trigger holds and, when sooner, only when its window is greener than
-the held one by the fresh forecast's numbers for both: the start moves earlier when a greener window
-opens sooner (never for a sooner but dirtier one), never later than promised, and never past the latest
-start that still meets the deadline. The trigger writes nothing to the ledger (the task records the
-attempt when it runs), so running it twice (HA, redistribution) is harmless.
+While it waits it re-plans at the provider's refresh cadence (a provider outage: at the outage policy's
+retry times) with the core's one rule, :meth:`Lifecycle.refresh <greenflow.lifecycle.Lifecycle.refresh>`
+(:mod:`greenflow.replanning`: never later, sooner only for a greener window, never past the latest start),
+reading forecasts through the process's shared cache (one fetch per region per refresh however many
+tasks wait). At the latest start it fires with the plan it holds; a task still waiting for a forecast then
+resumes through :meth:`Lifecycle.advance <greenflow.lifecycle.Lifecycle.advance>`, whose outage policy
+decides how it runs. The trigger writes nothing to the ledger (the task records the attempt when it
+runs), so running it twice (HA, redistribution) is harmless.
 
 The triggerer imports this module, builds the trigger and starts :meth:`~CarbonWindowTrigger.run` on its
 event loop, a thousand at a time when a mapped task defers. So the module imports nothing heavy, the
@@ -35,7 +36,6 @@ from greenflow.airflow.hooks.lookup import aget_connection
 from greenflow.airflow.ledger_access import configured_ledger
 from greenflow.airflow.resources import run_blocking
 from greenflow.clock import utcnow
-from greenflow.replanning import preferred
 
 if TYPE_CHECKING:
     from greenflow.intensity.cache import ForecastCache
@@ -156,11 +156,6 @@ class CarbonWindowTrigger(BaseTrigger):
                 return
             latest_wall = lifecycle.wall_time(decision.latest_start) if lifecycle else decision.wake_at
             if now >= latest_wall:
-                if waiting_for_forecast and lifecycle is not None:
-                    # The deadline has come: the outage policy (or a forecast back in time) decides how to run.
-                    final = await run_blocking(self._replan, lifecycle, decision)
-                    if final is not None and final.action != "retry":
-                        decision = final
                 yield await run_blocking(self._event, decision, "latest_start", refreshes, first_start)
                 return
             moments = [latest_wall]
@@ -180,10 +175,8 @@ class CarbonWindowTrigger(BaseTrigger):
                 continue
             if not waiting_for_forecast and now >= decision.wake_at:
                 continue  # the start has come: fire rather than re-plan
-            fresh = await run_blocking(self._replan, lifecycle, decision)
+            decision = await run_blocking(lifecycle.refresh, decision)
             refreshes += 1
-            if fresh is not None:
-                decision = preferred(decision, fresh)
 
     # -- on the event loop: only awaits ---------------------------------------------------------------
     async def _connections(self) -> _Connections:
@@ -238,8 +231,10 @@ class CarbonWindowTrigger(BaseTrigger):
             return None
 
     def _refresh_spec(self) -> dict[str, Any]:
-        # A refresh must never end the wait or write an entry: under on_provider_error="fail" the
-        # lifecycle would record a failed attempt and raise. The plan the task already holds stands instead.
+        # A refresh must never end the wait or write an entry, but under on_provider_error="fail" the core's
+        # plan() records a failed attempt before it raises (Lifecycle.refresh then keeps the plan, the entry
+        # stays written). Here a failed refresh keeps the plan the task holds; the task itself applies "fail"
+        # when it resumes.
         spec = dict(self.spec)
         if spec.get("on_provider_error") == "fail":
             spec["on_provider_error"] = "wait"
@@ -265,13 +260,6 @@ class CarbonWindowTrigger(BaseTrigger):
         speed = lifecycle.replay_speed if lifecycle is not None else None
         wall = cadence / speed if speed else cadence
         return max(wall, MIN_REFRESH_WALL)
-
-    def _replan(self, lifecycle: Lifecycle, decision: Decision) -> Decision | None:
-        try:
-            return lifecycle.plan(previous=decision)
-        except Exception as error:  # a refresh is an improvement, never a reason to fail the wait
-            log.warning("greenflow: re-planning %r failed (%s); keeping its plan", self, error)
-            return None
 
     def _event(self, decision: Decision, fired: str, refreshes: int, first_start: datetime) -> TriggerEvent:
         moved = decision.start_at < first_start

@@ -172,3 +172,25 @@ def test_a_provider_outage_waits_then_runs_at_the_latest_start_and_says_why(
     assert entry.decision == "deferred" and entry.forecast is None
     assert "running now without a forecast (on_provider_error=wait)" in (entry.forecast_note or "")
     assert entry.policy["outcome"]["regions"][0]["kind"] == "run_now"
+
+
+def test_no_forecast_under_on_provider_error_fail_records_failed_and_fails_the_task(
+    gf_ledger: Ledger, make_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GREENFLOW_HTTP_TOTAL_TIME", "0.2")
+    monkeypatch.setenv("GREENFLOW_HTTP_TIMEOUT", "0.1")
+    ran: list[bool] = []
+    context = make_context(task_id="train")
+    op = CarbonAwareOperator(
+        task_id="train",
+        python_callable=lambda: ran.append(True),
+        region="national",
+        provider="ukgrid",
+        provider_options={"base_url": "http://127.0.0.1:9"},  # nothing listens: the provider is down
+        on_provider_error="fail",
+    )
+    with pytest.raises(AirflowFailException, match="on_provider_error=fail"):  # no retry: the policy said fail
+        op.execute(context)
+    [entry] = gf_ledger.entries()
+    assert entry.decision == "failed" and "on_provider_error=fail" in (entry.error or "")
+    assert context["ti"].xcoms[ENTRY_XCOM_KEY] == entry.entry_id and ran == []

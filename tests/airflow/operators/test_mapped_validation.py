@@ -37,6 +37,15 @@ BAD = [
     {"provider_options": {"token": "abc"}},
     {"pue": 0.8},
     {"max_delay": "12h", "execution_timeout": timedelta(hours=3)},
+    {"budget": "  gpu  "},
+    {"min_savings": 150},
+    {"threshold": -10},
+    {
+        "provider": "trace",
+        "region": "ES",
+        "provider_options": {"now": "2022-06-01T00:00Z"},
+        "deadline": "2022-06-01T01:00Z",
+    },
 ]
 
 
