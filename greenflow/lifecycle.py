@@ -273,7 +273,7 @@ class Lifecycle:
         regions = self.spec.candidate_regions
 
         def finish(decision: Decision) -> Decision:
-            return self._carry(previous, replace(decision, retry_requested_at=asked))
+            return self._carry(previous, replace(decision, retry_requested_at=asked), retry=retry)
 
         if not regions:
             return finish(
@@ -570,9 +570,13 @@ class Lifecycle:
         )
 
     @staticmethod
-    def _carry(previous: Decision | None, decision: Decision) -> Decision:
+    def _carry(previous: Decision | None, decision: Decision, *, retry: bool = False) -> Decision:
         if previous is None:
             return decision
+        if retry:
+            # A retry is a new attempt: the first attempt's reservation was settled with its entry, so the
+            # retry reserves its own estimate (reserve() only skips a decision that already holds one).
+            return replace(decision, entry_extra=decision.entry_extra or previous.entry_extra)
         return replace(
             decision,
             entry_extra=decision.entry_extra or previous.entry_extra,

@@ -156,3 +156,23 @@ def test_a_refresh_never_moves_the_start_later_nor_fails_the_wait(ledger, meter_
     broken = _outage(ledger, meter_factory, "fail")
     assert broken.refresh(held.decision) is held.decision  # a failing refresh keeps the plan, writes nothing
     assert ledger.entries() == []
+
+
+def test_a_retry_reserves_its_own_estimate_instead_of_reusing_the_settled_one(ledger, meter_factory) -> None:
+    ledger.budgets.set(Budget.parse("gpu", "1kg", "month"))
+    provider = TraceProvider(region="ES", now=MIDNIGHT)
+    lifecycle = _replay(ledger, meter_factory, provider, max_delay="0h", budget="gpu", estimate="10g")
+    first = lifecycle.advance()
+    assert isinstance(first, Run) and first.decision.reservation_id is not None
+    lifecycle.run(first.decision, lambda: None)  # settles the first reservation
+    second = Lifecycle(
+        lifecycle.spec,
+        Identity("cli", "train_llm", "run-1", "train", 2),  # the orchestrator's next try
+        ledger=ledger,
+        cache=ForecastCache(),
+        provider=provider,
+        meter_factory=meter_factory,
+    )
+    retry = second.advance(retry_of=first.decision)
+    assert isinstance(retry, Run)
+    assert retry.decision.reservation_id not in (None, first.decision.reservation_id)
