@@ -2,9 +2,9 @@
 run) and lists their entries with one total; the ledger list marks segment entries and its totals count
 an attempt once however many segments it ran in, each segment's energy and saving once.
 
-The entries are real: an interruptible attempt driven through the core (``run_segments`` with a
-callable, ``run_command`` with a command stopped by SIGTERM at its segment's end) on the shipped
-Norwegian trace, replayed fast, metered by the autospec fake of nvidia-ml-py.
+The entries are real: interruptible attempts driven through the core (``tests/report/segmented_ledger.py``:
+``run_segments`` with a callable, ``run_command`` with a command stopped by SIGTERM at its segment's end)
+on the shipped Norwegian trace, replayed fast, metered by the autospec fake of nvidia-ml-py.
 """
 
 from __future__ import annotations
@@ -13,85 +13,17 @@ import csv
 import io
 import json
 import re
-import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from greenflow.intensity.cache import ForecastCache
-from greenflow.intensity.providers.trace import TraceProvider
-from greenflow.ledger import Entry, Identity, Ledger
-from greenflow.lifecycle import Lifecycle, SegmentRun
-from greenflow.metering.meter import Meter
-from greenflow.segment_runner import run_command, run_segments
-from greenflow.spec import CarbonSpec
+from greenflow.ledger import Ledger
 from greenflow.steps import Run
-from greenflow.testing.fake_nvml import FakeGpu, FakeNvml
+from tests.report.segmented_ledger import RUN, interruptible, past_the_plan, stopped_by_sigterm
 
-# Norway, 3 May 2022 07:00: a 4 h job with 8 h to finish is planned in two segments (07:00-10:00 and
-# 11:00-12:05), so it pauses for an hour in between.
-NO_MORNING = datetime(2022, 5, 3, 7, 0, tzinfo=UTC)
-RUN = "scheduled__2022-05-03T07:00:00+00:00"
 TI = "/greenflow/api/task-instance"
-# Sleeps through its first segment (SIGTERM ends it there), finishes at once in the next one.
-COMMAND = [
-    sys.executable,
-    "-c",
-    "import os, sys, time\nif os.environ['GREENFLOW_SEGMENT_INDEX'] == '0':\n    time.sleep(60)\nsys.exit(0)",
-]
-
-
-def _interruptible(ledger: Ledger, tmp_path: Path, task: str, attempt: int = 1) -> Lifecycle:
-    fake = FakeNvml([FakeGpu(uuid="GPU-11111111-2222-3333-4444-555555555555", power_w=300.0)])
-    provider = TraceProvider(region="NO", now=NO_MORNING, speed=36000)
-    spec = CarbonSpec.build(
-        provider="trace",
-        region="NO",
-        interruptible=True,
-        expected_duration="4h",
-        deadline="8h",
-        grace="10s",
-        functional_unit="epoch",
-        functional_units=3,
-    )
-    lifecycle = Lifecycle(
-        spec,
-        Identity("airflow", "train_llm", RUN, task, attempt),
-        ledger=ledger,
-        cache=ForecastCache(),
-        provider=provider,
-        meter_factory=lambda: Meter(
-            nvml=fake.backend(),
-            rapl_root=tmp_path / "no-rapl",
-            sample_interval=0.02,
-            environ={"CUDA_VISIBLE_DEVICES": "0"},
-        ),
-    )
-    provider.set_now(NO_MORNING)  # the replay starts now, not when the trace was loaded
-    return lifecycle
-
-
-def past_the_plan(ledger: Ledger, tmp_path: Path, task: str = "train") -> list[Entry]:
-    """An attempt whose work is still not done after its 2 planned segments: it runs on in a third."""
-    calls: list[SegmentRun] = []
-
-    def train(segment: SegmentRun) -> bool:
-        calls.append(segment)
-        return len(calls) == 3
-
-    result = run_segments(_interruptible(ledger, tmp_path, task), train)
-    assert [e.decision for e in result.entries] == ["interrupted", "interrupted", "ran_now"]
-    return list(result.entries)
-
-
-def stopped_by_sigterm(ledger: Ledger, tmp_path: Path, task: str = "finetune") -> list[Entry]:
-    """A command stopped by SIGTERM at its first segment's end that finishes in its second."""
-    result = run_command(_interruptible(ledger, tmp_path, task), COMMAND)
-    assert result.done and [e.decision for e in result.entries] == ["interrupted", "ran_now"]
-    return list(result.entries)
 
 
 def _embedded(html: str, element_id: str) -> Any:
@@ -175,7 +107,7 @@ def test_an_attempt_between_its_segments_is_shown_in_progress(
     make_client: Callable[..., Any], sqlite_url: str, tmp_path: Path
 ) -> None:
     ledger = Ledger(sqlite_url)
-    lifecycle = _interruptible(ledger, tmp_path, "train")
+    lifecycle = interruptible(ledger, tmp_path, "train")
     step = lifecycle.advance()
     assert isinstance(step, Run)  # the first segment starts now
     with lifecycle.metered_segment(step.decision) as active:
