@@ -44,6 +44,7 @@ def interruptible(
     duration: str = "4h",
     deadline: str = "8h",
     dag: str = "train_llm",
+    run: str = RUN,
 ) -> Lifecycle:
     """The lifecycle of an interruptible Airflow attempt planned on the Norwegian trace at ``now``."""
     fake = FakeNvml([FakeGpu(uuid="GPU-11111111-2222-3333-4444-555555555555", power_w=300.0)])
@@ -60,7 +61,7 @@ def interruptible(
     )
     lifecycle = Lifecycle(
         spec,
-        Identity("airflow", dag, RUN, task, 1),
+        Identity("airflow", dag, run, task, 1),
         ledger=ledger,
         cache=ForecastCache(),
         provider=provider,
@@ -75,7 +76,7 @@ def interruptible(
     return lifecycle
 
 
-def past_the_plan(ledger: Ledger, tmp_path: Path, task: str = "train") -> list[Entry]:
+def past_the_plan(ledger: Ledger, tmp_path: Path, task: str = "train", run: str = RUN) -> list[Entry]:
     """An attempt whose work is still not done after its 2 planned segments: it runs on in a third."""
     calls: list[SegmentRun] = []
 
@@ -83,7 +84,7 @@ def past_the_plan(ledger: Ledger, tmp_path: Path, task: str = "train") -> list[E
         calls.append(segment)
         return len(calls) == 3
 
-    result = run_segments(interruptible(ledger, tmp_path, task), train)
+    result = run_segments(interruptible(ledger, tmp_path, task, run=run), train)
     assert [e.decision for e in result.entries] == ["interrupted", "interrupted", "ran_now"]
     return list(result.entries)
 
