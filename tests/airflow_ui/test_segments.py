@@ -153,6 +153,8 @@ def test_the_ledger_marks_segment_entries_and_counts_an_interruptible_attempt_on
     assert "segment 2/2" in html and "segment 3, past the 2 planned · final" in html
     assert '0 / 2</div><div class="label">attempts deferred' in html
     assert "4 entries, 3 of them segments" in html
+    # A segment's own SCI would be its emissions over the whole attempt's units: the list points to the attempt.
+    assert html.count(">per attempt</a>") == 3
 
     exported = list(csv.DictReader(io.StringIO(client.get("/greenflow/api/entries.csv?sort=seq&order=asc").text)))
     assert [(r["segment_index"], r["segment_of"]) for r in exported] == [("0", "2"), ("1", "2"), ("2", "2"), ("", "")]
