@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from greenflow.ledger import Entry
 
@@ -58,6 +59,10 @@ class ReportAttempt:
     error: str | None = None
     reason: str | None = None
     """Why nothing was measured (from the entry's measurement notes or error); only for unmeasured entries."""
+    segment_link: str | None = None
+    """The attempt's link when this entry is one segment of an interruptible attempt (``extra["segment"]``)."""
+    segment_index: int | None = None
+    segment_final: bool = False
 
     @classmethod
     def from_entry(cls, entry: Entry) -> ReportAttempt:
@@ -66,7 +71,17 @@ class ReportAttempt:
         return cls(
             **{name: getattr(entry, name) for name in LOADED_FIELDS},
             reason=unmeasured_reason(entry.measurement_notes, entry.error) if entry.energy_kwh is None else None,
+            **segment_fields(entry.extra.get("segment") if isinstance(entry.extra, dict) else None),
         )
+
+    @property
+    def opens_attempt(self) -> bool:
+        """True for the entry an attempt is counted by: its only entry, or its first segment's.
+
+        An interruptible attempt leaves one entry per segment; counting it at its first segment counts it
+        once, and in the period it started in (so the attempts of consecutive periods add up).
+        """
+        return self.segment_link is None or self.segment_index == 0
 
     @property
     def refused(self) -> bool:
@@ -93,7 +108,22 @@ class ReportAttempt:
         return [(name, kwh, method) for name, kwh, method in values if kwh is not None]
 
 
-LOADED_FIELDS: tuple[str, ...] = tuple(name for name in ReportAttempt.__dataclass_fields__ if name not in ("reason",))
+_SEGMENT_FIELDS = ("segment_link", "segment_index", "segment_final")
+LOADED_FIELDS: tuple[str, ...] = tuple(
+    name for name in ReportAttempt.__dataclass_fields__ if name not in ("reason", *_SEGMENT_FIELDS)
+)
+
+
+def segment_fields(segment: object) -> dict[str, Any]:
+    """The :class:`ReportAttempt` segment fields from an entry's ``extra["segment"]`` (none when it is not one)."""
+    if not isinstance(segment, dict) or not isinstance(segment.get("link"), str):
+        return {}
+    index = segment.get("index")
+    return {
+        "segment_link": segment["link"],
+        "segment_index": index if isinstance(index, int) and not isinstance(index, bool) else None,
+        "segment_final": segment.get("final") is True,
+    }
 
 
 def unmeasured_reason(notes: object, error: str | None) -> str:

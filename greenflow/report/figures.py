@@ -10,7 +10,12 @@ Rules every figure follows (docs/reports.md restates them for readers):
 - attempts with no energy (and not refused by a budget) are listed, never counted as 0: a total over
   them says how much of the work it covers instead;
 - location-based emissions are the entries' ``operational_g``; savings are ``saved_g`` against each
-  entry's own counterfactual (start at once in its home region), location-based by construction.
+  entry's own counterfactual (start at once in its home region), location-based by construction;
+- an interruptible attempt leaves one entry per segment, each with its own energy, emissions and saving
+  (its share of the counterfactual): sums over entries count each segment once. It is one attempt:
+  counted at its first segment (``attempts``), its savings are its outcome's (the final entry's decision:
+  ``deferred`` or ``ran_now``, not the ``interrupted`` of the segments that paused), and its SCI is all
+  its segments' emissions over the units its final entry declares.
 """
 
 from __future__ import annotations
@@ -55,12 +60,51 @@ def optional_sum(values: Iterable[float | None]) -> float | None:
     return sum(numbers) if numbers else None
 
 
+def outcomes(attempts: Sequence[ReportAttempt]) -> dict[str, str]:
+    """Each interruptible attempt's decision, by its link: its final entry's, else its latest entry's.
+
+    An attempt whose final entry is not in the period (it was still between segments at the period's end)
+    reads as its latest segment's decision (``interrupted``).
+    """
+    found: dict[str, str] = {}
+    final: set[str] = set()
+    for attempt in attempts:  # oldest first: a later entry's decision replaces an earlier one's
+        link = attempt.segment_link
+        if link is not None and link not in final:
+            found[link] = attempt.decision
+            if attempt.segment_final:
+                final.add(link)
+    return found
+
+
+def decision_of(attempt: ReportAttempt, found: dict[str, str]) -> str:
+    """The decision ``attempt``'s entry counts under: its attempt's for a segment (see :func:`outcomes`)."""
+    return attempt.decision if attempt.segment_link is None else found.get(attempt.segment_link, attempt.decision)
+
+
+def by_attempt(attempts: Sequence[ReportAttempt]) -> list[list[ReportAttempt]]:
+    """The entries grouped by attempt, oldest first: an interruptible attempt's segments together."""
+    groups: list[list[ReportAttempt]] = []
+    linked: dict[str, list[ReportAttempt]] = {}
+    for attempt in attempts:
+        if attempt.segment_link is None:
+            groups.append([attempt])
+        elif attempt.segment_link in linked:
+            linked[attempt.segment_link].append(attempt)
+        else:
+            linked[attempt.segment_link] = group = [attempt]
+            groups.append(group)
+    return groups
+
+
 def counts(attempts: Sequence[ReportAttempt]) -> dict[str, int]:
-    """How many entries, refused, ran, measured, unmeasured."""
+    """How many entries, attempts, segments, refused, ran, measured, unmeasured."""
     refused = sum(1 for a in attempts if a.refused)
     measured = sum(1 for a in attempts if a.energy_kwh is not None)
     return {
         "entries": len(attempts),
+        "attempts": sum(1 for a in attempts if a.opens_attempt),
+        "segments": sum(1 for a in attempts if a.segment_link is not None),
         "refused_by_budget": refused,
         "ran_or_attempted": len(attempts) - refused,
         "with_energy": measured,
@@ -194,10 +238,12 @@ def _savings(attempts: Sequence[ReportAttempt]) -> dict[str, Figure]:
             "saved_g": Figure(None, "gCO2e", "none", reason=reason),
             "deferral_saved_g": Figure(None, "gCO2e", "none", reason=reason),
         }
-    deferred = [a for a in known if a.decision == "deferred"]
+    found = outcomes(attempts)
+    deferred = [a for a in known if decision_of(a, found) == "deferred"]
     note = (
         f"location-based, over {len(known)} entries with a counterfactual; the counterfactual is the home "
         "region's mean intensity had the attempt started at its request, itself a forecast or an actual series"
+        + ("; an interruptible attempt's segments each count their own share" if found else "")
     )
     return {
         "counterfactual_g": Figure(sum(a.counterfactual_g or 0.0 for a in known), "gCO2e", note),
@@ -206,7 +252,7 @@ def _savings(attempts: Sequence[ReportAttempt]) -> dict[str, Figure]:
             Figure(
                 sum(a.saved_g or 0.0 for a in deferred),
                 "gCO2e",
-                f"saved_g of the {len(deferred)} deferred entries (negative: waiting cost)",
+                f"saved_g of the {len(deferred)} entries of deferred attempts (negative: waiting cost)",
             )
             if deferred
             else Figure(None, "gCO2e", "none", reason="no deferred entry has a counterfactual in the period")
@@ -215,38 +261,48 @@ def _savings(attempts: Sequence[ReportAttempt]) -> dict[str, Figure]:
 
 
 def savings_by_decision(attempts: Sequence[ReportAttempt]) -> dict[str, float]:
-    """saved_g summed per decision (ran_now, deferred, interrupted, …), entries with a number only."""
+    """saved_g summed per decision (ran_now, deferred, interrupted, …), entries with a number only.
+
+    A segment's saving counts under its attempt's decision (:func:`outcomes`).
+    """
+    found = outcomes(attempts)
     out: dict[str, float] = defaultdict(float)
     for attempt in attempts:
         if attempt.saved_g is not None:
-            out[attempt.decision] += attempt.saved_g
+            out[decision_of(attempt, found)] += attempt.saved_g
     return dict(sorted(out.items()))
 
 
 def sci_lines(attempts: Sequence[ReportAttempt]) -> tuple[SciLine, ...]:
-    """SCI per declared functional unit: (Σ operational + Σ embodied) / Σ units over entries with emissions."""
-    groups: dict[str, list[ReportAttempt]] = defaultdict(list)
-    for attempt in attempts:
-        if attempt.functional_unit and attempt.functional_units and attempt.functional_units > 0:
-            groups[attempt.functional_unit].append(attempt)
+    """SCI per declared functional unit: (Σ operational + Σ embodied) / Σ units over runs with emissions.
+
+    A run is an attempt: an interruptible attempt's segments are one run, its units (declared on its final
+    entry) carrying all its segments' emissions; it is left out when a segment's emissions are unknown.
+    """
+    groups: dict[str, list[list[ReportAttempt]]] = defaultdict(list)
+    for run in by_attempt(attempts):
+        declared = [a for a in run if a.functional_unit and a.functional_units and a.functional_units > 0]
+        if declared and declared[-1].functional_unit:
+            groups[declared[-1].functional_unit].append(run)
     lines = []
-    for unit, members in sorted(groups.items()):
-        counted = [a for a in members if a.operational_g is not None]
+    for unit, runs in sorted(groups.items()):
+        counted = [run for run in runs if all(a.operational_g is not None for a in run)]
         if not counted:
             continue
-        operational = sum(a.operational_g or 0.0 for a in counted)
-        embodied = optional_sum(a.embodied_g for a in counted)
-        units = sum(a.functional_units or 0.0 for a in counted)
+        members = [a for run in counted for a in run]
+        operational = sum(a.operational_g or 0.0 for a in members)
+        embodied = optional_sum(a.embodied_g for a in members)
+        units = sum(a.functional_units or 0.0 for a in members if a.functional_units and a.functional_units > 0)
         lines.append(
             SciLine(
                 functional_unit=unit,
                 entries=len(counted),
                 units=units,
-                energy_kwh=sum(a.facility_energy_kwh or 0.0 for a in counted),
+                energy_kwh=sum(a.facility_energy_kwh or 0.0 for a in members),
                 operational_g=operational,
                 embodied_g=embodied,
                 sci_g_per_unit=(operational + (embodied or 0.0)) / units,
-                excluded=len(members) - len(counted),
+                excluded=len(runs) - len(counted),
             )
         )
     return tuple(lines)
@@ -285,8 +341,9 @@ def breakdowns(attempts: Sequence[ReportAttempt]) -> dict[str, tuple[BreakdownLi
 
 
 # A contribution: entries, refused, unmeasured, then (sum, count) for energy, facility energy, estimated
-# energy, location-based, embodied and saved; a count of 0 makes the line's figure None, not 0.
-_WIDTH = 15
+# energy, location-based, embodied and saved (a count of 0 makes the line's figure None, not 0), then
+# attempts (an interruptible attempt counts at its first segment).
+_WIDTH = 16
 
 
 def _contribution(attempt: ReportAttempt) -> tuple[float, ...]:
@@ -307,6 +364,7 @@ def _contribution(attempt: ReportAttempt) -> tuple[float, ...]:
         *_pair(attempt.operational_g),
         *_pair(embodied),
         *_pair(attempt.saved_g),
+        1.0 if attempt.opens_attempt else 0.0,
     )
 
 
@@ -322,6 +380,7 @@ def _line(dimension: str, key: str, totals: Sequence[float]) -> BreakdownLine:
         dimension=dimension,
         key=key,
         entries=int(totals[0]),
+        attempts=int(totals[15]),
         refused=int(totals[1]),
         unmeasured=int(totals[2]),
         energy_kwh=known(3),
@@ -339,6 +398,7 @@ def chart_series(
     """Daily emissions and savings (from the day breakdown), and each run's intensity (at most ``max_runs``)."""
     runs = [a for a in attempts if a.intensity_g_per_kwh is not None]
     step = max(1, len(runs) // max_runs)
+    found = outcomes(attempts)  # a segment is drawn as its attempt's run: deferred or not
     return {
         "daily": [
             {"day": line.key, "location_based_g": line.location_based_g, "saved_g": line.saved_g} for line in day_lines
@@ -348,7 +408,7 @@ def chart_series(
                 "at": (a.actual_start or a.recorded_at).isoformat(),
                 "region": a.region or NO_KEY,
                 "intensity_g_per_kwh": a.intensity_g_per_kwh,
-                "decision": a.decision,
+                "decision": decision_of(a, found),
             }
             for a in runs[::step]
         ],

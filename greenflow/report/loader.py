@@ -8,11 +8,12 @@ from sqlalchemy import select
 
 from greenflow.ledger import Ledger
 from greenflow.ledger.models import EntryRow
-from greenflow.report.attempt import LOADED_FIELDS, ReportAttempt, unmeasured_reason
+from greenflow.report.attempt import LOADED_FIELDS, ReportAttempt, segment_fields, unmeasured_reason
 from greenflow.report.period import ReportPeriod
 from greenflow.report.scope import ReportScope
 
-_COLUMNS = [getattr(EntryRow, name) for name in LOADED_FIELDS]
+# An interruptible attempt's segment entries say so in extra["segment"] (NULL on every other entry).
+_COLUMNS = [*(getattr(EntryRow, name) for name in LOADED_FIELDS), EntryRow.extra["segment"]]
 # LOADED_FIELDS follow ReportAttempt's field order: rows build attempts positionally (cheaper than keywords).
 _TAGS = LOADED_FIELDS.index("tags")
 _BATCH = 5000
@@ -31,8 +32,9 @@ def load_attempts(ledger: Ledger, period: ReportPeriod, scope: ReportScope) -> l
     with ledger.read() as session:
         for row in session.execute(query):
             values: list[Any] = list(row)
+            segment = values.pop()
             values[_TAGS] = tuple(tag for tag in (values[_TAGS] or "").split(",") if tag)
-            attempt = ReportAttempt(*values)
+            attempt = ReportAttempt(*values) if segment is None else ReportAttempt(*values, **segment_fields(segment))
             if attempt.energy_kwh is None and not attempt.refused:
                 unmeasured.append(len(attempts))
             attempts.append(attempt)

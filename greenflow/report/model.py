@@ -59,6 +59,8 @@ class BreakdownLine:
     location_based_g: float | None
     embodied_g: float | None
     saved_g: float | None
+    attempts: int = 0
+    """Attempts of the line: an interruptible attempt (one entry per segment) counts once, at its first segment."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -71,6 +73,7 @@ class SciLine:
 
     functional_unit: str
     entries: int
+    """Runs counted: attempts (an interruptible attempt's segment entries are one run)."""
     units: float
     energy_kwh: float
     """Facility energy (E) of the counted entries."""

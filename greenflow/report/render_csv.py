@@ -25,6 +25,7 @@ COLUMNS = (
     "location_based_g",
     "embodied_g",
     "saved_g",
+    "attempts",  # last, so that the columns before keep their positions
 )
 
 

@@ -48,7 +48,7 @@ def work():
     return None
 
 
-for dag_id, tasks in {"train_llm": ["train", "evaluate", "report"], "nightly_eval": ["score", "publish"],
+for dag_id, tasks in {"train_llm": ["train", "evaluate", "report", "finetune"], "nightly_eval": ["score", "publish"],
                       "secret_dag": ["job"]}.items():
     with DAG(dag_id, start_date=datetime(2026, 1, 1), schedule=None, catchup=False, tags=["greenflow"]) as dag:
         previous = None
@@ -309,6 +309,22 @@ def test_carbon_ledger_page_and_task_tab_in_the_airflow_ui(browser: Any, server:
     page.wait_for_timeout(500)
     _shoot(page, "task-instance-tab.png")
 
+    assert not [e for e in errors if "Content Security Policy" in e or "greenflow" in e], errors
+
+
+def test_task_tab_of_an_interruptible_attempt_draws_its_segments(browser: Any, server: Server, tmp_path: Path) -> None:
+    from tests.report.segmented_ledger import past_the_plan
+
+    past_the_plan(server.ledger, tmp_path, task="finetune", run=RUN_ID)  # real segment entries: 2 planned + 1
+    errors: list[str] = []
+    page = _logged_in_page(browser, server, errors)
+    page.goto(f"{server.url}/dags/train_llm/runs/{quote(RUN_ID, safe='')}/tasks/finetune/plugin/carbon-ledger-task")
+    tab = page.frame_locator("iframe[title='Carbon']")
+    tab.locator("#forecast-chart[data-rendered='true']").wait_for(timeout=60_000)
+    assert tab.locator("table.segments tbody tr").count() == 3
+    assert tab.locator("#forecast-chart").evaluate("c => c.toDataURL().length") > 5000
+    page.wait_for_timeout(500)
+    _shoot(page, "task-instance-segments.png")
     assert not [e for e in errors if "Content Security Policy" in e or "greenflow" in e], errors
 
 

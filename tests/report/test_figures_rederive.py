@@ -12,11 +12,13 @@ import random
 import subprocess
 import sys
 from collections import defaultdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from greenflow.clock import utcnow
 from greenflow.ledger import Ledger
 from greenflow.report import SCHEMA, ReportPeriod, build_report
 
@@ -26,12 +28,14 @@ GREENFLOW = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "gree
 approx = pytest.approx
 
 
-def export(url: str, tmp_path: Path) -> list[dict[str, Any]]:
-    """The entries of November 2026 as `greenflow ledger export` writes them."""
+def export(
+    url: str, tmp_path: Path, since: str = "2026-11-01T00:00Z", until: str = "2026-12-01T00:00Z"
+) -> list[dict[str, Any]]:
+    """The entries of a period (November 2026 by default) as `greenflow ledger export` writes them."""
     out = tmp_path / "export.json"
     result = subprocess.run(
         [*GREENFLOW, "--ledger", url, "ledger", "export", "--format", "json", "-o", str(out),
-         "--since", "2026-11-01T00:00Z", "--until", "2026-12-01T00:00Z"],
+         "--since", since, "--until", until],
         cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -50,6 +54,37 @@ def estimated_part(row: dict[str, Any]) -> float:
     return float(row["energy_kwh"] - metered)
 
 
+# -- interruptible attempts: one entry per segment, linked by extra.segment.link ------------------------------
+def segment(row: dict[str, Any]) -> dict[str, Any] | None:
+    found = (row.get("extra") or {}).get("segment")
+    return found if isinstance(found, dict) and found.get("link") else None
+
+
+def opens_attempt(row: dict[str, Any]) -> bool:
+    """An attempt is counted once: by its only entry, or by its first segment's."""
+    found = segment(row)
+    return found is None or found["index"] == 0
+
+
+def attempt_key(row: dict[str, Any]) -> str:
+    found = segment(row)
+    return found["link"] if found else f"seq {row['seq']}"
+
+
+def attempt_decisions(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Each attempt's decision: its final entry's, else its latest entry's."""
+    decided: dict[str, str] = {}
+    final: set[str] = set()
+    for r in sorted(rows, key=lambda r: r["seq"]):
+        key = attempt_key(r)
+        if key not in final:
+            decided[key] = r["decision"]
+            found = segment(r)
+            if found is None or found["final"]:
+                final.add(key)
+    return decided
+
+
 def line(rows: list[dict[str, Any]]) -> dict[str, Any]:
     energy = [r for r in rows if r["energy_kwh"] is not None]
 
@@ -58,6 +93,7 @@ def line(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     return {
         "entries": len(rows),
+        "attempts": len([r for r in rows if opens_attempt(r)]),
         "refused": len([r for r in rows if r["decision"] == "skipped_budget"]),
         "unmeasured": len([r for r in rows if r["decision"] != "skipped_budget" and r["energy_kwh"] is None]),
         "energy_kwh": total([r["energy_kwh"] for r in energy]),
@@ -93,6 +129,8 @@ def check_report(report: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     not_metered = sum(estimated_part(r) for r in energy_rows)
     assert report["counts"] == {
         "entries": len(rows),
+        "attempts": len([r for r in rows if opens_attempt(r)]),
+        "segments": len([r for r in rows if segment(r) is not None]),
         "refused_by_budget": len(refused),
         "ran_or_attempted": len(rows) - len(refused),
         "with_energy": len(energy_rows),
@@ -117,7 +155,8 @@ def check_report(report: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     with_cf = [r for r in rows if r["saved_g"] is not None and r["counterfactual_g"] is not None]
     assert value("counterfactual_g") == approx(sum(r["counterfactual_g"] for r in with_cf))
     assert value("saved_g") == approx(sum(r["saved_g"] for r in with_cf))
-    deferred = [r["saved_g"] for r in with_cf if r["decision"] == "deferred"]
+    decided = attempt_decisions(rows)  # a segment's saving counts under its attempt's decision
+    deferred = [r["saved_g"] for r in with_cf if decided[attempt_key(r)] == "deferred"]
     assert value("deferral_saved_g") == (approx(sum(deferred)) if deferred else None)
     assert value("budget_refusals") == len(refused)
 
@@ -136,16 +175,21 @@ def check_report(report: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     assert report["energy_by_method_kwh"] == approx(dict(by_method))
     assert report["energy_by_component_kwh"] == approx(dict(by_component))
 
-    sci: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    # SCI per run (an attempt: an interruptible one's segments together, its units on its final entry).
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        if r["functional_unit"] and r["functional_units"] and r["operational_g"] is not None:
-            sci[r["functional_unit"]].append(r)
+        runs[attempt_key(r)].append(r)
+    sci: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+    for run in runs.values():
+        declared = [r for r in run if r["functional_unit"] and r["functional_units"]]
+        if declared and all(r["operational_g"] is not None for r in run):
+            sci[declared[-1]["functional_unit"]].append(run)
     assert [s["functional_unit"] for s in report["sci"]] == sorted(sci)
     for s in report["sci"]:
-        members = sci[s["functional_unit"]]
+        members = [r for run in sci[s["functional_unit"]] for r in run]
         numerator = sum(r["operational_g"] + (r["embodied_g"] or 0.0) for r in members)
-        assert s["sci_g_per_unit"] == approx(numerator / sum(r["functional_units"] for r in members))
-        assert s["entries"] == len(members)
+        assert s["sci_g_per_unit"] == approx(numerator / sum(r["functional_units"] or 0.0 for r in members))
+        assert s["entries"] == len(sci[s["functional_unit"]])
         assert s["energy_kwh"] == approx(sum((r["energy_kwh"] or 0.0) * pue(r) for r in members))
 
     keys = {
@@ -195,6 +239,27 @@ def test_every_figure_rederives_from_the_export(mixed_ledger_url: str, tmp_path:
     )
     assert any(r["energy_kwh"] is not None and r["operational_g"] is None for r in rows)
     assert len(rows) < len(ledger.entries()), "entries outside November exist and must be left out"
+    check_report(report, rows)
+
+
+def test_every_figure_rederives_from_the_export_with_interruptible_attempts(sqlite_url: str, tmp_path: Path) -> None:
+    from tests.report.mixed_ledger import KINDS, make_entry
+    from tests.report.segmented_ledger import deferred_in_two, past_the_plan
+
+    ledger = Ledger(sqlite_url)
+    deferred_in_two(ledger, tmp_path, task="train")
+    past_the_plan(ledger, tmp_path, task="finetune")
+    rng = random.Random(3)
+    for n, kind in enumerate(KINDS, start=1):  # every other kind of entry beside them, recorded now
+        ledger.append(make_entry(rng, n, utcnow(), "vision" if n % 2 else "nlp", kind))
+    today = utcnow().date()
+    since, until = (today - timedelta(days=1)).isoformat(), (today + timedelta(days=1)).isoformat()
+    rows = export(sqlite_url, tmp_path, f"{since}T00:00Z", f"{until}T00:00Z")
+    assert sum(1 for r in rows if segment(r)) == 5  # the two attempts' segment entries are in the export
+
+    report = build_report(ledger, ReportPeriod.parse(start=since, end=today.isoformat())).to_dict()
+
+    assert report["counts"]["attempts"] == len(rows) - 3  # 5 segment entries, 2 attempts
     check_report(report, rows)
 
 

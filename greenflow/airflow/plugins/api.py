@@ -24,7 +24,7 @@ from greenflow.airflow.plugins.params import (
     TaskInstanceDep,
     parse_zone,
 )
-from greenflow.airflow.plugins.present import CSV_COLUMNS, attempt_json, csv_cells, entry_row_json, iso
+from greenflow.airflow.plugins.present import CSV_COLUMNS, attempts_json, csv_cells, entry_row_json, iso
 from greenflow.airflow.plugins.queries import (
     MAX_TOTALS_DAYS,
     BudgetView,
@@ -102,14 +102,17 @@ def entries_csv(
 
 @router.get("/task-instance", dependencies=[Depends(dag_read)], summary="Every attempt of one task instance")
 def task_instance(source: SourceDep, key: TaskInstanceDep) -> dict[str, Any]:
-    """Decision, measurement, the forecast planned on, the intensity during the run, per attempt."""
+    """Decision, measurement, the forecast planned on, the intensity during the run, per attempt.
+
+    An interruptible attempt is one item: its totals, and its segments' entries in ``segments``.
+    """
     attempts = [] if source.ledger is None else task_instance_entries(source.ledger, key)
     return {
         "dag_id": key.dag_id,
         "run_id": key.run_id,
         "task_id": key.task_id,
         "map_index": key.map_index,
-        "attempts": [attempt_json(entry) for entry in attempts],
+        "attempts": attempts_json(attempts),
     }
 
 

@@ -65,6 +65,8 @@ templates.env.filters.update(
     figure=present.figure,
     exact=present.exact,
     row_clock=present.row_clock,
+    segment=present.segment_label,
+    row_badge=present.row_badge,
 )
 templates.env.globals.update(amount=present.amount, method_label=present.method_label)
 
@@ -193,7 +195,7 @@ def ledger_page(
 
 def _detail(ledger: Ledger, key: TaskInstanceKey, attempt: str | None) -> dict[str, Any]:
     entries = task_instance_entries(ledger, key)
-    attempts = [present.attempt_json(entry) for entry in entries]
+    attempts = present.attempts_json(entries)  # an interruptible attempt's segments are one attempt
     chosen = attempts[-1] if attempts else None
     if attempt and attempt.strip():
         try:

@@ -134,6 +134,19 @@ def entry_row_json(row: Row[Any]) -> dict[str, Any]:
         "budget": row.budget,
         "charged_g": number(row.charged_g),
         "error": mask_text(row.error),
+        "segment": row_segment(row),
+    }
+
+
+def row_segment(row: Row[Any]) -> dict[str, Any] | None:
+    """A list row's segment (``index``, ``of``, ``final``, ``label``) when it is one of an interruptible attempt."""
+    if row.segment_index is None:
+        return None
+    return {
+        "index": row.segment_index,
+        "of": row.segment_of,
+        "final": bool(row.segment_final),
+        "label": segment_label(row.segment_index, row.segment_of),
     }
 
 
@@ -172,6 +185,11 @@ CSV_COLUMNS: tuple[str, ...] = (
     "charged_g",
     "error",
     "entry_hash",
+    # An interruptible attempt's segment (empty for an attempt in one entry): added last, so that existing
+    # columns keep their positions.
+    "segment_index",
+    "segment_of",
+    "segment_final",
 )
 
 
@@ -194,8 +212,174 @@ def csv_cells(row: Row[Any]) -> list[Any]:
 
 
 # -- one attempt in detail -----------------------------------------------------------------------------
+def segment_info(entry: Entry) -> dict[str, Any] | None:
+    """``extra["segment"]`` of an interruptible attempt's segment entry, else ``None``."""
+    segment = entry.extra.get("segment") if isinstance(entry.extra, dict) else None
+    return segment if isinstance(segment, dict) and isinstance(segment.get("link"), str) else None
+
+
+def segment_label(index: Any, of: Any) -> str:
+    """``segment 2/3`` (counting from 1); past the plan: ``segment 4, past the 3 planned``."""
+    if not isinstance(index, int) or isinstance(index, bool):
+        return "segment"
+    if isinstance(of, int) and not isinstance(of, bool) and index >= of:
+        return f"segment {index + 1}, past the {of} planned"
+    return f"segment {index + 1}/{of}" if isinstance(of, int) else f"segment {index + 1}"
+
+
+def attempts_json(entries: list[Entry]) -> list[dict[str, Any]]:
+    """One item per attempt of a task instance (entries oldest first), JSON-safe and masked.
+
+    The entries of an interruptible attempt's segments (linked by ``extra["segment"]["link"]``) are one
+    attempt: see :func:`segmented_attempt_json`. Any other entry is an attempt of its own.
+    """
+    groups: list[list[Entry]] = []
+    by_link: dict[str, list[Entry]] = {}
+    for entry in entries:
+        info = segment_info(entry)
+        if info is None:
+            groups.append([entry])
+        elif info["link"] in by_link:
+            by_link[info["link"]].append(entry)
+        else:
+            by_link[info["link"]] = group = [entry]
+            groups.append(group)
+    return [
+        segmented_attempt_json(group) if segment_info(group[0]) is not None else attempt_json(group[0])
+        for group in groups
+    ]
+
+
+def segmented_attempt_json(entries: list[Entry]) -> dict[str, Any]:
+    """An interruptible attempt from its segments' entries (oldest first): one item with the attempt's totals.
+
+    Its ``seq``, ``entry_id``, ``decision``, plan and forecast are its latest entry's (the final one once
+    the work is done; ``in_progress`` until then); ``actual_start`` is the first segment's. Energy,
+    emissions, savings and charges are the sums of the segments' own (each counted once); intensities are
+    energy-weighted; the SCI is the attempt's (all its emissions over the units its final entry declares).
+    ``segments`` lists every segment's entry.
+    """
+    last = entries[-1]
+    item = attempt_json(last)
+    final = segment_info(last) or {}
+    item["in_progress"] = not final.get("final", False)
+    item["actual_start"] = iso(entries[0].actual_start)
+    item["segments"] = [_segment_row(entry) for entry in entries]
+    kwh = [entry.energy_kwh for entry in entries]
+    item["energy"]["total_kwh"] = _sum(kwh)
+    item["energy"]["active_kwh"] = _sum(entry.active_energy_kwh for entry in entries)
+    for component in item["energy"]["components"]:
+        component["kwh"] = _sum(getattr(entry, f"energy_{component['name']}_kwh") for entry in entries)
+    operational = _sum(entry.operational_g for entry in entries)
+    embodied = _sum(entry.embodied_g for entry in entries)
+    units = _sum(entry.functional_units for entry in entries)
+    accounting = item["accounting"]
+    accounting.update(
+        intensity_g_per_kwh=_weighted([(e.intensity_g_per_kwh, e.energy_kwh) for e in entries]),
+        operational_g=operational,
+        embodied_g=embodied,
+        counterfactual_intensity_g_per_kwh=_weighted(
+            [(e.counterfactual_intensity_g_per_kwh, e.energy_kwh) for e in entries]
+        ),
+        counterfactual_g=_sum(entry.counterfactual_g for entry in entries),
+        saved_g=_sum(entry.saved_g for entry in entries),
+        functional_units=units,
+        sci_g_per_unit=None if operational is None or not units else (operational + (embodied or 0.0)) / units,
+    )
+    item["budget"]["charged_g"] = _sum(entry.charged_g for entry in entries)
+    item["budget"]["charged_kwh"] = _sum(entry.charged_kwh for entry in entries)
+    item["run_intensity"] = _joined_run_intensity(entries)
+    item["power"] = _joined_power(entries)
+    return item
+
+
+def _segment_row(entry: Entry) -> dict[str, Any]:
+    """One segment's entry, as the Carbon tab's segment table lists it."""
+    info = segment_info(entry) or {}
+    return {
+        "seq": entry.seq,
+        "entry_id": entry.entry_id,
+        "index": info.get("index"),
+        "of": info.get("of"),
+        "label": segment_label(info.get("index"), info.get("of")),
+        "planned_start": info.get("planned_start"),
+        "planned_end": info.get("planned_end"),
+        "stop_at": info.get("stop_at"),
+        "final": bool(info.get("final")),
+        "past_plan": mask_text(info["past_plan"]) if isinstance(info.get("past_plan"), str) else None,
+        "stopped": mask_text(info["stopped"]) if isinstance(info.get("stopped"), str) else None,
+        "exit_code": info.get("exit_code") if isinstance(info.get("exit_code"), int) else None,
+        "decision": entry.decision,
+        "actual_start": iso(entry.actual_start),
+        "ended_at": iso(entry.ended_at),
+        "energy_kwh": number(entry.energy_kwh),
+        "intensity_g_per_kwh": number(entry.intensity_g_per_kwh),
+        "operational_g": number(entry.operational_g),
+        "counterfactual_g": number(entry.counterfactual_g),
+        "saved_g": number(entry.saved_g),
+        "charged_g": number(entry.charged_g),
+        "error": mask_text(entry.error),
+    }
+
+
+def _sum(values: Any) -> float | None:
+    """Sum of the finite numbers among ``values``; ``None`` when there is none (never 0 for "not measured")."""
+    numbers = [v for v in (number(value) for value in values) if v is not None]
+    return sum(numbers) if numbers else None
+
+
+def _weighted(pairs: list[tuple[Any, Any]]) -> float | None:
+    """Mean of the values weighted by energy (plain mean when no energy was measured); ``None`` without values."""
+    known = [(v, w) for v, w in ((number(value), number(weight)) for value, weight in pairs) if v is not None]
+    weighted = [(v, w) for v, w in known if w is not None and w > 0]
+    if weighted:
+        return sum(v * w for v, w in weighted) / sum(w for _v, w in weighted)
+    return sum(v for v, _w in known) / len(known) if known else None
+
+
+def _joined_run_intensity(entries: list[Entry]) -> dict[str, Any] | None:
+    """The intensity during every segment's run: their slots in order, coverage weighted by energy."""
+    parts = [(_run_intensity(_carbon(entry)), entry.energy_kwh) for entry in entries]
+    known = [(part, kwh) for part, kwh in parts if part is not None]
+    if not known:
+        return None
+    warnings: list[str | None] = []
+    for part, _kwh in known:
+        warnings.extend(w for w in part["warnings"] if w not in warnings)
+    return {
+        "coverage": _weighted([(part["coverage"], kwh) for part, kwh in known]),
+        "distribution": known[-1][0]["distribution"],
+        "reason": "; ".join(str(part["reason"]) for part, _kwh in known if part["reason"]) or None,
+        "warnings": warnings,
+        "slots": [slot for part, _kwh in known for slot in part["slots"]],
+    }
+
+
+def _carbon(entry: Entry) -> dict[str, Any] | None:
+    notes = entry.measurement_notes if isinstance(entry.measurement_notes, dict) else {}
+    carbon = notes.get("carbon")
+    return carbon if isinstance(carbon, dict) else None
+
+
+def _joined_power(entries: list[Entry]) -> list[dict[str, Any]] | None:
+    """Every segment's power traces, one trace per device with the segments' samples in order."""
+    joined: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for entry in entries:
+        notes = entry.measurement_notes if isinstance(entry.measurement_notes, dict) else {}
+        for trace in _power(notes) or []:
+            key = (trace["component"], trace["device"])
+            if key in joined:
+                joined[key]["samples"].extend(trace["samples"])
+            else:
+                joined[key] = {**trace, "samples": list(trace["samples"])}
+    return list(joined.values()) or None
+
+
 def attempt_json(entry: Entry) -> dict[str, Any]:
-    """Everything the task-instance view shows about one attempt, JSON-safe and masked."""
+    """Everything the task-instance view shows about one attempt, JSON-safe and masked.
+
+    An attempt in one entry; an interruptible attempt's segments go through :func:`attempts_json`.
+    """
     plan = entry.extra.get("plan") if isinstance(entry.extra, dict) else None
     notes = entry.measurement_notes if isinstance(entry.measurement_notes, dict) else {}
     carbon = notes.get("carbon") if isinstance(notes.get("carbon"), dict) else None
@@ -257,20 +441,42 @@ def attempt_json(entry: Entry) -> dict[str, Any]:
         "policy": mask_json(entry.policy),
         "notes": mask_json({k: v for k, v in notes.items() if k != "carbon" and k not in COMPONENTS and k != "traces"}),
         "error": mask_text(entry.error),
+        "segments": None,
+        "in_progress": False,
     }
 
 
 def _window(plan: Any) -> dict[str, Any] | None:
     if not isinstance(plan, dict) or not plan.get("start") or not plan.get("end"):
         return None
+    raw = plan.get("segments")
+    # An interruptible attempt's plan lists its segments (the whole-job plan is the one-segment case).
+    segments = (
+        [
+            {
+                "index": s.get("index", i),
+                "start": s.get("start"),
+                "end": s.get("end"),
+                "work_seconds": number(s.get("work_seconds")),
+                "overhead_seconds": number(s.get("overhead_seconds")),
+                "expected_g_per_kwh": number(s.get("expected_gco2_per_kwh")),
+            }
+            for i, s in enumerate(raw)
+            if isinstance(s, dict) and s.get("start") and s.get("end")
+        ]
+        if isinstance(raw, list)
+        else None
+    )
     return {
         "start": plan.get("start"),
         "end": plan.get("end"),
         "latest_start": plan.get("latest_start"),
         "expected_g_per_kwh": number(plan.get("expected_gco2_per_kwh")),
         "now_g_per_kwh": number(plan.get("now_gco2_per_kwh")),
+        "whole_job_g_per_kwh": number(plan.get("whole_job_gco2_per_kwh")),
         "savings_pct": number(plan.get("savings_pct")),
         "reason": mask_text(plan.get("reason")) if isinstance(plan.get("reason"), str) else None,
+        "segments": segments,
     }
 
 
@@ -404,6 +610,16 @@ def decision_label(decision: str | None) -> str:
 def decision_badge(decision: str | None) -> Markup:
     """A coloured badge for a decision."""
     return Markup('<span class="badge decision-{}">{}</span>').format(decision or "none", decision_label(decision))
+
+
+def row_badge(row: Any) -> Markup:
+    """A list row's decision badge; a segment paused as planned reads ``paused``, not as a red interruption."""
+    if getattr(row, "segment_index", None) is not None and not row.segment_final and row.decision == "interrupted":
+        return Markup(
+            '<span class="badge decision-paused" title="recorded as interrupted: this segment stopped at its '
+            'planned end and the next segment resumes the work">paused</span>'
+        )
+    return decision_badge(row.decision)
 
 
 def figure(value: Any, unit: str) -> str:

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Row, Select, and_, case, false, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Row, Select, and_, case, false, func, literal, or_, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from greenflow.airflow.plugins.cursor import Cursor, Direction, Position
@@ -31,6 +31,14 @@ ORCHESTRATOR = "airflow"
 # None (a replay whose clock stands still).
 REPLAYED: ColumnElement[bool] = EntryRow.extra["replay"]["note"].as_string().is_not(None)
 REPLAY_SPEED: ColumnElement[float] = EntryRow.extra["replay"]["speed"].as_float()
+# A segment of an interruptible attempt keeps extra["segment"] (docs/interruptible.md): one entry per segment,
+# each with its own energy and savings, linked to its attempt. Its index counts from 0 (past the plan it is
+# ``of`` or more); the first segment (index 0) stands for the attempt where attempts are counted, so an
+# attempt counts once however many segments it ran in, and in the period it started in.
+SEGMENT_INDEX: ColumnElement[int] = EntryRow.extra["segment"]["index"].as_integer()
+SEGMENT_OF: ColumnElement[int] = EntryRow.extra["segment"]["of"].as_integer()
+SEGMENT_FINAL: ColumnElement[bool] = EntryRow.extra["segment"]["final"].as_boolean()
+OPENS_ATTEMPT: ColumnElement[bool] = or_(SEGMENT_INDEX.is_(None), SEGMENT_INDEX == 0)
 # The columns a list or an export shows: never the forecast copy or the notes, which are large.
 LIST_COLUMNS: tuple[InstrumentedAttribute[Any] | ColumnElement[Any], ...] = (
     EntryRow.seq,
@@ -69,6 +77,9 @@ LIST_COLUMNS: tuple[InstrumentedAttribute[Any] | ColumnElement[Any], ...] = (
     EntryRow.entry_hash,
     REPLAYED.label("replayed"),
     REPLAY_SPEED.label("replay_speed"),
+    SEGMENT_INDEX.label("segment_index"),
+    SEGMENT_OF.label("segment_of"),
+    SEGMENT_FINAL.label("segment_final"),
 )
 # Sort keys that can be NULL (not measured): those rows come last in either direction.
 _NOT_NULL_KEYS = frozenset({"seq", "recorded_at"})
@@ -242,9 +253,18 @@ def task_instance_entries(ledger: Ledger, key: TaskInstanceKey) -> list[Entry]:
 # -- totals ----------------------------------------------------------------------------------------------
 @dataclass
 class Totals:
-    """Sums over entries; ``None`` where no entry had a measured value (not zero)."""
+    """Sums over entries; ``None`` where no entry had a measured value (not zero).
+
+    ``entries`` counts ledger entries, ``attempts`` task attempts: an interruptible attempt leaves one entry
+    per segment (``segments`` counts those) and is one attempt, counted at its first segment. Energy,
+    emissions and savings add up per entry: every segment's are its own, so nothing is counted twice.
+    ``deferred`` counts deferred attempts (an interruptible one on its final entry, the only one that
+    says ``deferred``), and ``deferred_seconds`` their waits, once each.
+    """
 
     entries: int = 0
+    attempts: int = 0
+    segments: int = 0
     measured: int = 0
     deferred: int = 0
     skipped_budget: int = 0
@@ -260,6 +280,8 @@ class Totals:
     def add(self, other: Totals) -> None:
         """Accumulate ``other`` into this one."""
         self.entries += other.entries
+        self.attempts += other.attempts
+        self.segments += other.segments
         self.measured += other.measured
         self.deferred += other.deferred
         self.skipped_budget += other.skipped_budget
@@ -281,6 +303,8 @@ class Totals:
         """JSON-safe form."""
         return {
             "entries": self.entries,
+            "attempts": self.attempts,
+            "segments": self.segments,
             "measured": self.measured,
             "deferred": self.deferred,
             "skipped_budget": self.skipped_budget,
@@ -350,6 +374,8 @@ def daily_totals(
             func.sum(case((and_(EntryRow.decision == "deferred", ~REPLAYED), EntryRow.deferred_seconds), else_=None)),
             func.sum(case((REPLAYED, 1), else_=0)),
             func.sum(case((and_(EntryRow.decision == "deferred", REPLAYED), EntryRow.deferred_seconds), else_=None)),
+            func.sum(case((OPENS_ATTEMPT, 1), else_=0)),
+            func.sum(case((SEGMENT_INDEX.is_not(None), 1), else_=0)),
         )
         .where(*where)
         .group_by(bucket)
@@ -374,6 +400,8 @@ def daily_totals(
                 deferred_seconds=_float(row[9]),
                 replayed=int(row[10] or 0),
                 replayed_deferred_seconds=_float(row[11]),
+                attempts=int(row[12] or 0),
+                segments=int(row[13] or 0),
             )
             by_day.setdefault(local_day, Totals()).add(hour)
     overall = Totals()

@@ -138,7 +138,7 @@
   function band(label, start, end, top, color, from) {
     // A shaded span [start, end] from "from" (default the axis) up to "top": a dataset, no custom drawing.
     return { label: label, data: [{ x: start, y: top }, { x: end, y: top }], fill: from === undefined ? "origin" : { value: from },
-             backgroundColor: color, borderWidth: 0, pointRadius: 0, stepped: false, order: 10 };
+             backgroundColor: color, borderWidth: 0, pointRadius: 0, stepped: false, order: 10, span: true };
   }
   var STEPS = [5, 10, 15, 30, 60, 120, 180, 360, 720, 1440].map(function (m) { return m * 60000; });
   function timeStep(span) {
@@ -147,7 +147,7 @@
   }
   function marker(label, at, top, color, dash) {
     return { label: label, data: [{ x: at, y: 0 }, { x: at, y: top }], borderColor: color, borderWidth: 1.5,
-             borderDash: dash || [], pointRadius: 0, fill: false, order: 5 };
+             borderDash: dash || [], pointRadius: 0, fill: false, order: 5, span: true };
   }
 
   function forecastChart(canvas, attempt) {
@@ -166,12 +166,32 @@
                       borderColor: css("--chart-actual"), borderWidth: 3, pointRadius: 0, fill: false, order: 1 });
     }
     var win = attempt.window;
-    if (win && win.start && win.end) datasets.push(band("Chosen window", ms(win.start), ms(win.end), top, css("--chart-window")));
-    var runStart = ms(attempt.actual_start), runEnd = ms(attempt.ended_at);
-    if (runStart && runEnd) {
-      // The run is a bar along the top and a line at its start, so that it stays visible over the window.
-      datasets.push(band("The run", runStart, Math.max(runEnd, runStart + 1), top, css("--chart-actual"), top * 0.94));
-      datasets.push(marker("_run start", runStart, top, css("--chart-actual")));
+    var ran = attempt.segments || null;
+    if (ran && win && win.segments && win.segments.length) {
+      // An interruptible attempt: each planned segment shaded; one legend entry for them all ("_" hides the rest).
+      win.segments.forEach(function (s, i) {
+        datasets.push(band(i === 0 ? "Planned segments" : "_planned segment " + (i + 1), ms(s.start), ms(s.end), top, css("--chart-window")));
+      });
+    } else if (win && win.start && win.end) {
+      datasets.push(band("Chosen window", ms(win.start), ms(win.end), top, css("--chart-window")));
+    }
+    if (ran) {
+      // Each segment that ran: a bar along the top from its actual start to its end, and a line at its start.
+      var shown = 0;
+      ran.forEach(function (s) {
+        var a = ms(s.actual_start), b = ms(s.ended_at);
+        if (!a || !b) return;
+        datasets.push(band(shown === 0 ? "Segments that ran" : "_" + s.label, a, Math.max(b, a + 1), top, css("--chart-actual"), top * 0.94));
+        datasets.push(marker("_" + s.label + " start", a, top, css("--chart-actual")));
+        shown += 1;
+      });
+    } else {
+      var runStart = ms(attempt.actual_start), runEnd = ms(attempt.ended_at);
+      if (runStart && runEnd) {
+        // The run is a bar along the top and a line at its start, so that it stays visible over the window.
+        datasets.push(band("The run", runStart, Math.max(runEnd, runStart + 1), top, css("--chart-actual"), top * 0.94));
+        datasets.push(marker("_run start", runStart, top, css("--chart-actual")));
+      }
     }
     if (attempt.requested_at) datasets.push(marker("Requested", ms(attempt.requested_at), top, css("--muted"), [4, 4]));
     var options = baseOptions();
@@ -190,9 +210,7 @@
     options.plugins.tooltip.callbacks = {
       title: function (items) { return items.length ? formatMs(items[0].parsed.x) : ""; },
       label: function (item) {
-        if (item.dataset.label === "Chosen window" || item.dataset.label === "The run" || item.dataset.label === "Requested") {
-          return item.dataset.label;
-        }
+        if (item.dataset.span) return item.dataset.label;
         return item.dataset.label + ": " + Math.round(item.parsed.y) + " gCO2e/kWh";
       }
     };
