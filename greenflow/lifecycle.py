@@ -184,6 +184,7 @@ class Lifecycle:
         provider: IntensityProvider | None = None,
         meter_factory: Callable[[], Meter] | None = None,
         clock: Callable[[], datetime] | None = None,
+        record_failures: bool = True,
     ) -> None:
         self.spec = spec
         self.identity = identity
@@ -196,6 +197,8 @@ class Lifecycle:
         self._clock: Callable[[], datetime] = clock or (self._replay_now if self.replaying else utcnow)
         self.replay_speed: float | None = getattr(self.provider, "speed", None) if self.replaying else None
         self.failure_entry: Entry | None = None  # the ``failed`` entry plan() wrote under on_provider_error="fail"
+        # False for a lifecycle that only plans (``greenflow plan``): no forecast under "fail" raises, records nothing.
+        self.record_failures = record_failures
 
     # -- collaborators -------------------------------------------------------------------------------
     @property
@@ -277,9 +280,10 @@ class Lifecycle:
                     wall_ages=self.replaying,
                 )
             except ProviderError as error:  # on_provider_error="fail"
-                self.failure_entry = self._record_failure(
-                    requested, f"forecast unavailable and on_provider_error=fail: {error.one_line()}", asked
-                )
+                if self.record_failures:
+                    self.failure_entry = self._record_failure(
+                        requested, f"forecast unavailable and on_provider_error=fail: {error.one_line()}", asked
+                    )
                 raise
             outcomes.append({"region": region, **outcome.to_dict()})
             if isinstance(outcome, UseForecast):
@@ -391,11 +395,15 @@ class Lifecycle:
         """
         from greenflow.replanning import preferred
 
+        # Under on_provider_error="fail" a failed refresh must not record the attempt as failed: it still waits.
+        recording, self.record_failures = self.record_failures, False
         try:
             fresh = self.plan(previous=decision)
         except Exception as error:
             log.warning("greenflow: re-planning %s failed (%s); keeping its plan", self.identity.task_id, error)
             return decision
+        finally:
+            self.record_failures = recording
         return preferred(decision, fresh)
 
     def _latest_start(self, requested: datetime) -> datetime:

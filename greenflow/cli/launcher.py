@@ -3,12 +3,13 @@
 Typer, Rich and SQLAlchemy cost ~0.4 s to import, more than ``greenflow run`` may add to a trivial
 command (300 ms). So ``run`` is parsed here first. When it has nothing to plan or reserve (no
 ``--region``, ``--budget`` or ``--decision``), it validates its arguments (the same
-:meth:`CarbonSpec.build` the full command uses), meters the command and *spools* the measurement
+:meth:`CarbonSpec.declare` at "run" the full command uses), meters the command and *spools* the measurement
 (:mod:`greenflow.spool`) before exiting with the command's code. The ledger entry is then written:
 
-* in this process, before exiting, when the ledger is ready: it is opened in a background thread once
-  the command has run for :data:`WARM_UP_AFTER_S`, so any real command pays only the write itself;
-* by a detached writer process when the command was too short for that (``greenflow ledger flush``
+* in this process, before exiting, when the ledger has begun opening: it is opened in a background thread
+  once the command has run for :data:`WARM_UP_AFTER_S`, so a real command pays at most the rest of the
+  opening and the write itself (less than a writer process that would open it again from nothing);
+* by a detached writer process when the command ended before that (``greenflow ledger flush``
   waits for it; a writer that dies leaves the spool file for the next flush: nothing is lost);
 * always in this process with ``--ledger-write wait``, which ``auto`` (the default) picks where the
   command's end may tear everything down: PID 1 of a container, Kubernetes, a Slurm job.
@@ -32,7 +33,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from greenflow.cli.attempt import Attempt, attempt_from, provider_options
+from greenflow.cli.attempt import Attempt, attempt_from
+from greenflow.cli.flags import FlagKind, flag_kinds, given_options
 from greenflow.cli.forwarding import SignalForwarder
 from greenflow.cli.printable import printable
 from greenflow.cli.write_mode import write_mode
@@ -50,32 +52,18 @@ if TYPE_CHECKING:
 # written before greenflow exits; shorter ones hand the write to a detached writer instead.
 WARM_UP_AFTER_S = 0.2
 
-# `greenflow run` options: flag -> (keyword, kind). Must list every option of greenflow.cli.run.run
-# (a test compares the two); anything else sends the command line to Typer.
-_Kind = Literal["str", "int", "float", "list", "flag"]
-_RUN_OPTIONS: dict[str, tuple[str, _Kind]] = {
+# `greenflow run` options: flag -> (keyword, kind): the options table's run flags (greenflow.cli.flags) and
+# the command's own. A test compares them with greenflow.cli.run.run's; anything else goes to Typer.
+_RUN_OPTIONS: dict[str, tuple[str, FlagKind]] = {
     "--workflow": ("workflow", "str"),
     "--run-id": ("run_id", "str"),
     "--task": ("task", "str"),
     "--attempt": ("attempt", "int"),
-    "--region": ("region", "list"),
-    "--provider": ("provider", "str"),
-    "--provider-option": ("provider_option", "list"),
-    "--budget": ("budget", "str"),
-    "--estimate": ("estimate", "str"),
-    "--expected-duration": ("expected_duration", "str"),
-    "--max-delay": ("max_delay", "str"),
-    "--deadline": ("deadline", "str"),
-    "--min-savings": ("min_savings", "float"),
-    "--on-provider-error": ("on_provider_error", "str"),
-    "--forecast-correction": ("forecast_correction", "flag"),
-    "--pue": ("pue", "float"),
-    "--tag": ("tag", "list"),
-    "--team": ("team", "str"),
     "--quiet": ("quiet", "flag"),
     "-q": ("quiet", "flag"),
     "--decision": ("decision_source", "str"),
     "--ledger-write": ("ledger_write", "str"),
+    **flag_kinds("run"),
 }
 
 
@@ -151,15 +139,13 @@ def parse_run(args: Sequence[str]) -> RunRequest | None:
     return RunRequest(tuple(command), ledger, options)
 
 
-def _convert(text: str, kind: _Kind) -> Any:
-    try:
-        if kind == "int":
+def _convert(text: str, kind: FlagKind) -> Any:
+    if kind == "int":
+        try:
             return int(text)  # its range is checked with the attempt's identity, as on the full path
-        if kind == "float":
-            return float(text)
-    except ValueError:
-        return None
-    return text
+        except ValueError:
+            return None
+    return text  # the options table parses carbon options, with the same message on both paths
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -203,20 +189,7 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
     from greenflow.spec import CarbonSpec
 
     try:
-        spec = CarbonSpec.build(
-            provider=request.get("provider", "ukgrid"),
-            provider_options=provider_options(request.get("provider_option", [])),
-            expected_duration=request.get("expected_duration", "1h"),
-            deadline=request.get("deadline"),
-            max_delay=None if request.get("deadline") else request.get("max_delay", "0s"),
-            min_savings=request.get("min_savings", 0.0),
-            estimate=request.get("estimate"),
-            on_provider_error=request.get("on_provider_error", "run"),
-            forecast_correction=request.get("forecast_correction", False),
-            pue=request.get("pue"),
-            tags=request.get("tag", []),
-            team=request.get("team"),
-        )
+        spec = CarbonSpec.declare(given_options(request.options, "run"), "run")
         mode = write_mode(request.get("ledger_write"), os.environ, os.getpid())
         who = attempt_from(
             os.environ,
@@ -227,8 +200,6 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
         )
     except GreenflowError as error:
         return _fail(error)
-    if isinstance(spec.deadline, datetime):
-        return _typer(args)  # a fixed deadline can be already too late: the planner words that error
     warm_up = LedgerWarmUp(request.ledger)
     requested = utcnow()
 
@@ -259,7 +230,8 @@ def _fast_run(request: RunRequest, args: list[str]) -> int:
         path=ran.trace,
     )
     quiet = bool(request.get("quiet"))
-    if mode == "wait" or warm_up.ready():
+    # Once the warm-up has begun, finishing it here costs less than a writer process starting from nothing.
+    if mode == "wait" or warm_up.started():
         delivery = warm_up.deliver(path)
         if delivery.status == "failed":
             _say(
@@ -372,9 +344,10 @@ class LedgerWarmUp:
         timer.start()
         return timer
 
-    def ready(self) -> bool:
-        """Whether opening has finished (well or not)."""
-        return self._done.is_set()
+    def started(self) -> bool:
+        """Whether opening has begun (it may still be under way)."""
+        with self._lock:
+            return self._thread is not None
 
     def deliver(self, path: Path) -> Delivery:
         """Write the spooled run at ``path`` from this process (waiting for the ledger to open)."""

@@ -4,21 +4,58 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 import typer
 
+from greenflow.cli.flags import given_options
 from greenflow.cli.launcher import _RUN_OPTIONS, parse_run
 from greenflow.cli.main import app
 from greenflow.cli.write_mode import write_mode
 from greenflow.errors import InvalidInput
+from greenflow.options import EntryPoint, options_for
+from greenflow.spec import CarbonSpec
+
+# The commands' own flags; every other flag is a carbon option of the table.
+RUN_ONLY = {"--workflow", "--run-id", "--task", "--attempt", "--quiet", "-q", "--decision", "--ledger-write"}
+PLAN_ONLY = {"--earliest", "--now", "--trace", "--column", "--json", "--duration"}
+
+
+def _flags(name: str) -> set[str]:
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    return {opt for param in command.params for opt in param.opts if opt.startswith("-")}
+
+
+def _table_flags(entry_point: EntryPoint) -> set[str]:
+    return {option.flag for option in options_for(entry_point) if option.flag is not None}
 
 
 def test_the_launcher_knows_every_option_of_greenflow_run() -> None:
-    command = typer.main.get_command(app)
-    run = command.commands["run"]  # type: ignore[attr-defined]
-    typer_options = {opt for param in run.params for opt in param.opts if opt.startswith("-")}
-    assert typer_options == set(_RUN_OPTIONS)
+    assert _flags("run") == set(_RUN_OPTIONS)
+
+
+@pytest.mark.parametrize(("entry_point", "own"), [("run", RUN_ONLY), ("plan", PLAN_ONLY)])
+def test_the_commands_take_exactly_the_tables_options(entry_point: EntryPoint, own: set[str]) -> None:
+    table = _table_flags(entry_point)
+    assert "--threshold" in table and "--max-staleness" in table  # flags the commands used to lack
+    assert _flags(entry_point) - own == table
+    if entry_point == "run":
+        assert set(_RUN_OPTIONS) - own == table
+        assert {"--embodied", "--functional-unit", "--functional-units", "--sample-interval"} <= table
+        assert {"--interruptible", "--resume-overhead", "--min-segment", "--grace"} <= table
+
+
+def test_the_commands_defaults_are_the_tables() -> None:
+    # No flag given: the spec each command declares is the table's defaults at its entry point.
+    from greenflow.options import defaults_for
+
+    for entry_point in ("run", "plan"):
+        spec = CarbonSpec.declare(given_options({}, entry_point), entry_point)
+        expected = CarbonSpec.declare(defaults_for(entry_point), entry_point)
+        assert spec == expected
+    run_spec = CarbonSpec.declare(given_options({}, "run"), "run")
+    assert run_spec.on_provider_error == "wait" and run_spec.max_delay == timedelta(0)
 
 
 def test_a_plain_run_is_parsed_for_the_fast_path() -> None:
@@ -28,8 +65,10 @@ def test_a_plain_run_is_parsed_for_the_fast_path() -> None:
     assert request is not None
     assert request.command == ("ls",)
     assert request.ledger == "sqlite:///x.db"
-    assert request.get("quiet") is True and request.get("tag") == ["a", "b"] and request.get("pue") == 1.2
+    assert request.get("quiet") is True and request.get("tag") == ["a", "b"] and request.get("pue") == "1.2"
     assert not request.plans_or_reserves
+    assert given_options(request.options, "run") == {"tags": ["a", "b"], "pue": "1.2"}
+    assert CarbonSpec.declare(given_options(request.options, "run"), "run").pue == 1.2
 
 
 def test_options_end_at_the_command_as_with_typer() -> None:
@@ -45,7 +84,6 @@ def test_options_end_at_the_command_as_with_typer() -> None:
         ["run", "--help"],
         ["run", "--nope", "--", "true"],
         ["run", "--attempt", "first", "--", "true"],
-        ["run", "--pue", "high", "--", "true"],
         ["run", "--"],
         ["--version"],
         ["budget", "list"],
