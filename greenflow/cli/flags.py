@@ -12,7 +12,6 @@ there). :func:`given_options` turns the parsed flags back into the table's optio
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -85,6 +84,8 @@ def _help(option: Option, entry_point: EntryPoint) -> str:
 
 def option_parameters(entry_point: EntryPoint, aliases: Mapping[str, tuple[str, ...]] | None = None) -> list[Any]:
     """One keyword-only Typer parameter per carbon flag of ``entry_point`` (``aliases``: more spellings)."""
+    import inspect
+
     import typer
 
     parameters = []
@@ -110,6 +111,8 @@ def with_option_flags(
 
     The command receives the flags' values in ``**options``, keyed by :func:`keyword`.
     """
+
+    import inspect  # here: the launcher's fast path imports this module and never needs it
 
     def decorate(command: F) -> F:
         signature = inspect.signature(command, eval_str=True)

@@ -7,7 +7,7 @@ used so far. The child's exit code is passed through (128 + signal number when i
 fit, greenflow exits 3 at once and the command is not started. With ``--max-delay``/``--deadline``
 greenflow then waits for the green window.
 
-Command lines with nothing to plan or reserve never reach this module: :mod:`greenflow.cli.launcher`
+Command lines with nothing to plan or reserve never reach this module: :mod:`greenflow.cli.fast_run`
 runs them without importing Typer or the ledger first (see there for when their entry is written).
 """
 

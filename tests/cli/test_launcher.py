@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 import typer
 
+from greenflow.cli.fast_run import _RUN_OPTIONS, parse_run
 from greenflow.cli.flags import given_options
-from greenflow.cli.launcher import _RUN_OPTIONS, parse_run
 from greenflow.cli.main import app
 from greenflow.cli.write_mode import write_mode
 from greenflow.errors import InvalidInput
@@ -114,10 +114,18 @@ def test_write_mode_waits_where_the_command_ending_may_take_everything_down() ->
         write_mode("later", {}, pid=4242)
 
 
-def test_the_fast_path_imports_neither_sqlalchemy_nor_typer_nor_rich() -> None:
+def test_the_fast_path_imports_neither_sqlalchemy_nor_typer_nor_rich_nor_a_provider_client() -> None:
+    # What `greenflow run -- CMD` loads before CMD starts: no CLI framework, no ledger, and (with no region,
+    # nothing to plan) no HTTP client nor the forecast machinery.
     code = (
-        "import sys, greenflow.cli.launcher, greenflow.spool, greenflow.spec, greenflow.metering.meter\n"
-        "print(sorted(m for m in ('sqlalchemy', 'typer', 'rich', 'click') if m in sys.modules))"
+        "import sys, greenflow.cli.launcher, greenflow.spool, greenflow.metering.meter\n"
+        "from greenflow.cli.fast_run import parse_run\n"
+        "from greenflow.cli.flags import given_options\n"
+        "from greenflow.spec import CarbonSpec\n"
+        "request = parse_run(['run', '--pue', '1.2', '--', 'true'])\n"
+        "CarbonSpec.declare(given_options(request.options, 'run'), 'run')\n"
+        "heavy = ('sqlalchemy', 'typer', 'rich', 'click', 'requests', 'greenflow.intensity.cache')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"

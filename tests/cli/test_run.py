@@ -1,7 +1,7 @@
 """`greenflow run -- CMD`: exit codes, identity, budget refusal, signals, deferral (real processes).
 
 Runs with nothing to plan or reserve may write their entry just after greenflow exits (see
-greenflow.cli.launcher): tests read those through :func:`_entries`, which flushes the spool first, as
+greenflow.cli.fast_run): tests read those through :func:`_entries`, which flushes the spool first, as
 `greenflow ledger flush` does.
 """
 
