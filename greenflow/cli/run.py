@@ -5,7 +5,9 @@ forwarded to that group, and a command stopped that way is recorded as ``interru
 used so far. The child's exit code is passed through (128 + signal number when it was killed). With
 ``--budget`` the estimate is reserved as soon as the start is planned, before any wait: if it does not
 fit, greenflow exits 3 at once and the command is not started. With ``--max-delay``/``--deadline``
-greenflow then waits for the green window.
+greenflow then waits for the green window, re-planning at the provider's forecast refresh as the Airflow
+trigger does. The steps are :meth:`Lifecycle.advance`'s (``Wait`` → sleep, ``Run`` → the metered command,
+``Skip`` → exit 3, ``Fail`` → the error's exit code); the flags and their defaults are the options table's.
 
 Command lines with nothing to plan or reserve never reach this module: :mod:`greenflow.cli.fast_run`
 runs them without importing Typer or the ledger first (see there for when their entry is written).
