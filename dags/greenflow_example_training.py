@@ -10,14 +10,16 @@ starts when the DAG run starts (``replay_started_at``), so the worker and the tr
 * ``budget_gate`` (CarbonBudgetSensor) lets ``evaluate`` run only if 20 g are left, else skips it.
 
 On a machine without a GPU or RAPL the entries say so ("energy not measured" with the reason); the
-budget then keeps the estimate, labelled as such.
+budget then keeps the estimate, labelled as such. The stand-ins run for the time they represent on the
+replay clock (training: 3 epochs x 40 min = 2 trace hours, 2 real seconds at 3600x); ``make demo`` gives
+them a simulated 300 W GPU (``GREENFLOW_SIMULATED_GPU_W``), labelled ``simulated`` in every entry.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
 
@@ -32,18 +34,25 @@ REPLAY = {
     "speed": float(os.environ.get("GREENFLOW_REPLAY_SPEED", "3600")),
     "replay_started_at": "{{ dag_run.start_date.isoformat() }}",
 }
+# GPU time one training epoch stands for; the stand-ins sleep it on the replay clock (trace time / speed).
+EPOCH = timedelta(minutes=40)
+EVALUATION = timedelta(minutes=30)
+
+
+def _stand_in(represented: timedelta) -> None:
+    time.sleep(represented.total_seconds() / float(REPLAY["speed"]))
 
 
 def train_model(epochs: int) -> dict[str, object]:
-    """Stand-in for a GPU training job."""
-    time.sleep(0.5)
+    """Stand-in for a GPU training job: ``epochs`` x 40 min of trace time."""
+    _stand_in(epochs * EPOCH)
     return {"checkpoint": "s3://models/resnet/ckpt-final.pt", "epochs": epochs}
 
 
 def evaluate_model(ti=None) -> dict[str, float]:
-    """Stand-in for the evaluation suite."""
+    """Stand-in for the evaluation suite: 30 min of trace time."""
     checkpoint = ti.xcom_pull(task_ids="train")["checkpoint"]
-    time.sleep(0.2)
+    _stand_in(EVALUATION)
     return {"checkpoint": checkpoint, "top1": 0.761}
 
 

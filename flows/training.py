@@ -18,7 +18,10 @@ midday; evaluation replays from 14:00, after the training window.
     python flows/training.py 60g             # a budget too small for both: evaluation is skipped
 
 Without a GPU or RAPL the entries say so (energy ``None`` with the reason) and the budget keeps the
-estimates, labelled; ``GREENFLOW_CPU_TDP_W=65`` gives a labelled CPU estimate instead.
+estimates, labelled; ``GREENFLOW_CPU_TDP_W=65`` gives a labelled CPU estimate instead. The stand-ins keep
+a CPU busy for the time they represent on the replay clock (3 epochs x 40 min = 2 trace hours, 2 real
+seconds at 3600x); ``make demo`` gives them a simulated 300 W GPU (``GREENFLOW_SIMULATED_GPU_W``),
+labelled ``simulated`` in every entry.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ SPEED = float(os.environ.get("GREENFLOW_REPLAY_SPEED", "3600"))
 # process, and a slow start of Prefect's temporary server must not eat the replayed night.
 TRAIN_REPLAY = {"now": "2022-06-01T00:00Z", "speed": SPEED}  # asked at midnight: waits for midday
 EVAL_REPLAY = {"now": "2022-06-01T14:00Z", "speed": SPEED}  # evaluation follows the training window
+# GPU time one training epoch and the evaluation stand for, in trace time.
+EPOCH_S = 40 * 60
+EVALUATION_S = 30 * 60
 
 
 def busy(seconds: float) -> str:
@@ -73,7 +79,7 @@ def ensure_budget(limit: str) -> str:
 )
 def train(epochs: int) -> dict[str, object]:
     """Train (a stand-in) and return the checkpoint."""
-    return {"checkpoint": f"s3://models/resnet/{busy(0.2 * epochs)}.pt", "epochs": epochs}
+    return {"checkpoint": f"s3://models/resnet/{busy(epochs * EPOCH_S / SPEED)}.pt", "epochs": epochs}
 
 
 @task
@@ -90,7 +96,7 @@ def train(epochs: int) -> dict[str, object]:
 )
 def evaluate(checkpoint: str) -> dict[str, float]:
     """Evaluate the checkpoint (a stand-in)."""
-    busy(0.2)
+    busy(EVALUATION_S / SPEED)
     return {"top1": 0.761}
 
 

@@ -135,11 +135,18 @@ def check_number(
     except OverflowError:
         raise InvalidInput(f"{name}={value!r} is out of range", fix=fix) from None
     if not math.isfinite(number):
-        raise InvalidInput(f"{name}={value!r} is not a finite number", fix=fix)
+        raise InvalidInput(f"{name}={_number_text(value)} is not a finite number", fix=fix)
     below = number <= low if low_open else number < low
     if below or number > high:
-        raise InvalidInput(f"{name}={value!r} is out of range", fix=fix)
+        raise InvalidInput(f"{name}={_number_text(value)} is out of range", fix=fix)
     return number
+
+
+def _number_text(value: float) -> str:
+    """150 and 150.0 read the same (a flag's "150" arrives as 150.0), so every entry point says ``=150``."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+        return repr(int(value))
+    return repr(value)
 
 
 def check_int(value: Any, name: str, *, low: int, high: int = INT_MAX, fix: str | None = None) -> int:

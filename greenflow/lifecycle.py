@@ -18,6 +18,12 @@ Every path ends in exactly one ledger entry per attempt: ``ran_now``/``deferred`
 ``failed`` when it raised, ``interrupted`` when it was killed, ``skipped_budget`` when the budget
 refused it; the budget reservation is settled to the measured value or released.
 
+An interruptible attempt (``spec.interruptible``) is planned in segments and runs one segment at a time:
+:meth:`Lifecycle.segment` says which one a ``Run`` step is and when it stops, :meth:`Lifecycle.metered_segment`
+meters and records it (one entry per segment, linked to the attempt; the reservation settled part by
+part), and its ``next`` decision is advanced like any other (``Wait`` until the next segment, then
+``Run``). ``greenflow.segment_runner`` drives a callable or a command through them (docs/interruptible.md).
+
 One rule says ``deferred`` for every adapter: an attempt is ``deferred`` when it waited for its window
 (its start is after its own request, :attr:`Decision.deferred`), whoever did the waiting (a trigger, a
 ``Scheduled`` state, a sleep, an upstream route). A retry re-plans with ``plan(previous=..., retry=True)``:
@@ -27,6 +33,7 @@ the deadline stays anchored to the first request, but the retry is ``ran_now`` u
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import statistics
 import threading
@@ -40,7 +47,7 @@ from greenflow.clock import parse_time, require_aware, utcnow
 from greenflow.config import Defaults
 from greenflow.errors import BudgetExceeded, GreenflowError, InvalidInput, ProviderError
 from greenflow.intensity.cache import ForecastCache
-from greenflow.intensity.correction import correct_from_provider
+from greenflow.intensity.correction import correction_for
 from greenflow.intensity.forecast import Forecast
 from greenflow.intensity.policy import RetryUntil, UseForecast
 from greenflow.intensity.providers.base import IntensityProvider
@@ -88,6 +95,12 @@ class Decision:
 
     ``entry_extra`` is what an adapter adds to the attempt's ledger entry ``extra`` (e.g. the region route a
     routed task followed); it travels with the decision, so whoever writes the entry writes it.
+
+    An interruptible attempt (``spec.interruptible``) plans segments: ``plan["segments"]`` lists them
+    (``start``/``end`` ISO times, in the task's clock) and ``start_at`` is the first one's start for the
+    whole attempt. ``segment_index`` is the segment this decision runs or waits for (``None`` for an
+    attempt in one piece; past the last planned segment the job runs to completion) and
+    ``previous_segment_entry`` the ledger entry of the segment before it. See :meth:`Lifecycle.segment`.
     """
 
     requested_at: datetime
@@ -110,6 +123,8 @@ class Decision:
     estimate_source: str | None = None
     retry_requested_at: datetime | None = None
     entry_extra: dict[str, Any] = field(default_factory=dict)
+    segment_index: int | None = None
+    previous_segment_entry: str | None = None
 
     @property
     def attempt_requested_at(self) -> datetime:
@@ -138,8 +153,8 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (trigger kwargs, XCom, a Prefect state's data).
 
-        ``retry_requested_at`` and ``entry_extra`` are written only when set: a first attempt's decision
-        has the keys an older greenflow reads (a triggerer or a worker not upgraded yet).
+        ``retry_requested_at``, ``entry_extra`` and the segment fields are written only when set: a first
+        attempt's decision has the keys an older greenflow reads (a triggerer or a worker not upgraded yet).
         """
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for name in _TIMES:
@@ -150,6 +165,9 @@ class Decision:
             data["retry_requested_at"] = self.retry_requested_at.isoformat()
         if not self.entry_extra:
             del data["entry_extra"]
+        for name in ("segment_index", "previous_segment_entry"):  # an interruptible attempt's only
+            if data[name] is None:
+                del data[name]
         return data
 
     @classmethod
@@ -238,7 +256,12 @@ class Lifecycle:
 
     # -- plan --------------------------------------------------------------------------------------
     def plan(
-        self, *, requested_at: datetime | None = None, previous: Decision | None = None, retry: bool = False
+        self,
+        *,
+        requested_at: datetime | None = None,
+        previous: Decision | None = None,
+        retry: bool = False,
+        record_failure: bool = True,
     ) -> Decision:
         """Decide when and where to start; no side effects except a ``failed`` entry under ``fail``.
 
@@ -248,8 +271,9 @@ class Lifecycle:
         after a provider outage): the attempt's own request carries over too, so the time it already waited
         counts and it is ``deferred``. ``retry=True`` plans a new attempt of the same task (a retry after a
         failure): it asks now, so it is ``deferred`` only if it waits again, and only for its own wait.
-        Past the latest start there is nothing left to wait for: the attempt runs at once, in the region
-        greenest right now.
+        ``record_failure=False`` (a refresh) raises under ``on_provider_error="fail"`` without writing the
+        ``failed`` entry. Past the latest start there is nothing left to wait for: the attempt runs at once,
+        in the region greenest right now.
         """
         if retry and previous is None:
             raise InvalidInput(
@@ -291,19 +315,22 @@ class Lifecycle:
                     wall_ages=self.replaying,
                 )
             except ProviderError as error:  # on_provider_error="fail"
-                if self.record_failures:
-                    self.failure_entry = self._record_failure(
-                        requested, f"forecast unavailable and on_provider_error=fail: {error.one_line()}", asked
-                    )
+                if not (record_failure and self.record_failures):  # a refresh, or a lifecycle that only plans
+                    raise
+                self.failure_entry = self._record_failure(
+                    requested, f"forecast unavailable and on_provider_error=fail: {error.one_line()}", asked
+                )
                 raise
             outcomes.append({"region": region, **outcome.to_dict()})
             if isinstance(outcome, UseForecast):
                 forecast = raw[region] = outcome.forecast
                 if self.spec.forecast_correction is not None:
-                    corrected = correct_from_provider(self.provider, self.cache, region, forecast, now)
-                    corrections[region] = corrected.to_dict()
-                    notes.append(f"{region}: {corrected.reason}")
-                    forecast = corrected.forecast
+                    setting = self.spec.forecast_correction
+                    corrected = correction_for(setting, self.provider, self.cache, region, forecast, now)
+                    if corrected is not None:  # None: "auto" and a provider that keeps no past forecasts
+                        corrections[region] = corrected.to_dict()
+                        notes.append(f"{region}: {corrected.reason}")
+                        forecast = corrected.forecast
                 candidates.append(Candidate(region, forecast))
                 if outcome.stale:
                     notes.append(outcome.reason)
@@ -320,13 +347,28 @@ class Lifecycle:
             return finish(replace(decision, forecast_note=reason, policy_outcome={"regions": outcomes}))
         correction = (
             None
-            if self.spec.forecast_correction is None
+            if self.spec.forecast_correction is None or not corrections
             else {
                 "mode": self.spec.forecast_correction,
                 "regions": corrections,
             }
         )
         late = now > latest
+        if self.spec.interruptible:
+            # The rest of a job already under way (a refresh between segments) is planned whatever the
+            # time: the segment planner itself runs a late remainder at once, to completion.
+            under_way = None if retry or previous is None or not _between_segments(previous) else previous
+            if under_way is not None or not late:
+                decision = self._plan_segments(requested, now, latest, candidates, under_way)
+                return finish(
+                    replace(
+                        decision,
+                        forecast=raw[decision.region or regions[0]].to_dict(),
+                        forecast_note="; ".join(notes) or None,
+                        correction=correction,
+                        policy_outcome={"regions": outcomes},
+                    ),
+                )
         # Past the latest start (a retry, or a re-plan after waiting) the deadline wins: only "now" is left
         # to choose, and the planner still picks the greenest region for it.
         chosen = plan(
@@ -357,6 +399,89 @@ class Lifecycle:
                 policy_outcome={"regions": outcomes},
             ),
         )
+
+    def _plan_segments(
+        self,
+        requested: datetime,
+        now: datetime,
+        latest: datetime,
+        candidates: list[Candidate],
+        under_way: Decision | None,
+    ) -> Decision:
+        """An interruptible attempt's plan: the least-carbon segments before its deadline (any candidate region).
+
+        ``under_way`` is a decision between segments: the work its done segments carried is subtracted
+        and the rest is planned from now (paying the resume overhead), the done segments kept in the plan.
+        """
+        from greenflow.segments import SegmentPlan, plan_segments
+
+        spec = self.spec
+        deadline = latest + spec.expected_duration  # the latest finish
+        index, done = 0, []
+        work = spec.expected_duration
+        if under_way is not None:
+            index = under_way.segment_index or 0
+            done = [dict(segment) for segment in _planned_segments(under_way)[:index]]
+            carried = timedelta(seconds=sum(float(segment["work_seconds"]) for segment in done))
+            work = max(work - carried, timedelta(seconds=1))
+        resumed = under_way is not None
+        first = now if resumed else max(now, requested)
+
+        def plan_for(regions: list[Candidate], finish: datetime) -> SegmentPlan:
+            return plan_segments(
+                regions,
+                duration=work,
+                earliest=first,
+                deadline=finish,
+                resume_overhead=spec.resume_overhead,
+                min_segment=spec.min_segment,
+                resumed=resumed,
+                now=now,
+            )
+
+        chosen = plan_for(candidates, deadline)
+        reason = chosen.reason
+        waits = len(chosen.segments) > 1 or chosen.segments[0].start > first
+        if not resumed and waits and chosen.expected_intensity is not None:
+            # Waiting (and pausing) must be worth it against the greenest start now in any allowed region, as
+            # for a whole job (greenflow.planning): below min_savings the job runs now there, in one piece.
+            at_once = plan(candidates, duration=work, earliest=first, max_delay=timedelta(0), now=now)
+            over_now = _saving(at_once.expected_intensity, chosen.expected_intensity)
+            if over_now is not None and over_now < spec.min_savings_pct:
+                here = next(c for c in candidates if c.region == at_once.region)
+                chosen = plan_for([here], first + work)
+                reason = (
+                    f"Running now in {here.region}, in one piece: the segments would save only {over_now:.1f} % "
+                    f"over starting now there ({at_once.expected_intensity:.1f} gCO2e/kWh), below the "
+                    f"{spec.min_savings_pct:g} % minimum worth waiting for. {chosen.reason}"
+                )
+        if spec.threshold is not None:
+            reason += " (threshold is not used by the segment planner: the least-carbon segments are taken.)"
+        planned = [{**segment.to_dict(), "index": index + i} for i, segment in enumerate(chosen.segments)]
+        segments = done + planned
+        summary = chosen.to_dict()
+        plan_dict = {
+            **summary,
+            "interruptible": True,
+            "segments": segments,
+            "start": segments[0]["start"],
+            "end": segments[-1]["end"],
+            "expected_gco2_per_kwh": chosen.expected_intensity,
+            "latest_start": latest.isoformat(),
+        }
+        action: Literal["run_now", "defer"] = "defer" if resumed or chosen.decision == "defer" else "run_now"
+        decision = self._decision(
+            requested, now, latest, chosen.region, action, reason, start_at=chosen.segments[0].start
+        )
+        decision = replace(decision, plan=plan_dict, segment_index=index)
+        if under_way is not None:
+            # The attempt started with its first segment: its start (and so its wait) stays that one.
+            decision = replace(
+                decision,
+                start_at=under_way.start_at,
+                previous_segment_entry=under_way.previous_segment_entry,
+            )
+        return decision
 
     # -- the state machine ------------------------------------------------------------------------------
     def advance(
@@ -401,20 +526,25 @@ class Lifecycle:
     def refresh(self, decision: Decision) -> Decision:
         """Re-plan a waiting attempt at a forecast refresh; the plan it holds afterwards.
 
-        The rule is :func:`greenflow.replanning.preferred`'s (never later, sooner only when greener). A
+        The rule is :func:`greenflow.replanning.preferred`'s (:data:`greenflow.replanning.RULE`). A
         refresh never ends the wait or writes an entry: a provider that fails now leaves the held plan.
+        An interruptible attempt waiting for a segment takes the fresh segments (of the rest of its work
+        when some segments have run): they are the least carbon by the fresh forecast before the same
+        deadline.
         """
         from greenflow.replanning import preferred
 
-        # Under on_provider_error="fail" a failed refresh must not record the attempt as failed: it still waits.
-        recording, self.record_failures = self.record_failures, False
+        if decision.segment_index is not None and decision.segment_index >= len(_planned_segments(decision)):
+            return decision  # past the last planned segment: the job runs to completion, nothing to re-plan
         try:
-            fresh = self.plan(previous=decision)
+            fresh = self.plan(previous=decision, record_failure=False)
         except Exception as error:
             log.warning("greenflow: re-planning %s failed (%s); keeping its plan", self.identity.task_id, error)
             return decision
-        finally:
-            self.record_failures = recording
+        if decision.segment_index is not None and fresh.segment_index is not None:
+            # Segments (of the whole job, or of the rest of one under way) are the least carbon on the
+            # fresh forecast within the same deadline: the fresh plan is taken, unless it had no forecast.
+            return fresh if fresh.forecast is not None else decision
         return preferred(decision, fresh)
 
     def _latest_start(self, requested: datetime) -> datetime:
@@ -611,6 +741,142 @@ class Lifecycle:
             heartbeat.stop()
             meter.close()
 
+    # -- interruptible attempts: one segment at a time -----------------------------------------------
+    def segment(self, decision: Decision) -> SegmentRun | None:
+        """The segment ``decision`` runs (``None`` for an attempt planned in one piece).
+
+        Call it when the segment starts (a :class:`~greenflow.steps.Run` of a segmented decision): its
+        ``stop_wall`` is computed from now. Every planned segment but the last stops at its planned end;
+        the last one, and any past it, run to completion (the deadline wins over carbon).
+        """
+        if decision.segment_index is None:
+            return None
+        planned = _planned_segments(decision)
+        index = decision.segment_index
+        before = sum((float(segment["work_seconds"]) for segment in planned[:index]), 0.0)
+        if index >= len(planned):
+            return SegmentRun(index, len(planned), None, None, None, None, before)
+        start = parse_time(planned[index]["start"], "segment start")
+        end = parse_time(planned[index]["end"], "segment end")
+        if index == len(planned) - 1:
+            return SegmentRun(index, len(planned), start, end, None, None, before)
+        begun = self._segment_start(start)
+        return SegmentRun(index, len(planned), start, end, end, self.wall_time(end, begun), before)
+
+    def _segment_start(self, planned_start: datetime | None) -> datetime:
+        """When a segment starts in the task's clock (a replay's drift is not the segment's: see start_time)."""
+        now = self.now()
+        if self.replaying and planned_start is not None and now > planned_start:
+            return planned_start
+        return now
+
+    def next_segment(self, decision: Decision, entry: Entry) -> Decision:
+        """The decision for the segment after the one ``entry`` recorded (``advance`` it: Wait, then Run).
+
+        A planned segment whose time has already gone (the one before ran late, the host was down) is
+        skipped: its work moves on to the segments after it, and the last one runs to completion anyway.
+        """
+        planned = _planned_segments(decision)
+        index = (decision.segment_index or 0) + 1
+        now = self.now()
+        while (
+            index < len(planned) - 1
+            and parse_time(planned[index]["end"], "segment end") - self.spec.resume_overhead <= now
+        ):
+            index += 1
+        start = parse_time(planned[index]["start"], "segment start") if index < len(planned) else now
+        return replace(
+            decision,
+            action="defer",
+            segment_index=index,
+            previous_segment_entry=entry.entry_id,
+            wake_at=self.wall_time(max(start, now), now),
+        )
+
+    @contextmanager
+    def metered_segment(self, decision: Decision) -> Iterator[ActiveSegment]:
+        """Meter one segment of an interruptible attempt; record it when the body ends.
+
+        The body runs the work until ``active.segment.stop_wall`` (or to completion when that is ``None``)
+        and sets ``active.done = True`` when the work finished. On exit:
+
+        * done: the attempt's final entry (``ran_now``/``deferred``), settling the rest of its reservation;
+        * not done: an ``interrupted`` entry for this segment, settling only its own part, and
+          ``active.next`` is the decision of the next segment (:meth:`next_segment`);
+        * the body raised: the attempt's final entry, ``failed`` (``interrupted`` for KeyboardInterrupt /
+          SystemExit: greenflow itself was stopped), and the exception propagates.
+
+        ``active.notes`` go into the entry's ``extra["segment"]`` (e.g. how a command was stopped).
+        """
+        segment = self.segment(decision)
+        if segment is None:
+            raise InvalidInput(
+                "metered_segment() was given a decision planned in one piece",
+                fix="run it with metered(), or plan with interruptible=True",
+            )
+        meter = self._meter_factory()
+        active = ActiveSegment(decision, segment, self._segment_start(segment.planned_start))
+        heartbeat = _Heartbeat(self, decision)
+        heartbeat.start()
+        window = f"{self.identity.task_id}#{self.identity.attempt}/{segment.index}"
+        meter.begin_window(window)
+        try:
+            yield active
+        except BaseException as error:
+            measurement = meter.end_window(window)
+            heartbeat.stop()
+            killed = isinstance(error, (KeyboardInterrupt, SystemExit))
+            active.entry = self.record(
+                decision,
+                measurement,
+                outcome="interrupted" if killed else "failed",
+                error=f"{type(error).__name__}: {error}",
+                started=active.started,
+                segment=segment,
+                segment_notes=active.notes,
+            )
+            raise
+        else:
+            measurement = meter.end_window(window)
+            heartbeat.stop()
+            active.entry = self.record(
+                decision,
+                measurement,
+                outcome=None if active.done else "interrupted",
+                started=active.started,
+                functional_units=active.functional_units,
+                segment=segment,
+                final=active.done,
+                segment_notes=active.notes,
+            )
+            if not active.done:
+                active.next = self.next_segment(decision, active.entry)
+        finally:
+            heartbeat.stop()
+            meter.close()
+
+    def _segment_extra(
+        self, decision: Decision, segment: SegmentRun, final: bool, ended: datetime, notes: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``extra["segment"]`` of a segment's entry: which segment, its plan, its links, how it ended."""
+        info: dict[str, Any] = {
+            **segment.to_dict(),
+            "link": self.identity.idempotency_key,  # the attempt's key: shared by all its segments' entries
+            "previous_entry": decision.previous_segment_entry,
+            "final": final,
+        }
+        if segment.planned_end is None:
+            info["past_plan"] = (
+                "past the last planned segment: the work was not done, so it ran on to completion "
+                "(the deadline wins over carbon)"
+            )
+        elif segment.to_completion and ended > segment.planned_end:
+            info["past_plan"] = (
+                f"ran {(ended - segment.planned_end).total_seconds():.0f} s past the last planned segment's end "
+                "to completion (the deadline wins over carbon)"
+            )
+        return {**info, **notes}
+
     def record(
         self,
         decision: Decision,
@@ -621,29 +887,50 @@ class Lifecycle:
         started: datetime | None = None,
         functional_units: float | None = None,
         end_known: bool = True,
+        segment: SegmentRun | None = None,
+        final: bool = True,
+        segment_notes: dict[str, Any] | None = None,
     ) -> Entry:
         """Account the measurement and append the attempt's entry, settling its reservation with it.
 
         ``end_known=False`` (a run whose greenflow was killed) records ``ended_at`` as ``None``: when the
         command stopped is not known, and a made-up end would read as a measured duration.
+
+        With ``segment`` the entry is one segment's of an interruptible attempt (see
+        :meth:`metered_segment`): ``extra["segment"]`` says which (with ``segment_notes``) and links it to
+        the attempt and the segment before. A ``final=False`` segment settles only its own part of the
+        reservation (which stays open for the segments to come) and has its own idempotency key; the final
+        one (the work done, failed or stopped for good) settles the rest, carries the attempt's key (so
+        ``Ledger.for_attempt`` finds it) and the attempt's embodied emissions and functional units.
         """
         started = started or measurement.start
         ended = started + (measurement.end - measurement.start)
         account, source, actuals_note = self._account(decision, measurement, started, ended)
-        counterfactual = self._counterfactual(decision, account, started, ended)
-        units = functional_units if functional_units is not None else self.spec.functional_units
+        # A segment's counterfactual is its share of the job had the job run at once: after the work before it.
+        offset = timedelta(seconds=segment.work_before_seconds) if segment is not None else timedelta(0)
+        counterfactual = self._counterfactual(decision, account, started, ended, offset=offset)
+        units = functional_units if functional_units is not None else (self.spec.functional_units if final else None)
+        embodied = self.spec.embodied_g if final else None  # the attempt's, counted once: on its final entry
         operational = account.operational_g if account else None
-        charged_g = None if operational is None else operational + (self.spec.embodied_g or 0.0)
+        charged_g = None if operational is None else operational + (embodied or 0.0)
         facility_kwh = (account.facility_energy_kwh if account else None) or _facility(measurement, self.spec.pue)
         charge_note = None
         if charged_g is None and decision.estimate_g is not None:
             # Unknown emissions must not cost the budget nothing: the estimate stands in, labelled.
-            charged_g, charge_note = _estimated_charge(decision, facility_kwh, self.spec.embodied_g)
+            charged_g, charge_note = _estimated_charge(decision, facility_kwh, embodied)
         decided: Outcome = outcome or ("deferred" if decision.deferred else "ran_now")
+        fields = self.decision_fields(decision)
+        if segment is not None:
+            fields["extra"] = {
+                **fields["extra"],
+                "segment": self._segment_extra(decision, segment, final, ended, segment_notes or {}),
+            }
+            if not final:
+                fields["idempotency_key"] = _segment_key(self.identity, segment.index)
         entry = Entry.for_attempt(
             self.identity,
             decided,
-            **self.decision_fields(decision),
+            **fields,
             actual_start=started,
             ended_at=ended,
             energy_gpu_kwh=measurement.gpu.kwh,
@@ -663,10 +950,10 @@ class Lifecycle:
             intensity_g_per_kwh=account.intensity_g_per_kwh if account else None,
             intensity_source=source,
             operational_g=operational,
-            embodied_g=self.spec.embodied_g,
+            embodied_g=embodied,
             functional_unit=self.spec.functional_unit,
             functional_units=units,
-            sci_g_per_unit=_sci(operational, self.spec.embodied_g, units),
+            sci_g_per_unit=_sci(operational, embodied, units),
             counterfactual_intensity_g_per_kwh=counterfactual[0],
             counterfactual_g=counterfactual[1],
             saved_g=None if counterfactual[1] is None or operational is None else counterfactual[1] - operational,
@@ -676,7 +963,7 @@ class Lifecycle:
         )
         if not end_known:
             entry = entry.replace(ended_at=None)
-        return self.ledger.append(entry, settle=decision.reservation_id)
+        return self.ledger.append(entry, settle=decision.reservation_id, partial=not final)
 
     def decision_fields(self, decision: Decision) -> dict[str, Any]:
         """The ledger fields that describe a decision (for adapters recording a sensor's or a gate's choice)."""
@@ -756,18 +1043,25 @@ class Lifecycle:
         return emissions(shifted, series, pue=self.spec.pue), source, actuals_note
 
     def _counterfactual(
-        self, decision: Decision, account: CarbonAccount | None, start: datetime, end: datetime
+        self,
+        decision: Decision,
+        account: CarbonAccount | None,
+        start: datetime,
+        end: datetime,
+        *,
+        offset: timedelta = timedelta(0),
     ) -> tuple[float | None, float | None]:
         """Intensity and emissions had the attempt started when it asked to, in its home region.
 
         A retry is compared with starting at its own request (it could not have run at the first
-        attempt's), so a retry that runs at once saves about nothing by waiting.
+        attempt's), so a retry that runs at once saves about nothing by waiting. ``offset`` moves the
+        window on (a segment's work would have run that long after the request).
         """
         if account is None or account.facility_energy_kwh is None:
             return None, None
         home = self.spec.candidate_regions[0] if self.spec.candidate_regions else None
         duration = max(end - start, timedelta(seconds=1))
-        begin = decision.attempt_requested_at
+        begin = decision.attempt_requested_at + offset
         if home is None:
             return None, None
         try:
@@ -807,6 +1101,59 @@ class ActiveRun:
     value: Any = None
     functional_units: float | None = None
     entry: Entry | None = None
+
+
+@dataclass(frozen=True)
+class SegmentRun:
+    """The segment of an interruptible attempt that runs now: what its work is told, what its entry records.
+
+    ``index`` counts from 0 among ``of`` planned segments. ``stop_at`` is when the work is asked to stop,
+    in the task's clock (a replayed trace's time in a replay), and ``stop_wall`` the same moment in real
+    time (what a runner times SIGTERM by). Both are ``None`` when the work runs to completion: in the
+    last planned segment and past it (the deadline wins over carbon); ``planned_start``/``planned_end``
+    are ``None`` past the plan. ``work_before_seconds`` is the planned work of the segments before.
+    """
+
+    index: int
+    of: int
+    planned_start: datetime | None
+    planned_end: datetime | None
+    stop_at: datetime | None
+    stop_wall: datetime | None
+    work_before_seconds: float = 0.0
+
+    @property
+    def to_completion(self) -> bool:
+        """True when the work is not stopped: it runs until it is done."""
+        return self.stop_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: what a segment's ledger entry says about it (``extra["segment"]``)."""
+
+        def iso(moment: datetime | None) -> str | None:
+            return None if moment is None else moment.isoformat()
+
+        return {
+            "index": self.index,
+            "of": self.of,
+            "planned_start": iso(self.planned_start),
+            "planned_end": iso(self.planned_end),
+            "stop_at": iso(self.stop_at),
+        }
+
+
+@dataclass
+class ActiveSegment:
+    """A segment in progress inside :meth:`Lifecycle.metered_segment`: set ``done`` when the work finished."""
+
+    decision: Decision
+    segment: SegmentRun
+    started: datetime
+    done: bool = False
+    functional_units: float | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    entry: Entry | None = None
+    next: Decision | None = None
 
 
 class _Heartbeat:
@@ -855,6 +1202,33 @@ def shared_cache(ledger: Ledger) -> ForecastCache:
         if key not in _SHARED_CACHES:
             _SHARED_CACHES[key] = ForecastCache(LedgerForecastStore(ledger))
         return _SHARED_CACHES[key]
+
+
+def _planned_segments(decision: Decision) -> list[dict[str, Any]]:
+    """The segments an interruptible decision's plan lists (``[]`` for a plan in one piece)."""
+    segments = (decision.plan or {}).get("segments") if decision.segment_index is not None else None
+    return list(segments) if isinstance(segments, list) else []
+
+
+def _between_segments(decision: Decision) -> bool:
+    """True for a decision waiting for a planned segment after the first (some of the work has run)."""
+    return decision.segment_index is not None and 0 < decision.segment_index < len(_planned_segments(decision))
+
+
+def _segment_key(identity: Identity, index: int) -> str:
+    """The idempotency key of a segment's entry that does not end its attempt (the final one has the attempt's).
+
+    Derived from the attempt's key: several entries per attempt, each still written once however often
+    its write is retried.
+    """
+    return hashlib.sha256(f"segment:{index}:{identity.idempotency_key}".encode()).hexdigest()
+
+
+def _saving(baseline: float | None, expected: float | None) -> float | None:
+    """Percent ``expected`` is below ``baseline`` (``None`` when either is unknown or the baseline not positive)."""
+    if baseline is None or expected is None or baseline <= 0:
+        return None
+    return 100.0 * (baseline - expected) / baseline
 
 
 def _expected_intensity(decision: Decision) -> float | None:

@@ -25,12 +25,15 @@ Rules, in the order they are applied:
   or below the threshold ("at or below": a mean that slides continuously down through the threshold
   equals it at the first instant it qualifies, so strictly "below" would have no earliest instant). If
   no window reaches it, the best window is taken as usual.
-* **Baseline and minimum saving.** "Now" is the window starting at the earliest start in the
-  *first-listed* region (the region the job would use without greenflow), so ``now_intensity`` and
-  ``savings_pct`` compare the chosen window with not planning at all. If that saving is below
-  ``min_savings_pct``, the plan runs now in the first-listed region. When the first-listed region's
-  forecast does not fully cover the run-now window, the saving is unknown (``None``) and the rule cannot
-  be applied: the plan keeps the best fully known window rather than run in unknown time.
+* **Baseline.** "Now" is the window starting at the earliest start in the *first-listed* region (the
+  region the job would use without greenflow), so ``now_intensity`` and ``savings_pct`` compare the
+  chosen window with not planning at all.
+* **Minimum saving.** Waiting must be worth it against the best start *now* in any allowed region: when
+  the chosen window starts later and saves less than ``min_savings_pct`` over the greenest run-now
+  window of all regions, the plan runs now in that region instead (moving region now costs no delay, so
+  it needs no minimum). Regions whose forecast does not fully cover their run-now window are not
+  counted; when none does, the rule cannot be applied and the plan keeps the best fully known window
+  rather than run in unknown time.
 """
 
 from __future__ import annotations
@@ -347,18 +350,27 @@ def plan(
     start, expected = chosen.start, chosen.mean
     saving = _saving(baseline, expected)
 
-    if saving is not None and saving < min_savings_pct and (start != first or chosen_index != 0):
-        return _make(
-            home,
-            first,
-            baseline,
-            **common,
-            reason=(
-                f"Running now in {home.region}: the best window ({candidate.region} at {_iso(start)}, "
-                f"{expected:.1f} gCO2e/kWh) would save only {saving:.1f} %, below the "
-                f"{min_savings_pct:g} % minimum worth waiting for."
-            ),
-        )
+    # Waiting must be worth it against the best start *now* in any allowed region, not only at home: a
+    # window 2 % greener than starting now elsewhere is not worth hours of delay.
+    immediate = [(o.now_intensity, i) for i, o in enumerate(options) if o.now_intensity is not None]
+    if start != first and immediate:
+        now_value, now_index = min(immediate)
+        over_now = _saving(now_value, expected)
+        if over_now is not None and over_now < min_savings_pct:
+            here = candidates[now_index]
+            versus = _versus(baseline, _saving(baseline, now_value), home.region)
+            return _make(
+                here,
+                first,
+                now_value,
+                **common,
+                reason=(
+                    f"Running now in {here.region} ({now_value:.1f} gCO2e/kWh{versus}): "
+                    f"the best window ({candidate.region} at {_iso(start)}, {expected:.1f} gCO2e/kWh) would save only "
+                    f"{over_now:.1f} % over starting now in {here.region}, below the {min_savings_pct:g} % minimum "
+                    "worth waiting for."
+                ),
+            )
 
     if by_threshold:
         why = f"the first window whose mean is at or below the threshold of {threshold:g} gCO2e/kWh"

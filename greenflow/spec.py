@@ -18,7 +18,7 @@ from greenflow.options import DEFAULT_MAX_DELAY, OPTION, PROVIDER_NAMES, CarbonO
 from greenflow.units import Quantity
 
 if TYPE_CHECKING:  # loaded where forecasts are planned on, not by a spec that only declares (`greenflow run`)
-    from greenflow.intensity.correction import CorrectionMode
+    from greenflow.intensity.correction import CorrectionSetting
     from greenflow.intensity.policy import OnProviderError, OutagePolicy
     from greenflow.intensity.providers.base import IntensityProvider
 
@@ -34,8 +34,9 @@ class CarbonSpec:
     ``deadline`` is the latest *finish*: an aware datetime, or a duration after the request (``"12h"``).
     ``max_delay`` bounds the *start* instead; with neither, the start may move up to 12 hours.
     ``regions`` lists more places the task could run (spatial shifting): the first of ``region`` +
-    ``regions`` is the task's home, against which savings are counted. ``forecast_correction`` is the
-    correction mode (``"bias+carry"``) or ``None`` when forecasts are planned on as the provider gave them.
+    ``regions`` is the task's home, against which savings are counted. ``forecast_correction`` is
+    ``"auto"`` (where the provider publishes its past forecasts), a correction mode (``"bias+carry"``) or
+    ``None`` when forecasts are planned on as the provider gave them.
     """
 
     region: str | None = None
@@ -51,7 +52,7 @@ class CarbonSpec:
     estimate: Quantity | None = None
     on_provider_error: OnProviderError = "wait"
     max_staleness: timedelta = timedelta(hours=6)
-    forecast_correction: CorrectionMode | None = None
+    forecast_correction: CorrectionSetting | None = None
     pue: float | None = None
     embodied_g: float | None = None
     functional_unit: str | None = None
@@ -70,10 +71,7 @@ class CarbonSpec:
         object.__setattr__(self, "regions", tuple(self.regions))
         object.__setattr__(self, "tags", tuple(self.tags))
         if self.provider not in PROVIDER_NAMES:
-            raise InvalidInput(
-                f"provider={self.provider!r} is not one of {', '.join(PROVIDER_NAMES)}",
-                fix=f"use one of {', '.join(PROVIDER_NAMES)}",
-            )
+            raise InvalidInput(f"provider={self.provider!r} is unknown", fix=f"use one of {', '.join(PROVIDER_NAMES)}")
         if self.expected_duration <= timedelta(0):
             raise InvalidInput(
                 f"expected_duration={self.expected_duration} is not positive",
@@ -88,6 +86,12 @@ class CarbonSpec:
         if self.deadline is not None and self.max_delay is not None:
             raise InvalidInput(
                 "both deadline and max_delay are set", fix="give one: deadline (finish) or max_delay (start)"
+            )
+        if self.interruptible and self.min_segment <= self.resume_overhead:
+            raise InvalidInput(
+                f"min_segment={self.min_segment} is not longer than resume_overhead={self.resume_overhead}: "
+                "a segment that short would carry no work",
+                fix="give a min_segment longer than resume_overhead (defaults: 30m and 5m)",
             )
         for name in ("on_provider_error", "max_staleness"):  # the table's rules, for a spec built directly too
             OPTION[name].parse(getattr(self, name))

@@ -29,7 +29,7 @@ def test_the_text_limits_are_the_ledger_columns() -> None:
     [
         ({"pue": math.nan}, "pue=nan is not a finite number"),
         ({"energy_kwh": math.inf}, "energy_kwh=inf"),
-        ({"operational_g": -1.0}, "operational_g=-1.0 is out of range"),
+        ({"operational_g": -1.0}, "operational_g=-1 is out of range"),
         ({"host": "h" * 256}, "host="),
         ({"region": "GB\udcff"}, "not valid UTF-8"),
         ({"team": "bad\x00"}, "NUL"),

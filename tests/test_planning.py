@@ -139,12 +139,26 @@ def test_a_saving_below_the_minimum_runs_now() -> None:
     assert plan(candidates, duration=H, deadline=at(240), now=T0, min_savings_pct=20).start == at(120)
 
 
-def test_minimum_saving_compares_with_the_first_listed_region() -> None:
+def test_moving_region_now_costs_no_delay_so_needs_no_minimum() -> None:
     candidates = [Candidate("home", hourly([100, 100])), Candidate("away", hourly([90, 100]))]
-    result = plan(candidates, duration=H, deadline=at(120), now=T0, min_savings_pct=15)
-    assert (result.region, result.decision) == ("home", "run_now")
-    result = plan(candidates, duration=H, deadline=at(120), now=T0, min_savings_pct=5)
-    assert (result.region, result.decision, result.savings_pct) == ("away", "run_now", pytest.approx(10.0))
+    for minimum in (15, 5):
+        result = plan(candidates, duration=H, deadline=at(120), now=T0, min_savings_pct=minimum)
+        assert (result.region, result.decision, result.savings_pct) == ("away", "run_now", pytest.approx(10.0))
+
+
+def test_waiting_must_beat_the_best_start_now_in_any_region() -> None:
+    # The case: waiting 2 h in "away" saves 2 % over starting in "away" now (30.0 -> 29.4), though
+    # 70 % over home. Below a 5 % minimum the job starts now in "away"; the saving still counts against home.
+    candidates = [
+        Candidate("home", hourly([100, 100, 100, 100])),
+        Candidate("away", hourly([30.0, 30.0, 29.4, 30.0])),
+    ]
+    result = plan(candidates, duration=H, deadline=at(240), now=T0, min_savings_pct=5)
+    assert (result.region, result.decision, result.start) == ("away", "run_now", T0)
+    assert result.savings_pct == pytest.approx(70.0)
+    assert "would save only 2.0 % over starting now in away" in result.reason
+    waited = plan(candidates, duration=H, deadline=at(240), now=T0, min_savings_pct=1)
+    assert (waited.region, waited.start) == ("away", at(120))
 
 
 def test_threshold_starts_at_the_first_instant_the_window_mean_reaches_it() -> None:

@@ -138,7 +138,12 @@ class RoutedLifecycle(Lifecycle):
         self.route = route
 
     def plan(
-        self, *, requested_at: datetime | None = None, previous: Decision | None = None, retry: bool = False
+        self,
+        *,
+        requested_at: datetime | None = None,
+        previous: Decision | None = None,
+        retry: bool = False,
+        record_failure: bool = True,
     ) -> Decision:
         """The route's decision (the route already waited); a re-plan of an earlier decision is the core's.
 
@@ -146,7 +151,7 @@ class RoutedLifecycle(Lifecycle):
         once, so it is ``ran_now`` (only the first try waited for the route's window).
         """
         if previous is not None:
-            return super().plan(previous=previous, retry=retry)
+            return super().plan(previous=previous, retry=retry, record_failure=record_failure)
         route = self.route
         requested = route.requested_at or route.start_at
         gate = f"{route.gate_task_id} (entry {route.entry_id})"

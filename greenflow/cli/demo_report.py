@@ -1,7 +1,8 @@
 """What the demo prints at the end: the ledger, the budget, what deferring saved, the verification, next steps.
 
-Every figure comes from the ledger entries the runs wrote; estimates are labelled as such, and a value
-that was not measured is shown as not measured (with the entry's reason), never as zero.
+Every figure comes from the ledger entries the runs wrote; simulated energy (the stand-ins' declared GPU
+draw) and estimates are labelled as such, and a value that was not measured is shown as not measured
+(with the entry's reason), never as zero.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from greenflow.cli import ledger as ledger_cli
 from greenflow.cli.context import using_ledger
 from greenflow.cli.output import console, print_table
 from greenflow.demo.layout import DemoLayout
-from greenflow.demo.parts import CPU_TDP_W
+from greenflow.demo.parts import SIMULATED_GPU_W
 from greenflow.ledger import Entry, Ledger
 from greenflow.units import format_mass
 
 _RAN = ("deferred", "ran_now")
+_METERS = ("nvml_energy_counter", "nvml_power_sampling", "rapl")
 
 
 def print_report(layout: DemoLayout, parts: Sequence[str], seconds: float) -> bool:
@@ -84,6 +86,22 @@ def _refusals(entries: Sequence[Entry]) -> None:
             f"[yellow]refused[/] {escape(entry.orchestrator)} {escape(entry.workflow_id)}.{escape(entry.task_id)}: "
             f"{escape(entry.error or 'budget spent')}; the work behind it did not run"
         )
+    over = [
+        e
+        for e in entries
+        if e.decision in _RAN and e.charged_g is not None and e.estimate_g and e.charged_g > e.estimate_g * 1.05
+    ]
+    if over:
+        runs = ", ".join(
+            f"{escape(e.task_id)} ({e.orchestrator}) {format_mass(e.charged_g)} against {format_mass(e.estimate_g)}"
+            for e in over
+            if e.charged_g is not None and e.estimate_g is not None
+        )
+        console.print(
+            f"charged more than they reserved: {runs}. A budget admits work on its estimate and then charges "
+            "what the run emitted, so estimates below the real figure can take a budget past its limit; "
+            "later work is then refused."
+        )
     kept = [e for e in entries if e.decision in _RAN and e.energy_kwh is None and e.charged_g is not None]
     for entry in kept:
         console.print(
@@ -118,13 +136,19 @@ def _savings(entries: Sequence[Entry]) -> None:
         "gCO2e/kWh: the trace's intensity over the run (had it started when asked vs when it did); "
         "'forecast' marks the plan's figures where no energy was measured to account against."
     )
+    simulated = [e for e in ran if _simulated(e)]
+    if simulated:
+        console.print(
+            f"[bold]SIMULATED[/]: the GPU energy of {_tasks(simulated)} is simulated, not measured: a declared "
+            f"{SIMULATED_GPU_W:g} W GPU x the trace time each stand-in task represents (it runs that long on the "
+            "replay clock), the energy a real GPU job of that draw and length would use; emissions and savings "
+            "are that energy at the trace's real intensities."
+        )
     estimated = [e for e in ran if "estimate" in (e.method_gpu, e.method_cpu, e.method_dram)]
     if estimated:
         console.print(
-            f"[bold]ESTIMATE[/]: energy of {', '.join(sorted({e.task_id for e in estimated}))} "
-            f"({estimated[0].orchestrator}) is a CPU estimate, not a measurement: GREENFLOW_CPU_TDP_W="
-            f"{CPU_TDP_W} W x the process's share of the host's CPUs x the run's duration (no GPU and no RAPL "
-            "here). The stand-in tasks sleep or spin for under a second, hence tiny figures."
+            f"[bold]ESTIMATE[/]: energy of {_tasks(estimated)} includes an estimate, not a measurement "
+            "(see each entry's measurement_notes)."
         )
     for entry in [e for e in ran if e.energy_kwh is None]:
         reasons = "; ".join(
@@ -136,10 +160,19 @@ def _savings(entries: Sequence[Entry]) -> None:
     measured = [e for e in ran if e.saved_g is not None]
     if measured:
         total = sum(e.saved_g or 0.0 for e in measured)
+        label = " [bold](SIMULATED energy)[/]" if any(_simulated(e) for e in measured) else ""
         console.print(
-            f"saved in total: {_mass(total)} over {len(measured)} run(s) with energy figures "
+            f"saved in total: {_mass(total)}{label} over {len(measured)} run(s) with energy figures "
             "(counterfactual = the same energy at the intensity of the requested start, location-based)"
         )
+
+
+def _simulated(entry: Entry) -> bool:
+    return "simulated" in (entry.method_gpu, entry.method_cpu, entry.method_dram)
+
+
+def _tasks(entries: Sequence[Entry]) -> str:
+    return ", ".join(sorted({f"{e.task_id} ({e.orchestrator})" for e in entries}))
 
 
 def _saving_row(entry: Entry) -> list[Any]:
@@ -171,15 +204,22 @@ def _saving_row(entry: Entry) -> list[Any]:
 def _energy(entry: Entry) -> str:
     if entry.energy_kwh is None:
         return "not measured"
-    methods = {m for m in (entry.method_gpu, entry.method_cpu, entry.method_dram) if m}
-    label = " (CPU ESTIMATE)" if methods == {"estimate"} else f" ({'+'.join(sorted(methods))})"
+    # A number that is not a meter reading says so in capitals: it must never read as measured.
+    labels = [
+        (name.upper() + " " + method.upper()) if method not in _METERS else method
+        for name, method in (("gpu", entry.method_gpu), ("cpu", entry.method_cpu), ("dram", entry.method_dram))
+        if method
+    ]
+    label = f" ({', '.join(labels)})" if labels else ""
     wh = entry.energy_kwh * 1000
     text = f"{wh:.3g} Wh" if wh >= 1 or wh == 0 else f"{wh * 1000:.3g} mWh"
     return text + label
 
 
 def _mass(grams: float) -> str:
-    if grams == 0 or abs(grams) >= 1:
+    if abs(grams) < 1e-6:  # float noise of two sums over the same energy (a run that started when asked)
+        return "0 g"
+    if abs(grams) >= 1:
         return format_mass(grams)
     if abs(grams) >= 1e-3:
         return f"{grams * 1e3:.3g} mg"

@@ -112,10 +112,10 @@ def parse_run(args: Sequence[str]) -> RunRequest | None:
         if name not in _RUN_OPTIONS:
             return None
         key, kind = _RUN_OPTIONS[name]
-        if kind == "flag":
+        if kind in ("flag", "off"):
             if has_inline:
                 return None
-            options[key] = True
+            options[key] = kind == "flag"
             j += 1
             continue
         if has_inline:

@@ -18,8 +18,9 @@ from typing import Any, Literal, TypeVar
 from greenflow.cli.attempt import provider_options
 from greenflow.options import OPTION, EntryPoint, Option, default_text, options_for
 
-FlagKind = Literal["str", "int", "list", "flag"]
-"""How a flag is read: one value, an integer, a repeatable value, or a switch without a value."""
+FlagKind = Literal["str", "int", "list", "flag", "off"]
+"""How a flag is read: one value, an integer, a repeatable value, or a switch without a value that turns
+its option on (``flag``) or off (``off``, the ``--no-`` spelling)."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -30,9 +31,15 @@ def keyword(option: Option) -> str:
 
 
 def _kind(option: Option) -> FlagKind:
-    if option.type.startswith("bool"):
-        return "flag"  # --forecast-correction, --interruptible: switches, off by default as in the table
+    if "bool" in option.type.split(" | "):
+        # --forecast-correction / --no-forecast-correction, --interruptible / --no-interruptible: switches;
+        # without either the option takes the table's default (forecast_correction's is "auto").
+        return "flag"
     return "list" if option.repeated else "str"
+
+
+def _off(flag: str) -> str:
+    return "--no-" + flag.removeprefix("--")
 
 
 def _flag_options(entry_point: EntryPoint) -> dict[str, Option]:
@@ -45,20 +52,25 @@ def _flag_options(entry_point: EntryPoint) -> dict[str, Option]:
 
 
 def flag_kinds(entry_point: EntryPoint) -> dict[str, tuple[str, FlagKind]]:
-    """Every carbon flag of ``entry_point``: flag -> (keyword, kind)."""
-    return {flag: (keyword(option), _kind(option)) for flag, option in _flag_options(entry_point).items()}
+    """Every carbon flag of ``entry_point``: flag -> (keyword, kind), the ``--no-`` spelling of switches too."""
+    kinds: dict[str, tuple[str, FlagKind]] = {}
+    for flag, option in _flag_options(entry_point).items():
+        kinds[flag] = (keyword(option), _kind(option))
+        if _kind(option) == "flag":
+            kinds[_off(flag)] = (keyword(option), "off")
+    return kinds
 
 
 def given_options(values: Mapping[str, Any], entry_point: EntryPoint) -> dict[str, Any]:
     """The options a command line gave, by the table's names, for :meth:`CarbonSpec.declare`.
 
-    ``values`` maps keywords to what was parsed; ``None`` (or an absent keyword, an empty list, a switch
-    left off) means not given, so the table's default at ``entry_point`` applies.
+    ``values`` maps keywords to what was parsed; ``None`` (or an absent keyword, an empty list) means not
+    given, so the table's default at ``entry_point`` applies. A switch is ``True`` or ``False`` when given.
     """
     given: dict[str, Any] = {}
     for option in _flag_options(entry_point).values():
         value = values.get(keyword(option))
-        if value is None or value is False or value == [] or value == ():
+        if value is None or value == [] or value == ():
             continue
         if option.name == "region":
             given["region"], *more = list(value)
@@ -77,8 +89,6 @@ def _help(option: Option, entry_point: EntryPoint) -> str:
     text = option.help
     if option.name == "region":
         text += " Repeat the flag for more regions: " + OPTION["regions"].help
-    if _kind(option) == "flag":
-        return text
     return f"{text} Default: {default_text(option.default_for(entry_point)).strip('`')}."
 
 
@@ -94,7 +104,9 @@ def option_parameters(entry_point: EntryPoint, aliases: Mapping[str, tuple[str, 
         names = (flag, *(aliases or {}).get(option.name, ()))
         annotation: Any
         if kind == "flag":
-            annotation, default = bool, typer.Option(False, *names, help=_help(option, entry_point))
+            switch = f"{names[0]}/{_off(names[0])}"
+            annotation = bool | None
+            default = typer.Option(None, switch, *names[1:], help=_help(option, entry_point), show_default=False)
         else:
             annotation = list[str] | None if kind == "list" else str | None
             default = typer.Option(None, *names, help=_help(option, entry_point), show_default=False)

@@ -9,9 +9,11 @@ or with ``--json`` the documented shape::
     {"decision": "run_now" | "defer" | "retry", "region", "start", "end", "expected_gco2_per_kwh",
      "now_gco2_per_kwh", "savings_pct", "deferred_seconds", "provider"}
 
-(plus ``attribution`` when the data's licence asks for one, as replayed traces do, and with
-``--forecast-correction`` a ``forecast_correction`` object: ``{"mode", "regions": {region: {"applied",
-"reason", "parameters"}}}``, the record the lifecycle keeps in the ledger). ``retry`` is the outage policy's
+(plus ``attribution`` when the data's licence asks for one, as replayed traces do, and when the forecast
+was corrected or a correction asked for (the table's default ``auto`` corrects where the provider
+publishes its past forecasts; ``--forecast-correction`` always tries; ``--no-forecast-correction`` never)
+a ``forecast_correction`` object: ``{"mode", "regions": {region: {"applied", "reason", "parameters"}}}``,
+the record the lifecycle keeps in the ledger). ``retry`` is the outage policy's
 answer when no forecast can be had (``--on-provider-error wait``): a run would ask again at ``start``, until
 its latest start; the intensities are then ``null``. ``--now`` replays history with the ``trace``
 provider: the points after that time are the forecast. ``--deadline`` is a time or a duration after the

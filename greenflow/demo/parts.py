@@ -23,8 +23,9 @@ from greenflow.demo.layout import DemoLayout, Examples
 # The example DAG replays its trace at this speed (its REPLAY option); the Prefect part is told the same.
 # GREENFLOW_REPLAY_SPEED slows it down where starting a task takes seconds (the window must not pass first).
 REPLAY_SPEED = float(os.environ.get("GREENFLOW_REPLAY_SPEED", "3600"))
-# The CPU estimate's TDP (watts) for the part that estimates energy on a host without GPU or RAPL.
-CPU_TDP_W = "65"
+# The GPU the stand-in tasks represent: its draw is simulated (greenflow.metering.simulated), each real
+# second of a stand-in standing for REPLAY_SPEED seconds, the trace time it spans on the replay clock.
+SIMULATED_GPU_W = 300.0
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,21 @@ def _base_env(layout: DemoLayout) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
     env["GREENFLOW_LEDGER_URL"] = layout.ledger_url
+    env["GREENFLOW_SIMULATED_GPU_W"] = f"{SIMULATED_GPU_W:g}"
+    env["GREENFLOW_SIMULATED_TIME_SCALE"] = f"{REPLAY_SPEED:g}"
     return env
 
 
-def airflow_plan(layout: DemoLayout, examples: Examples, budget_limit: str, *, estimate_cpu: bool) -> PartPlan:
+def simulation_note() -> str:
+    """How the parts' GPU energy is simulated, in one sentence for the user."""
+    return (
+        f"GPU energy is SIMULATED, not measured: the stand-in tasks run for the trace time they represent "
+        f"(2 trace hours = {7200 / REPLAY_SPEED:g} real s) and are given a declared {SIMULATED_GPU_W:g} W GPU "
+        f"over it (GREENFLOW_SIMULATED_GPU_W), method 'simulated' in every entry"
+    )
+
+
+def airflow_plan(layout: DemoLayout, examples: Examples, budget_limit: str) -> PartPlan:
     """``dag.test()`` of the example DAG in a throw-away ``AIRFLOW_HOME`` with a SQLite metadata database."""
     home = layout.airflow_home
     env = _base_env(layout) | {
@@ -66,14 +78,7 @@ def airflow_plan(layout: DemoLayout, examples: Examples, budget_limit: str, *, e
         "AIRFLOW__GREENFLOW__LEDGER_URL": layout.ledger_url,
         "GREENFLOW_REPLAY_SPEED": f"{REPLAY_SPEED:g}",
     }
-    if estimate_cpu:
-        env["GREENFLOW_CPU_TDP_W"] = CPU_TDP_W
-        note = (
-            f"meters what this host has (GPU via NVML, CPU via RAPL); where RAPL is missing the CPU energy is an "
-            f"ESTIMATE from GREENFLOW_CPU_TDP_W={CPU_TDP_W} W x the process's CPU share"
-        )
-    else:
-        note = "meters what this host has (GPU via NVML, CPU via RAPL); no CPU estimate configured"
+    note = f"simulated {SIMULATED_GPU_W:g} W GPU; CPU and DRAM metered if this host has RAPL, else not measured"
     link = home / "dags" / examples.dag_file.name
     try:
         link.symlink_to(examples.dag_file)
@@ -92,11 +97,11 @@ def airflow_plan(layout: DemoLayout, examples: Examples, budget_limit: str, *, e
 
 
 def prefect_plan(layout: DemoLayout, examples: Examples, budget_limit: str) -> PartPlan:
-    """The example flow on Prefect's temporary server, with metering switched off on purpose.
+    """The example flow on Prefect's temporary server: a simulated GPU, the host's meters switched off.
 
-    No GPU is selected, RAPL points nowhere and no TDP is set: the entries then show what greenflow
-    does when it cannot measure (energy ``None`` with the reason) and the budget keeps the declared
-    estimate, which is what exhausts it. The same on every machine, so the story does not change.
+    No GPU is selected and RAPL points nowhere: the entries show, next to the simulated GPU energy, what
+    greenflow does when it cannot measure (CPU and DRAM ``None`` with the reason). The same on every
+    machine, so the story does not change.
     """
     env = _base_env(layout) | {
         "PREFECT_HOME": str(layout.prefect_home),
@@ -111,8 +116,8 @@ def prefect_plan(layout: DemoLayout, examples: Examples, budget_limit: str) -> P
         "GREENFLOW_RAPL_ROOT": str(layout.root / "no-rapl"),
     }
     note = (
-        "metering off on purpose (no GPU selected, no RAPL, no TDP): energy is recorded as not measured, "
-        "with the reason, and the budget keeps the declared estimate"
+        f"simulated {SIMULATED_GPU_W:g} W GPU; CPU and DRAM metering off on purpose (no RAPL): recorded as "
+        "not measured, with the reason"
     )
     argv = (
         sys.executable,

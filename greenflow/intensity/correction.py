@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter, deque
+import threading
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -46,6 +47,11 @@ CorrectionMode = Literal["bias+carry"]
 BiasMode = Literal["always", "significant", "never"]
 CORRECTION_MODES: Final[tuple[CorrectionMode, ...]] = ("bias+carry",)
 """The correction modes ``forecast_correction`` accepts (``True`` means the first)."""
+AUTO: Final = "auto"
+"""``forecast_correction``'s default: correct where the provider publishes the forecasts it issued for past
+slots (ukgrid national, a trace of forecast snapshots), and say nothing where it cannot."""
+CorrectionSetting = Literal["auto", "bias+carry"]
+"""What a spec's ``forecast_correction`` holds when on: :data:`AUTO` or a mode."""
 DEFAULT_DAYS: Final = 7
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY: Final = timedelta(days=1)
@@ -309,6 +315,8 @@ class CorrectionResult:
     forecast: Forecast
     correction: Correction | None
     reason: str
+    cannot: bool = False
+    """True when the provider does not keep past forecasts for the region (``"auto"`` then says nothing)."""
 
     @property
     def applied(self) -> bool:
@@ -335,9 +343,10 @@ def correct_from_provider(
     past forecasts, or a failed fetch, leaves the forecast as it is, with the reason.
     """
     if not isinstance(provider, IssuedHistoryProvider):
-        return not_applied(
+        result = not_applied(
             forecast, f"provider {provider.name!r} does not publish the forecasts it issued for past slots"
         )
+        return replace(result, cannot=True)
     if not forecast.points:
         return not_applied(forecast, f"no forecast for {region} to correct")
     start = now - lookback(DEFAULT_DAYS, max((forecast.end or now) - now, timedelta(0)))
@@ -347,8 +356,34 @@ def correct_from_provider(
     except Exception as error:  # no failure here is a reason not to plan
         detail = error.one_line() if isinstance(error, GreenflowError) else f"{type(error).__name__}: {error}"
         log.info("greenflow: no past forecasts and actuals for %s: %s", region, detail)
-        return not_applied(forecast, f"no past forecasts and actuals for {region}: {detail}")
+        result = not_applied(forecast, f"no past forecasts and actuals for {region}: {detail}")
+        # Bad input here is the provider saying it keeps no past forecasts for this region (not an outage).
+        return replace(result, cannot=isinstance(error, InvalidInput))
     return correct(forecast, issued, actual, now=now)
+
+
+def correction_for(
+    setting: CorrectionSetting,
+    provider: IntensityProvider,
+    cache: ForecastCache,
+    region: str,
+    forecast: Forecast,
+    now: datetime,
+) -> CorrectionResult | None:
+    """:func:`correct_from_provider` under a spec's ``forecast_correction`` setting; ``None``: nothing to say.
+
+    A mode (``"bias+carry"``) always answers, with the reason when no correction could be made. ``"auto"``
+    answers only where the provider can publish its past forecasts for ``region``: a provider without them,
+    or one that refuses them for this region (ukgrid's regions, a trace that serves its actuals as the
+    forecast), gives ``None`` and the entry carries no correction note. A provider that can but failed this
+    time still says why.
+    """
+    if setting == AUTO:
+        if not isinstance(provider, IssuedHistoryProvider):
+            return None
+        result = correct_from_provider(provider, cache, region, forecast, now)
+        return None if result.cannot else result
+    return correct_from_provider(provider, cache, region, forecast, now)
 
 
 def not_applied(forecast: Forecast, reason: str) -> CorrectionResult:
@@ -379,24 +414,73 @@ def correct(
         return not_applied(
             forecast, f"no settled actuals from {actual.provider} for {actual.region} before {_iso(now)}"
         )
-    step = Counter(p.duration for p in settled).most_common(1)[0][0]
+    durations = [p.end - p.start for p in settled]  # once: a point's duration is computed on each read
+    step = Counter(durations).most_common(1)[0][0]
     if _DAY % step:
         return not_applied(forecast, f"the actuals' slots ({step}) do not divide a day")
-    by_start = {p.start: p for p in issued.points if p.value is not None and p.duration == step}
-    pairs = [(p, by_start[p.start]) for p in settled if p.duration == step and p.start in by_start]
+    by_start = {p.start: p.value for p in issued.points if p.value is not None and p.end - p.start == step}
+    pairs = tuple(
+        (p.start, by_start[p.start], p.value)
+        for p, duration in zip(settled, durations, strict=True)
+        if duration == step and p.start in by_start
+    )
     if not pairs:
         return not_applied(
             forecast, f"no past slot of {actual.region} has both the forecast {issued.provider} issued and its actual"
         )
     # The carry reaches from the slot that just ended to the forecast's last slot.
     reach = (forecast.end or now) - _moment(_slot(now, step) - 1, step)
-    record = ErrorRecord(step, max_lag=math.ceil(reach / step), days=days, bias=bias)
-    for point, forecast_point in pairs:
-        record.add(point.start, forecast_point.value, point.value)
-    correction = record.correction(now)
+    correction = _LEARNED.correction(step, days, bias, now, max(math.ceil(reach / step), 1), pairs)
     if correction is None:
         return not_applied(forecast, f"no (forecast, actual) pair in the {days} days before {_iso(now)}")
     return CorrectionResult(correction.apply(forecast), correction, correction.describe())
+
+
+_Pairs = tuple[tuple[datetime, float | None, float | None], ...]
+
+
+class _Learned:
+    """What the correction learned, kept per inputs: tasks planning in the same slot fit once.
+
+    Fitting an :class:`ErrorRecord` over the look-back (three weeks of half-hours, slopes for every lead)
+    costs ~40 times a plan; every task of a provider and region planning in the same slot hands it the same
+    (issued, actual) pairs, so the fit is kept, keyed by the pairs themselves (a late actual, or another
+    provider's data, is another key: a hit is always the same inputs), the slot, and the settings. A fit for
+    a longer forecast serves a shorter one: the slope at each lead does not depend on how many are fitted.
+    """
+
+    def __init__(self, size: int = 32) -> None:
+        self._size = size
+        self._fits: OrderedDict[tuple[object, ...], Correction | None] = OrderedDict()
+        self._guard = threading.Lock()
+        self.fits = 0
+        """Fits made (how a test sees that tasks share one)."""
+
+    def correction(
+        self, step: timedelta, days: int, bias: BiasMode, now: datetime, lags: int, pairs: _Pairs
+    ) -> Correction | None:
+        key = (step, days, bias, _slot(now, step), pairs)
+        with self._guard:
+            known = key in self._fits
+            learned = self._fits.get(key)
+            if known:
+                self._fits.move_to_end(key)
+        if known and (learned is None or len(learned.slopes) >= lags):
+            return None if learned is None else replace(learned, slopes=learned.slopes[:lags])
+        record = ErrorRecord(step, max_lag=lags, days=days, bias=bias)
+        for start, issued, actual in pairs:
+            record.add(start, issued, actual)
+        learned = record.correction(now)
+        with self._guard:
+            self.fits += 1
+            self._fits[key] = learned
+            self._fits.move_to_end(key)
+            while len(self._fits) > self._size:
+                self._fits.popitem(last=False)
+        return learned
+
+
+_LEARNED: Final = _Learned()
 
 
 def _slot(moment: datetime, step: timedelta) -> int:
@@ -413,13 +497,16 @@ def _iso(moment: datetime) -> str:
 
 
 __all__ = [
+    "AUTO",
     "CORRECTION_MODES",
     "BiasMode",
     "Correction",
     "CorrectionMode",
     "CorrectionResult",
+    "CorrectionSetting",
     "ErrorRecord",
     "correct",
+    "correction_for",
     "lookback",
     "not_applied",
 ]

@@ -8,7 +8,9 @@
 * ``fail``: raise :class:`~greenflow.errors.ProviderError`.
 
 Before any of those, a last good forecast younger than ``max_staleness`` is used instead, flagged stale
-with its age. Every outcome carries a ``reason`` for the ledger: there is no silent "run now".
+with its age. A replayed forecast snapshot (a trace of forecasts as published) is judged by its issue time
+in the task's clock: one issued longer than ``max_staleness`` ago is an outage, not a forecast. Every
+outcome carries a ``reason`` for the ledger: there is no silent "run now".
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from greenflow.clock import format_duration, require_aware, utcnow
+from greenflow.clock import format_duration, parse_time, require_aware, utcnow
 from greenflow.errors import InvalidInput, ProviderError
 from greenflow.intensity.cache import CachedForecast, ForecastCache
 from greenflow.intensity.forecast import Forecast
-from greenflow.intensity.providers.base import IntensityProvider, is_retryable
+from greenflow.intensity.providers.base import IntensityProvider, ProviderUnavailable, is_retryable
 
+SNAPSHOT_ISSUED_AT = "snapshot_issued_at"
+"""The ``Forecast.meta`` key of a replayed snapshot's issue time (the trace provider sets it): its age."""
 OnProviderError = Literal["run", "wait", "fail"]
 ON_PROVIDER_ERROR: tuple[OnProviderError, ...] = ("run", "wait", "fail")
 
@@ -175,6 +179,31 @@ class OutagePolicy:
             error=error.one_line(),
         )
 
+    def _too_old_snapshot(
+        self, provider: IntensityProvider, region: str, forecast: Forecast, now: datetime | None
+    ) -> ProviderUnavailable | None:
+        """An outage when ``forecast`` is a replayed snapshot issued more than ``max_staleness`` before ``now``.
+
+        A snapshot (a trace of forecasts as published, ``meta["snapshot_issued_at"]``) is as old as its issue
+        time says, in the task's clock, however recently it was read: planning on one issued 31 hours ago is
+        planning on a stale forecast. Retryable: a later snapshot may be issued before the latest start.
+        """
+        issued_text = forecast.meta.get(SNAPSHOT_ISSUED_AT)
+        if not issued_text:
+            return None
+        moment = utcnow() if now is None else require_aware(now, "now")
+        issued = parse_time(str(issued_text), SNAPSHOT_ISSUED_AT)
+        age = moment - issued
+        if age <= self.max_staleness:
+            return None
+        return ProviderUnavailable(
+            f"the latest {provider.name} forecast for {region} was issued {format_duration(age)} before "
+            f"{moment.isoformat()} (at {issued.isoformat()}), older than max_staleness "
+            f"{format_duration(self.max_staleness)}",
+            fix="replay from a moment nearer a snapshot, or raise max_staleness (the shipped GB snapshots are "
+            "about 12 hours apart)",
+        )
+
     def resolve(
         self,
         cache: ForecastCache,
@@ -198,6 +227,10 @@ class OutagePolicy:
             return self.decide(
                 error, cache.last_good(provider, region), now=now, deadline=deadline, wall_ages=wall_ages
             )
+        too_old = self._too_old_snapshot(provider, region, cached.forecast, now)
+        if too_old is not None:
+            # The same snapshot is all a fallback could offer: nothing younger to fall back on.
+            return self.decide(too_old, None, now=now, deadline=deadline, wall_ages=wall_ages)
         moment = utcnow() if now is None or wall_ages else require_aware(now, "now")
         return UseForecast(
             forecast=cached.forecast,

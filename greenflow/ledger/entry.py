@@ -20,7 +20,7 @@ from greenflow.intensity.forecast import canonical_json
 
 Orchestrator = Literal["airflow", "prefect", "cli"]
 Decision = Literal["ran_now", "deferred", "skipped_budget", "degraded", "failed", "interrupted"]
-Method = Literal["nvml_energy_counter", "nvml_power_sampling", "rapl", "estimate"]
+Method = Literal["nvml_energy_counter", "nvml_power_sampling", "rapl", "estimate", "simulated"]
 DECISIONS: tuple[str, ...] = get_args(Decision)
 # Chained events that are not task attempts: a budget's definition and its changes. They share the one
 # hash chain (so `ledger verify` covers them) but never count as attempts (see EntryFilter, history).

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from greenflow.errors import InvalidInput
 from greenflow.intensity.forecast import canonical_json
 from greenflow.ledger.entry import Entry, Identity
-from greenflow.ledger.models import ReservationRow
+from greenflow.ledger.models import BudgetRow, ReservationRow
 
 # The columns the digest covers, in a fixed order (everything but the digest itself).
 DIGESTED = (
@@ -104,14 +104,7 @@ def charge_after_reservation(entry: Entry, primary: ReservationRow) -> Entry:
     The late real entry is the truth, so it is charged with (actual - already charged): the budget's
     total stays right while both records stay in the append-only chain.
     """
-    _identity, team, tags = split_identity(primary.identity)
-    # An entry that forgot the attempt's team or tags would leave the budgets that held for them uncharged.
-    entry = entry.replace(
-        budget=entry.budget or primary.budget,
-        reservation_id=primary.reservation_id,
-        team=entry.team if entry.team is not None else team,
-        tags=entry.tags or tags,
-    )
+    entry = link_to_reservation(entry, primary)
     if primary.status != "expired":
         return entry
     already_g, already_kwh = primary.progress_g or 0.0, primary.progress_kwh or 0.0
@@ -121,6 +114,18 @@ def charge_after_reservation(entry: Entry, primary: ReservationRow) -> Entry:
         charged_g=None if entry.charged_g is None else entry.charged_g - already_g,
         charged_kwh=None if entry.charged_kwh is None else entry.charged_kwh - already_kwh,
         extra=note,
+    )
+
+
+def link_to_reservation(entry: Entry, primary: ReservationRow) -> Entry:
+    """The entry naming its reservation, and the attempt's budget, team and tags where it left them out."""
+    _identity, team, tags = split_identity(primary.identity)
+    # An entry that forgot the attempt's team or tags would leave the budgets that held for them uncharged.
+    return entry.replace(
+        budget=entry.budget or primary.budget,
+        reservation_id=primary.reservation_id,
+        team=entry.team if entry.team is not None else team,
+        tags=entry.tags or tags,
     )
 
 
@@ -137,3 +142,56 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)  # the database gives floats back
     return value
+
+
+def charge_part(entry: Entry, group: Sequence[ReservationRow]) -> tuple[Entry, dict[str, float]]:
+    """Link one part of an attempt (a segment of an interruptible job) to the reservation it draws on.
+
+    The reservation stays open for the parts still to come (:func:`draw_down` lowers it by what this part
+    was charged). If it already expired, the ``interrupted`` entry that expired it charged its holds: each
+    later part is charged only what exceeds the credit left of that charge, and uses the credit up. Returns
+    the linked entry and the credit used per unit (``{"gCO2e": ..., "kWh": ...}``).
+    """
+    primary = group[0]
+    entry = link_to_reservation(entry, primary)
+    if primary.status != "expired":
+        return entry, {}
+    credit = {"gCO2e": primary.progress_g or 0.0, "kWh": primary.progress_kwh or 0.0}
+    used = {
+        "gCO2e": min(entry.charged_g or 0.0, credit["gCO2e"]),
+        "kWh": min(entry.charged_kwh or 0.0, credit["kWh"]),
+    }
+    note = dict(entry.extra)
+    note["reservation_expired_before_settle"] = {"credit_used_g": used["gCO2e"], "credit_used_kwh": used["kWh"]}
+    return (
+        entry.replace(
+            charged_g=None if entry.charged_g is None else entry.charged_g - used["gCO2e"],
+            charged_kwh=None if entry.charged_kwh is None else entry.charged_kwh - used["kWh"],
+            extra=note,
+        ),
+        used,
+    )
+
+
+def draw_down(session: Session, group: Sequence[ReservationRow], entry: Entry, used: Mapping[str, float]) -> None:
+    """Lower an open group's holds by what one part of its attempt was charged; the group stays open.
+
+    Each row is lowered in its own budget's unit (never below zero), so every budget covering the attempt
+    counts that part once: as charged by its entry, no longer as reserved. An expired group (see
+    :func:`charge_part`) keeps the credit it has left instead.
+    """
+    units = dict(
+        session.execute(
+            select(BudgetRow.name, BudgetRow.unit).where(BudgetRow.name.in_([row.budget for row in group]))
+        ).all()
+    )
+    for row in group:
+        if row.status == "open":
+            charged = entry.charged_g if units.get(row.budget, "gCO2e") == "gCO2e" else entry.charged_kwh
+            if charged:
+                row.amount = max(row.amount - charged, 0.0)
+                seal(row)
+        elif row.status == "expired" and used:
+            row.progress_g = max((row.progress_g or 0.0) - used.get("gCO2e", 0.0), 0.0)
+            row.progress_kwh = max((row.progress_kwh or 0.0) - used.get("kWh", 0.0), 0.0)
+            seal(row)

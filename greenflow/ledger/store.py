@@ -23,7 +23,7 @@ from greenflow.ledger.database import READONLY, check_schema, create_ledger_engi
 from greenflow.ledger.entry import EVENT_DECISIONS, Entry, Identity, chain_hash
 from greenflow.ledger.models import EntryRow, HeadRow, ReservationRow
 from greenflow.ledger.rows import entry_from_row, entry_row_values, row_values
-from greenflow.ledger.settlement import charge_after_reservation, close_group, lock_group
+from greenflow.ledger.settlement import charge_after_reservation, charge_part, close_group, draw_down, lock_group
 
 if TYPE_CHECKING:
     from greenflow.ledger.anchor import Anchor
@@ -110,12 +110,14 @@ class Ledger:
             yield session
 
     # -- writing -----------------------------------------------------------------------------------
-    def append(self, entry: Entry, *, settle: str | None = None) -> Entry:
+    def append(self, entry: Entry, *, settle: str | None = None, partial: bool = False) -> Entry:
         """Append ``entry`` to the chain and return it as recorded (with seq and hashes).
 
         Idempotent per attempt: if an entry with the same idempotency key exists, that entry is
         returned and nothing is written. ``settle`` names a reservation to settle in the same
         transaction, so that a budget never counts the attempt twice (reserved and charged).
+        ``partial=True`` settles only this entry's part of it (one segment of an interruptible job): the
+        reservation stays open, lowered by what the entry was charged, for the parts still to come.
         """
         with self.write() as session:
             # Settling does not take the budgets' locks: the entry and the group's new status commit
@@ -123,13 +125,21 @@ class Ledger:
             # either as reserved or as charged, never both or neither. Everyone locks budgets (by name),
             # then reservation rows (by budget name), then the head, so no two writers deadlock.
             group = lock_group(session, settle) if settle else None
-            recorded = self.append_in(session, entry, reservation=group)
+            recorded = self.append_in(session, entry, reservation=group, partial=partial)
         return recorded
 
-    def append_in(self, session: Session, entry: Entry, *, reservation: list[ReservationRow] | None = None) -> Entry:
+    def append_in(
+        self,
+        session: Session,
+        entry: Entry,
+        *,
+        reservation: list[ReservationRow] | None = None,
+        partial: bool = False,
+    ) -> Entry:
         """Append inside an open write transaction (callers hold any budget lock first).
 
-        ``reservation`` is a locked reservation group (primary first) to settle with the entry.
+        ``reservation`` is a locked reservation group (primary first) to settle with the entry (only the
+        entry's part of it with ``partial``, see :meth:`append`).
         """
         # One round trip: lock the chain's tip and look for an entry already written for this attempt.
         already = select(EntryRow.seq).where(EntryRow.idempotency_key == entry.idempotency_key).scalar_subquery()
@@ -141,14 +151,19 @@ class Ledger:
                 session.execute(select(EntryRow).where(EntryRow.seq == existing_seq)).scalar_one()
             )
         else:
-            if reservation is not None:
+            used: dict[str, float] = {}
+            if reservation is not None and partial:
+                entry, used = charge_part(entry, reservation)
+            elif reservation is not None:
                 entry = charge_after_reservation(entry, reservation[0])
             entry = entry.replace(recorded_at=entry.recorded_at or utcnow())
             digest = chain_hash(head_hash, entry.content())
             recorded = entry.replace(seq=head_seq + 1, prev_hash=head_hash, entry_hash=digest)
             session.execute(insert(EntryRow).values(entry_row_values(recorded)))
             session.execute(update(HeadRow).where(HeadRow.id == 1).values(seq=head_seq + 1, entry_hash=digest))
-        if reservation is not None:
+            if reservation is not None and partial:
+                draw_down(session, reservation, recorded, used)  # once: a retried write draws nothing again
+        if reservation is not None and not partial:
             close_group(reservation, "settled", utcnow(), recorded.entry_id)
         return recorded
 

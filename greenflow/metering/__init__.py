@@ -1,5 +1,6 @@
 """Energy metering: NVML energy counters and sampled power on GPUs, RAPL on CPUs and DRAM, labelled
-estimates where neither can be read, and the time-weighted join of energy with carbon intensity.
+estimates where neither can be read, a declared draw for stand-in work (labelled ``simulated``), and the
+time-weighted join of energy with carbon intensity.
 
 Start with :class:`Meter` (windows → :class:`Measurement`) and :func:`emissions`
 (:class:`Measurement` x :class:`~greenflow.intensity.forecast.Forecast` → :class:`CarbonAccount`).
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     )
     from greenflow.metering.meter import ComponentSetup, Meter, MeterSetup, Window
     from greenflow.metering.nvml import NvmlBackend, NvmlUnavailable, default_backend
+    from greenflow.metering.simulated import SIMULATED, SimulatedPower
 
 _WHERE: dict[str, str] = {
     "CarbonAccount": "greenflow.metering.carbon",
@@ -48,10 +50,13 @@ _WHERE: dict[str, str] = {
     "NvmlBackend": "greenflow.metering.nvml",
     "NvmlUnavailable": "greenflow.metering.nvml",
     "default_backend": "greenflow.metering.nvml",
+    "SIMULATED": "greenflow.metering.simulated",
+    "SimulatedPower": "greenflow.metering.simulated",
 }
 
 __all__ = [
     "COMPONENTS",
+    "SIMULATED",
     "CarbonAccount",
     "Component",
     "ComponentEnergy",
@@ -66,6 +71,7 @@ __all__ = [
     "NvmlUnavailable",
     "PowerSample",
     "PowerTrace",
+    "SimulatedPower",
     "SlotCharge",
     "Window",
     "default_backend",

@@ -15,7 +15,8 @@ from greenflow.clock import parse_time, require_aware
 from greenflow.errors import InvalidInput
 
 Component = Literal["gpu", "cpu", "dram"]
-Method = Literal["nvml_energy_counter", "nvml_power_sampling", "rapl", "estimate"]
+# "simulated": a declared draw for stand-in work (greenflow.metering.simulated), never a measurement.
+Method = Literal["nvml_energy_counter", "nvml_power_sampling", "rapl", "estimate", "simulated"]
 BaselineSource = Literal["declared", "measured"]
 
 COMPONENTS: tuple[Component, ...] = get_args(Component)
@@ -26,6 +27,7 @@ METHOD_RANK: dict[Method, int] = {
     "rapl": 0,
     "nvml_power_sampling": 1,
     "estimate": 2,
+    "simulated": 3,
 }
 JOULES_PER_KWH = 3.6e6
 

@@ -4,6 +4,7 @@
 ::
 
     meter = Meter()                      # GPUs from CUDA_VISIBLE_DEVICES, RAPL, estimates as configured
+    Meter(simulated_gpu=SimulatedPower(300, time_scale=3600))  # stand-in work: a declared draw, labelled
     with meter.window("train") as w:
         train()
     w.measurement.gpu.kwh, w.measurement.gpu.method
@@ -60,6 +61,7 @@ from greenflow.metering.sampler import (
     Sampler,
     Snapshot,
 )
+from greenflow.metering.simulated import SimulatedPower
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -131,6 +133,9 @@ class Meter:
         environ: environment to read (default ``os.environ``).
         max_samples: power samples kept per device for the carbon join (older ones are merged).
         rapl_reader: the RAPL file-reading seam (tests).
+        simulated_gpu: a declared GPU draw for stand-in work (:class:`SimulatedPower`), in place of
+            NVML: the GPU energy is labelled ``simulated`` and the window spans the represented time;
+            ``None`` reads ``GREENFLOW_SIMULATED_GPU_W`` / ``GREENFLOW_SIMULATED_TIME_SCALE``.
     """
 
     def __init__(
@@ -146,6 +151,7 @@ class Meter:
         environ: Mapping[str, str] | None = None,
         max_samples: int = DEFAULT_MAX_SAMPLES,
         rapl_reader: RaplReader | None = None,
+        simulated_gpu: SimulatedPower | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.sample_interval = _check_interval(sample_interval)
@@ -166,7 +172,12 @@ class Meter:
         selection = select_gpus(gpu_indices, env)
         self._gpu_selection = selection.source
         self._setup_warnings: list[str] = list(selection.warnings)
-        self._open_gpus(selection, env)
+        self.simulated_gpu = simulated_gpu or SimulatedPower.from_env(env)
+        if self.simulated_gpu is None:
+            self._open_gpus(selection, env)
+        else:  # the stand-in does not use the GPU: NVML is not read, so no real figure is mixed in
+            self._gpu_reason = self.simulated_gpu.setup_reason
+            self._setup_warnings.append(f"GPU energy is {self.simulated_gpu.setup_reason}")
 
         self.rapl: RaplSetup = open_rapl(resolve_rapl_root(rapl_root, env), rapl_reader)
         channels: list[Channel] = list(self.gpus.channels(max_samples)) if self.gpus else []
@@ -221,6 +232,8 @@ class Meter:
         )
 
     def _gpu_setup(self) -> ComponentSetup:
+        if self.simulated_gpu is not None:
+            return ComponentSetup("simulated", self.simulated_gpu.setup_reason, (self.simulated_gpu.device,))
         if self.gpus is None:
             return ComponentSetup(None, self._gpu_reason)
         probes = self.gpus.probes
@@ -387,12 +400,17 @@ class Meter:
         traces: tuple[PowerTrace, ...],
     ) -> Measurement:
         warnings = list(self._setup_warnings)
-        if self.gpus is not None:
+        duration = last.t - window.first.t
+        end = window.wall(last.t)
+        if self.simulated_gpu is not None:
+            gpu = self.simulated_gpu.component(duration)
+            # The window spans the time the stand-in represents, so the carbon join charges those hours.
+            end = window.wall(window.first.t) + timedelta(seconds=self.simulated_gpu.represented_s(duration))
+        elif self.gpus is not None:
             gpu, gpu_warnings = self.gpus.settle(window.counters, counters, window.first, last)
             warnings.extend(gpu_warnings)
         else:
             gpu = ComponentEnergy.missing(self._gpu_reason or "no GPU")
-        duration = last.t - window.first.t
         cpu = self._rapl_component("cpu", self.rapl.cpu, window.first, last, warnings)
         if cpu.kwh is None and self.cpu_tdp_watts is not None:
             used = cpu_times.cpu_seconds - window.cpu.cpu_seconds
@@ -408,7 +426,7 @@ class Meter:
         return Measurement(
             name=window.name,
             start=window.wall(window.first.t),
-            end=window.wall(last.t),
+            end=end,
             gpu=components["gpu"],
             cpu=components["cpu"],
             dram=components["dram"],

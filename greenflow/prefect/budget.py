@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
+from greenflow.check_entries import record_check
 from greenflow.clock import parse_duration, utcnow
 from greenflow.errors import BudgetExceeded, InvalidInput
 from greenflow.governance import GateInputs, GatePolicy
-from greenflow.ledger import BudgetStatus, Entry, Identity, Ledger
-from greenflow.lifecycle import Lifecycle
+from greenflow.ledger import BudgetStatus, Identity, Ledger
+from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.prefect.connections import CredentialsOption, LedgerOption, resolve_ledger, resolve_provider
 from greenflow.prefect.run_context import current_run, run_logger
 from greenflow.spec import CarbonSpec
@@ -215,7 +216,7 @@ def _budget_gate(
     message = f"greenflow: {closed_reason}"
     if mode == "wait":
         message += f"; the next period ({status.period_end.isoformat()}) starts after max_wait ({deadline.isoformat()})"
-    _record_closed_gate(ledger, status, message, mode, need)
+    _record_closed_gate(ledger, status, message, mode, need, started)
     if mode == "skip":
         logger.warning("%s: skipping the work behind this gate", message)
         return False, f"{message}: work skipped"
@@ -246,19 +247,19 @@ def _spent_line(status: BudgetStatus) -> str:
     )
 
 
-def _record_closed_gate(ledger: Ledger, status: BudgetStatus, message: str, mode: str, need: Quantity | None) -> None:
-    now = utcnow()
-    ledger.append(
-        Entry.for_attempt(
-            _gate_identity(BUDGET_GATE),
-            "skipped_budget",
-            requested_at=now,
-            budget=status.budget.name,
-            policy={"gate": "carbon_budget_gate", "mode": mode, "estimate": None if need is None else str(need)},
-            error=message,
-            measurement_notes={"reason": "not run: the budget gate was closed; the work behind it did not start"},
-            extra={"gate": {"kind": "budget", "status": status.to_dict()}},
-        )
+def _record_closed_gate(
+    ledger: Ledger, status: BudgetStatus, message: str, mode: str, need: Quantity | None, requested_at: datetime
+) -> None:
+    record_check(
+        "skipped_budget",
+        not_metered="not run: the budget gate was closed; the work behind it did not start",
+        ledger=ledger,
+        identity=_gate_identity(BUDGET_GATE),
+        requested_at=requested_at,
+        budget=status.budget.name,
+        policy={"gate": "carbon_budget_gate", "mode": mode, "estimate": None if need is None else str(need)},
+        error=message,
+        extra={"gate": {"kind": "budget", "status": status.to_dict()}},
     )
 
 
@@ -378,7 +379,8 @@ def _governance(
     intensity: float | None = None
     source: str | None = None
     forecast_note: str | None = None
-    decision = None
+    decision: Decision | None = None
+    lifecycle: Lifecycle | None = None
     if region is not None:
         lifecycle = Lifecycle(spec, identity, ledger=ledger, provider=resolve_provider(spec, credentials))
         decision = lifecycle.plan()
@@ -394,44 +396,44 @@ def _governance(
     reason = _governance_reason(choice, policy, inputs, status, budget, region)
     if region is not None and intensity is None:
         reason += f"; no intensity for {region} ({forecast_note}): decided on the budget alone"
-    now = utcnow()
-    ledger.append(
-        Entry.for_attempt(
-            identity,
-            chosen.outcome,
-            requested_at=now,
-            planned_start=now,
-            region=region,
-            forecast_provider=provider if decision is not None and decision.forecast else None,
-            forecast=decision.forecast if decision is not None else None,
-            forecast_note=forecast_note,
-            intensity_g_per_kwh=intensity,
-            intensity_source=source,
-            budget=budget,
-            policy={
-                "gate": "governance_gate",
-                "reduce_above_g_per_kwh": reduce_above,
-                "reduce_when_spent": reduce_when_spent,
-                "region": region,
-                "provider": provider,
-            },
-            measurement_notes={
-                "reason": "a gate's decision: nothing is metered here; the work it lets through records its own entry"
-            },
-            extra={
-                "gate": {
-                    "kind": "governance",
-                    "choice": choice,
-                    "reason": reason,
-                    "budget_status": None if status is None else status.to_dict(),
-                    "rule": chosen.to_dict(),
-                    "inputs": inputs.to_dict(),
-                    "policy": policy.to_dict(),
-                },
-                "decision_reason": reason,
-            },
+    gate = {
+        "kind": "governance",
+        "choice": choice,
+        "reason": reason,
+        "budget_status": None if status is None else status.to_dict(),
+        "rule": chosen.to_dict(),
+        "inputs": inputs.to_dict(),
+        "policy": policy.to_dict(),
+    }
+    rule = {
+        "gate": "governance_gate",
+        "reduce_above_g_per_kwh": reduce_above,
+        "reduce_when_spent": reduce_when_spent,
+        "region": region,
+        "provider": provider,
+    }
+    common: dict[str, Any] = {
+        "not_metered": "a gate's decision: nothing is metered here; the work it lets through records its own entry",
+        "let_through": choice != "skipped",
+        "budget": budget,
+        "policy": rule,
+        "intensity_g_per_kwh": intensity,
+        "intensity_source": source,
+    }
+    if lifecycle is not None and decision is not None:
+        # Planned on the forecast: the entry carries the forecast and the plan in the lifecycle's clock (a
+        # replay's trace time, marked so); the gate acts at once, so the plan's later window is no wait.
+        record_check(
+            chosen.outcome, lifecycle=lifecycle, decision=decision, at_once=True, extra={"gate": gate}, **common
         )
-    )
+    else:
+        record_check(
+            chosen.outcome,
+            ledger=ledger,
+            identity=identity,
+            extra={"gate": gate, "decision_reason": reason},
+            **common,
+        )
     run_logger().info("greenflow: governance gate chose %s validation: %s", choice, reason)
     return choice, reason
 

@@ -13,7 +13,7 @@ from greenflow.errors import InvalidInput
 from greenflow.ledger import Ledger
 from greenflow.ledger.models import EntryRow
 from greenflow.report.attempt import ReportAttempt
-from greenflow.report.figures import NO_KEY, split_energy
+from greenflow.report.figures import METERED_METHODS, NO_KEY, split_energy
 
 if TYPE_CHECKING:
     from greenflow.ledger.anchor import Anchor
@@ -65,7 +65,7 @@ def methods_table(attempts: Sequence[ReportAttempt]) -> list[dict[str, Any]]:
         {
             "component": component,
             "method": method,
-            "estimated": method in ("estimate", "unrecorded"),
+            "estimated": method not in METERED_METHODS,
             "entries": entries[(component, method)],
             "energy_kwh": energy[(component, method)],
         }

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from greenflow.ledger import Entry
+from greenflow.report.figures import METERED_METHODS
 from greenflow.report.model import Report
 
 SCI_SCHEMA = "greenflow.sci/1"
@@ -101,7 +102,7 @@ def run_evidence(entry: Entry, *, verified: bool | None, anchor: dict[str, Any])
             "total_kwh": entry.energy_kwh,
             "total_reason": None if entry.energy_kwh is not None else "nothing measured (see components' notes)",
             "components": components,
-            "estimated": any(c["method"] == "estimate" for c in components.values()),
+            "estimated": any(c["method"] not in (None, *METERED_METHODS) for c in components.values()),
             "pue": entry.pue,
         },
         "hardware": {"host": entry.host, "devices": entry.devices},

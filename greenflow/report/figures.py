@@ -3,8 +3,9 @@
 Rules every figure follows (docs/reports.md restates them for readers):
 
 - energy is the metered (IT) energy ``energy_kwh``; facility energy is that x PUE (1 when undeclared);
-- a component's energy is *measured* when its method is a meter (NVML, RAPL), *estimated* when its
-  method is ``estimate``; energy in ``energy_kwh`` that no component accounts for is *unattributed*
+- a component's energy is *measured* when its method is a meter (NVML, RAPL), *estimated* otherwise
+  (``estimate``; ``simulated``, a declared draw for stand-in work, never a measurement); energy in
+  ``energy_kwh`` that no component accounts for is *unattributed*
   and counts as not measured;
 - attempts with no energy (and not refused by a budget) are listed, never counted as 0: a total over
   them says how much of the work it covers instead;
@@ -22,6 +23,9 @@ from greenflow.report.attempt import ReportAttempt
 from greenflow.report.model import BreakdownLine, Figure, SciLine
 
 NO_KEY = "(none)"
+# The methods that read a meter; any other method (estimate, simulated, one this version does not know)
+# is counted as estimated, so nothing is presented as measured that was not.
+METERED_METHODS = frozenset({"nvml_energy_counter", "nvml_power_sampling", "rapl"})
 # Float noise below this share of an entry's energy is not "unattributed" energy.
 _NOISE = 1e-9
 
@@ -37,10 +41,10 @@ def split_energy(attempt: ReportAttempt) -> tuple[float, float, float]:
     ):
         if kwh is None or method is None:
             continue
-        if method == "estimate":
-            estimated += kwh
-        else:
+        if method in METERED_METHODS:
             measured += kwh
+        else:
+            estimated += kwh
     rest = attempt.energy_kwh - measured - estimated
     return measured, estimated, (0.0 if abs(rest) <= _NOISE * max(attempt.energy_kwh, 1e-12) else rest)
 
@@ -109,7 +113,7 @@ def totals(attempts: Sequence[ReportAttempt]) -> dict[str, Figure]:
         share = (estimated + unattributed) / energy if energy > 0 else None
         basis = (
             f"sum of energy_kwh over {len(with_energy)} entries; {_pct(share)} of it is estimated "
-            f"(method 'estimate') or unattributed to a metered component{missing}"
+            f"(method 'estimate' or 'simulated') or unattributed to a metered component{missing}"
         )
         figures["energy_kwh"] = Figure(energy, "kWh", basis)
         figures["energy_mwh"] = Figure(energy / 1000, "MWh", basis)
@@ -122,7 +126,9 @@ def totals(attempts: Sequence[ReportAttempt]) -> dict[str, Figure]:
         )
         figures["measured_energy_kwh"] = Figure(measured, "kWh", "components metered by NVML or RAPL" + missing)
         figures["estimated_energy_kwh"] = Figure(
-            estimated, "kWh", "components with method 'estimate' (TDP x utilisation or a declared figure)"
+            estimated,
+            "kWh",
+            "components with method 'estimate' (TDP x utilisation or a declared figure) or 'simulated'",
         )
         figures["unattributed_energy_kwh"] = Figure(
             unattributed, "kWh", "energy_kwh not accounted for by any component's number (no method recorded)"

@@ -257,3 +257,33 @@ def test_replayed_entries_are_marked_and_their_trace_waits_kept_out_of_real_tota
         "/greenflow/api/task-instance", params={"dag_id": "train_llm", "run_id": "manual__replay", "task_id": "train"}
     ).json()["attempts"]
     assert [a["clock"] for a in attempts] == ["replay 3600x"]
+
+
+def test_a_replayed_sensor_entry_as_greenflow_writes_it_is_marked_and_kept_out_of_real_waits(
+    client: Any, seeded: Any
+) -> None:
+    """The UI reads the replay mark the core writes (not a hand-made one): a GreenWindowSensor that waited
+    until noon of a replayed trace shows as a replay, and its 12 h of trace time are not "time spent waiting"."""
+    from datetime import UTC, datetime
+
+    from greenflow.check_entries import record_check
+    from greenflow.intensity.cache import ForecastCache
+    from greenflow.intensity.providers.trace import TraceProvider
+    from greenflow.lifecycle import Lifecycle
+    from greenflow.spec import CarbonSpec
+
+    midnight = datetime(2022, 6, 1, tzinfo=UTC)
+    provider = TraceProvider(region="ES", now=midnight)
+    spec = CarbonSpec.build(region="ES", provider="trace", expected_duration="2h", max_delay="14h")
+    identity = Identity("airflow", "train_llm", "manual__replayed", "wait_for_green")
+    lifecycle = Lifecycle(spec, identity, ledger=seeded.ledger, cache=ForecastCache(), provider=provider)
+    decision = lifecycle.plan()
+    provider.set_now(decision.start_at)  # the trigger fired at the window, in the trace's time
+    entry = record_check(not_metered="a sensor runs no work", lifecycle=lifecycle, decision=decision)
+    assert entry.decision == "deferred" and entry.deferred_seconds > 6 * 3600
+
+    totals = client.get("/greenflow/api/totals").json()["totals"]
+    assert totals["deferred_seconds"] == 5 * 3600  # the seeded real waits only
+    assert totals["replayed"] == 1 and totals["replayed_deferred_seconds"] == entry.deferred_seconds
+    rows = {r["entry_id"]: r for r in client.get("/greenflow/api/entries").json()["entries"]}
+    assert rows[entry.entry_id]["clock"] == "replay"  # a replay whose clock the test moves: no speed

@@ -28,19 +28,12 @@ import pytest
 import requests
 
 from greenflow.ledger import Ledger
+from tests.browser import headless_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("airflow-ui-browser")]
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 BASE_PATH = "/airflow"
 RUN_ID = "manual__2026-01-02T08:00:00+00:00"  # the seed's run with a deferred, retried "train"
 PASSWORDS = {"admin": "admin-pw-for-tests", "viewer": "viewer-pw-for-tests"}
@@ -242,16 +235,8 @@ def test_json_api_through_the_real_server(server: Server) -> None:
 # -- the browser -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with headless_chromium() as chromium:
+        yield chromium
 
 
 def _logged_in_page(browser: Any, server: Server, errors: list[str], *, dark: bool = False) -> Any:

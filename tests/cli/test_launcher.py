@@ -24,11 +24,14 @@ PLAN_ONLY = {"--earliest", "--now", "--trace", "--column", "--json", "--duration
 
 def _flags(name: str) -> set[str]:
     command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
-    return {opt for param in command.params for opt in param.opts if opt.startswith("-")}
+    return {opt for param in command.params for opt in (*param.opts, *param.secondary_opts) if opt.startswith("-")}
 
 
 def _table_flags(entry_point: EntryPoint) -> set[str]:
-    return {option.flag for option in options_for(entry_point) if option.flag is not None}
+    flags = {option.flag for option in options_for(entry_point) if option.flag is not None}
+    # A bool option is a switch: its --no- spelling turns it off (forecast_correction's default is "auto").
+    switches = {f"--no-{o.flag[2:]}" for o in options_for(entry_point) if o.flag and "bool" in o.type.split(" | ")}
+    return flags | switches
 
 
 def test_the_launcher_knows_every_option_of_greenflow_run() -> None:
@@ -129,3 +132,18 @@ def test_the_fast_path_imports_neither_sqlalchemy_nor_typer_nor_rich_nor_a_provi
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("switch", "expected"),
+    [([], "auto"), (["--forecast-correction"], "bias+carry"), (["--no-forecast-correction"], None)],
+)
+def test_a_switch_given_either_way_or_not_at_all(switch: list[str], expected: str | None) -> None:
+    # Without the switch the table's default ("auto") stands; --no-... turns it off, on both paths.
+    request = parse_run(["run", *switch, "--", "true"])
+    assert request is not None
+    assert CarbonSpec.declare(given_options(request.options, "run"), "run").forecast_correction == expected
+    typer_path = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    context = typer_path.make_context("run", [*switch, "--", "true"])
+    options = {k: v for k, v in context.params.items() if k not in {"command"}}
+    assert CarbonSpec.declare(given_options(options, "run"), "run").forecast_correction == expected

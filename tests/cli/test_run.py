@@ -266,7 +266,7 @@ def test_waits_for_the_green_window_when_allowed_to(sqlite_url: str) -> None:
 def test_forecast_correction_is_applied_and_recorded(sqlite_url: str) -> None:
     args = ["--region", "GB", "--provider", "trace", "--provider-option", "now=2023-03-28T14:00Z"]
     args += ["--expected-duration", "2h", "--max-delay", "20h", "-q"]
-    plain = _run(sqlite_url, "--task", "plain", *args, "--", "true")
+    plain = _run(sqlite_url, "--task", "plain", *args, "--no-forecast-correction", "--", "true")
     corrected = _run(sqlite_url, "--task", "corrected", *args, "--forecast-correction", "--", "true")
     assert plain.returncode == 0 and corrected.returncode == 0, corrected.stderr
     entries = {e.task_id: e for e in Ledger(sqlite_url).entries()}
@@ -283,7 +283,7 @@ def test_forecast_correction_is_applied_and_recorded(sqlite_url: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--region", "ES", "--provider", "nope", "--", "true"], "provider='nope' is not one of ukgrid"),
+        (["--region", "ES", "--provider", "nope", "--", "true"], "provider='nope' is unknown"),
         (["--expected-duration", "-2h", "--", "true"], "is negative"),
         (["--estimate", "5 bananas", "--budget", "b", "--", "true"], "unknown unit 'bananas'"),
     ],

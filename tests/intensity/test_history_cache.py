@@ -68,7 +68,11 @@ def test_lifecycles_recording_together_fetch_each_window_once(grid, retry, sqlit
     cache = ForecastCache()
     provider = UKGridProvider(base_url=grid.url, retry=retry)
     fake = FakeNvml([FakeGpu(uuid="GPU-11111111-2222-3333-4444-555555555555", power_w=300.0)])
-    spec = CarbonSpec.build(region="national", provider="ukgrid", expected_duration="1h", max_delay="0h")
+    # forecast_correction off: its own past fetches at plan time (tests/intensity/test_correction_sources.py)
+    # would be counted with the runs' actuals here.
+    spec = CarbonSpec.build(
+        region="national", provider="ukgrid", expected_duration="1h", max_delay="0h", forecast_correction=False
+    )
 
     def lifecycle(task: str) -> Lifecycle:
         return Lifecycle(

@@ -255,3 +255,48 @@ def test_a_spent_budget_counting_the_same_work_closes_the_gate(ledger) -> None: 
     assert state.result() is False
     [gate] = _task_runs(state.state_details.flow_run_id).values()
     assert gate.state.name == "Skipped" and "budget 'team-ml' is spent" in gate.state.message
+
+
+def _ages(value: object) -> list[float]:
+    """Every ``age_seconds`` recorded anywhere in an entry's JSON."""
+    if isinstance(value, dict):
+        found = [float(v) for k, v in value.items() if k == "age_seconds" and v is not None]
+        return found + [age for v in value.values() for age in _ages(v)]
+    if isinstance(value, list):
+        return [age for v in value for age in _ages(v)]
+    return []
+
+
+def test_a_replayed_governance_gate_records_its_choice_in_the_trace_clock(ledger, replay) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15: a replayed choice was stamped with the wall clock next to a 2022 forecast and not marked as a
+    replay (the UI then took its times for real ones). It keeps the trace's clock, says so, and waited for nothing."""
+    midnight = datetime(2022, 6, 1, tzinfo=UTC)
+    choice = governance_gate(
+        region="ES",
+        provider="trace",
+        provider_options=replay(now=midnight.isoformat()),
+        expected_duration="30m",
+        reduce_above=250,
+    )  # outside a flow: runs inline
+    assert choice == "reduced"  # night in Spain: ~315 g/kWh
+    [entry] = ledger.entries()
+    assert entry.decision == "degraded" and entry.deferred_seconds == 0
+    assert entry.requested_at == entry.planned_start == entry.actual_start
+    assert midnight <= entry.actual_start < midnight + timedelta(hours=1)
+    assert entry.extra["replay"]["speed"] == 36000
+    assert entry.region == "ES" and entry.forecast_hash and entry.intensity_g_per_kwh > 250
+    assert entry.extra["check_policy"]["gate"] == "governance_gate"
+    ages = _ages(entry.policy) + _ages(entry.extra)
+    assert ages and all(0 <= age < 3600 for age in ages)  # fetched just now, whatever the trace's time
+
+
+def test_a_closed_budget_gate_records_no_start_and_no_wait(ledger) -> None:  # type: ignore[no-untyped-def]
+    ledger.budgets.set(Budget.parse("closed", "10g", "month"))
+    _spend(ledger, "closed", 10.0)
+    before = datetime.now(UTC)
+    with pytest.raises(BudgetExceeded):
+        carbon_budget_gate("closed", mode="fail")  # outside a flow: runs inline
+    entry = ledger.entries()[-1]
+    assert entry.decision == "skipped_budget" and entry.actual_start is None and entry.deferred_seconds == 0
+    assert before <= entry.requested_at <= datetime.now(UTC)
+    assert "replay" not in entry.extra and entry.policy["gate"] == "carbon_budget_gate"

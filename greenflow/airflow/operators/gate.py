@@ -17,16 +17,15 @@ arguments, the plan, the ledger entry, branching); the routing specifics are in 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from greenflow.airflow.carbon_aware_base import CarbonAwareBaseOperator
-from greenflow.airflow.decision_entry import record_decision
 from greenflow.airflow.operators.region_branch import RegionRoutes, RouteEnergy, route_record
 from greenflow.airflow.routed import ROUTE_XCOM_KEY
+from greenflow.check_entries import record_check
 from greenflow.errors import InvalidInput
 from greenflow.governance import GateInputs, GatePolicy
 from greenflow.ledger import BudgetStatus
@@ -126,13 +125,11 @@ class GreenGateOperator(CarbonAwareBaseOperator, BaseBranchOperator):
             lifecycle.ledger, lifecycle.identity.workflow_id, self.routes
         )
         record = route_record(self.routes, decision, energy, pue=lifecycle.spec.pue, resumed=resumed)
-        entry = record_decision(
-            lifecycle,
-            decision,
-            "deferred" if decision.deferred else "ran_now",
-            reason="not metered: the route chooses the region; the routed task meters and records its own run",
+        entry = record_check(
+            not_metered="not metered: the route chooses the region; the routed task meters and records its own run",
+            lifecycle=lifecycle,
+            decision=decision,
             extra={"route": record},
-            actual_start=lifecycle.start_time(decision),
         )
         self.publish_entry(context, entry)
         self.log.info(
@@ -189,30 +186,17 @@ class GreenGateOperator(CarbonAwareBaseOperator, BaseBranchOperator):
             # The plan's later start is evidence of "not green now", not a wait: the gate branches at once.
             gate_record["plan_start"] = decision.start_at.isoformat()
             gate_record["plan_reason"] = decision.reason
-        ran = _branched_at_once(decision)
-        entry = record_decision(
-            lifecycle,
-            ran,
+        entry = record_check(
             choice.outcome,
-            reason="not metered: the gate chooses downstream work and runs none itself",
+            not_metered="not metered: the gate chooses downstream work and runs none itself",
+            lifecycle=lifecycle,
+            decision=decision,
+            at_once=True,  # a governance gate branches when it runs: the plan's later start is not a wait
+            let_through=bool(choice.branch),
             extra={"gate": gate_record},
-            actual_start=lifecycle.start_time(ran),
         )
         self.publish_entry(context, entry)
         return list(choice.branch) if choice.branch else None
-
-
-def _branched_at_once(decision: Decision) -> Decision:
-    """The decision as the gate carried it out: it starts at its own request and waits for nothing."""
-    if not decision.deferred:
-        return decision
-    requested = decision.attempt_requested_at
-    return replace(
-        decision,
-        start_at=requested,
-        wake_at=requested,
-        reason=f"branched at once (a governance gate never waits); the plan said: {decision.reason}",
-    )
 
 
 def _check_route_arguments(rules: Any, otherwise: Any, kwargs: Mapping[str, Any]) -> None:

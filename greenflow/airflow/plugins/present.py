@@ -25,6 +25,7 @@ METHOD_LABELS = {
     "nvml_power_sampling": "NVML power sampling",
     "rapl": "RAPL",
     "estimate": "estimate",
+    "simulated": "simulated (a declared draw, not measured)",
 }
 # The table's narrow column: a counter is the norm, so only the weaker methods say more.
 SHORT_METHOD_LABELS = {"nvml_energy_counter": "NVML", "nvml_power_sampling": "NVML sampled", "rapl": "RAPL"}

@@ -15,7 +15,7 @@ Every outcome is logged with the budget's state and recorded in the ledger: ``ra
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from airflow.sdk import BaseSensorOperator
@@ -27,12 +27,12 @@ from greenflow.airflow.ledger_access import open_ledger
 from greenflow.airflow.links.ledger import GreenflowLedgerLink
 from greenflow.airflow.settings import duration_option
 from greenflow.airflow.triggers.budget import CarbonBudgetTrigger
+from greenflow.check_entries import CheckOutcome, record_check
 from greenflow.clock import parse_duration, parse_time, utcnow
 from greenflow.errors import InvalidInput
 from greenflow.governance import check_min_remaining, has_room
-from greenflow.ledger import BudgetStatus, Entry, Ledger
+from greenflow.ledger import BudgetStatus, Ledger
 from greenflow.ledger.budgets import Attempt
-from greenflow.ledger.entry import Decision as Outcome
 
 OnExhausted = Literal["wait", "skip", "fail"]
 ON_EXHAUSTED: tuple[OnExhausted, ...] = ("wait", "skip", "fail")
@@ -148,30 +148,26 @@ class CarbonBudgetSensor(BaseSensorOperator):
         context: Any,
         ledger: Ledger,
         status: BudgetStatus,
-        outcome: Outcome,
-        requested: Any,
+        outcome: CheckOutcome,
+        requested: datetime,
         checks: Any = None,
     ) -> dict[str, Any]:
-        now = utcnow()
-        entry = ledger.append(
-            Entry.for_attempt(
-                identity_from_context(context),
-                outcome,
-                requested_at=requested,
-                actual_start=now if outcome != "skipped_budget" else None,
-                deferred_seconds=max((now - requested).total_seconds(), 0.0) if outcome == "deferred" else 0.0,
-                budget=self.budget,
-                policy={
-                    "sensor": "CarbonBudgetSensor",
-                    "on_exhausted": self.on_exhausted,
-                    "min_remaining": self.min_remaining,
-                },
-                measurement_notes={"reason": _NOT_METERED},
-                extra={"budget_status": status.to_dict(), "checks": checks},
-                error=None
-                if outcome != "skipped_budget"
-                else f"budget {self.budget} has no room: {self._room_text(status)}",
-            )
+        entry = record_check(
+            outcome,
+            not_metered=_NOT_METERED,
+            ledger=ledger,
+            identity=identity_from_context(context),
+            requested_at=requested,
+            budget=self.budget,
+            policy={
+                "sensor": "CarbonBudgetSensor",
+                "on_exhausted": self.on_exhausted,
+                "min_remaining": self.min_remaining,
+            },
+            extra={"budget_status": status.to_dict(), "checks": checks},
+            error=None
+            if outcome != "skipped_budget"
+            else f"budget {self.budget} has no room: {self._room_text(status)}",
         )
         self.log.info("greenflow: ledger entry %s (%s)", entry.entry_id, entry.decision)
         context["ti"].xcom_push(key=ENTRY_XCOM_KEY, value=entry.entry_id)

@@ -14,7 +14,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 
 from greenflow.airflow.carbon_aware_base import CarbonAwareBaseOperator
-from greenflow.airflow.decision_entry import record_decision
+from greenflow.check_entries import record_check
 from greenflow.lifecycle import Decision, Lifecycle
 
 _NOT_METERED = "not metered: the sensor only holds downstream work, which greenflow does not run"
@@ -53,13 +53,11 @@ class GreenWindowSensor(CarbonAwareBaseOperator, BaseSensorOperator):
         return self._open(context, lifecycle, decision, fired=event.get("fired"))
 
     def _open(self, context: Any, lifecycle: Lifecycle, decision: Decision, fired: Any = None) -> dict[str, Any]:
-        entry = record_decision(
-            lifecycle,
-            decision,
-            "deferred" if decision.deferred else "ran_now",
-            reason=_NOT_METERED,
+        entry = record_check(
+            not_metered=_NOT_METERED,
+            lifecycle=lifecycle,
+            decision=decision,
             extra={"sensor": "GreenWindowSensor", "fired": fired},
-            actual_start=lifecycle.start_time(decision),
         )
         self.publish_entry(context, entry)
         return {

@@ -505,6 +505,8 @@ class TraceProvider:
                 )
             series = trace.snapshots.series[index]
             generated = trace.snapshots.issued_at[index]
+            # The outage policy judges the snapshot's age by this (not by when it was read): see
+            # greenflow.intensity.policy.SNAPSHOT_ISSUED_AT and max_staleness.
             meta["snapshot_issued_at"] = generated.isoformat()
             # A snapshot may end before "now" (the source skipped days): that is an empty forecast, which
             # is the truth of that moment. Only a window past every snapshot is a caller's mistake.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -83,10 +83,60 @@ def test_a_gate_that_branches_at_once_records_no_wait(gf_ledger: Ledger, make_co
     [entry] = gf_ledger.entries()
     assert entry.decision != "deferred"
     assert entry.deferred_seconds == 0
-    assert (
-        entry.planned_start == entry.requested_at == entry.actual_start
-    )  # it started when it branched (a fixed clock)
-    assert "branched at once" in entry.extra["decision_reason"]
+    assert entry.planned_start == entry.requested_at  # it planned nothing later than its request
+    assert "acted at once" in entry.extra["decision_reason"]
     # The plan's later start stays as evidence of why the gate judged "not green now", labelled as such.
     plan_start = datetime.fromisoformat(entry.extra["gate"]["plan_start"])
-    assert plan_start > entry.actual_start
+    assert plan_start > entry.requested_at
+    # No rule held and otherwise is None: no path was taken, so no work started.
+    assert entry.actual_start is None
+
+
+def test_a_gate_that_takes_a_path_started_it_when_it_branched(
+    gf_ledger: Ledger, make_context: Any, midnight: datetime
+) -> None:
+    """The plan said "wait until noon"; the gate took the reduced path at once: that is its start."""
+    gate = _gate(
+        midnight.isoformat(),
+        budget=None,
+        rules=[{"branch": "full", "when": {"green_now": True}}],
+        otherwise={"branch": "reduced", "outcome": "degraded"},
+    )
+    assert gate.choose_branch(make_context(task_id="gate")) == ["reduced"]
+    [entry] = gf_ledger.entries()
+    assert entry.decision == "degraded" and entry.deferred_seconds == 0
+    assert entry.actual_start == entry.requested_at == entry.planned_start  # a fixed clock: no time passes
+
+
+def _ages(value: object) -> list[float]:
+    """Every ``age_seconds`` recorded anywhere in an entry's JSON."""
+    if isinstance(value, dict):
+        found = [float(v) for k, v in value.items() if k == "age_seconds" and v is not None]
+        return found + [age for v in value.values() for age in _ages(v)]
+    if isinstance(value, list):
+        return [age for v in value for age in _ages(v)]
+    return []
+
+
+def test_a_replayed_gate_records_the_real_wait_in_the_trace_clock(
+    gf_ledger: Ledger, make_context: Any, midnight: datetime
+) -> None:
+    """Issue 15, as reported: a replayed gate branched at 01:55 (trace time); its entry said deferred_seconds=36000,
+    planned 11:55. The entry records what the gate did: no wait, started when it asked, marked as a replay."""
+    options = {"now": midnight.isoformat(), "speed": 36_000, "replay_started_at": datetime.now(UTC).isoformat()}
+    gate = _gate(
+        midnight.isoformat(),
+        budget=None,
+        rules=[{"branch": "full", "when": {"green_now": True}}],
+        otherwise={"branch": "reduced", "outcome": "degraded"},
+        provider_options=options,
+    )
+    assert gate.choose_branch(make_context(task_id="gate")) == ["reduced"]
+    [entry] = gf_ledger.entries()
+    assert entry.decision == "degraded" and entry.deferred_seconds == 0
+    assert entry.actual_start == entry.requested_at == entry.planned_start  # the trace's time it asked at
+    assert midnight <= entry.actual_start < midnight + timedelta(hours=1)  # not the plan's noon
+    assert datetime.fromisoformat(entry.extra["gate"]["plan_start"]) > entry.actual_start + timedelta(hours=6)
+    assert entry.extra["replay"]["speed"] == 36_000  # its times are the trace's, and it says so
+    ages = _ages(entry.policy) + _ages(entry.extra)
+    assert ages and all(0 <= age < 3600 for age in ages)  # the forecast was fetched just now

@@ -21,6 +21,16 @@ def _sensor(now: datetime, **overrides: Any) -> GreenWindowSensor:
     return GreenWindowSensor(**{**args, "expected_duration": "2h", "max_delay": "14h", **overrides})
 
 
+def _ages(value: object) -> list[float]:
+    """Every ``age_seconds`` recorded anywhere in an entry's JSON."""
+    if isinstance(value, dict):
+        found = [float(v) for k, v in value.items() if k == "age_seconds" and v is not None]
+        return found + [age for v in value.values() for age in _ages(v)]
+    if isinstance(value, list):
+        return [age for v in value for age in _ages(v)]
+    return []
+
+
 async def _fire(trigger: CarbonWindowTrigger) -> dict[str, Any]:
     async for event in trigger.run():
         return dict(event.payload)
@@ -49,6 +59,12 @@ def test_defers_then_records_a_deferred_decision(gf_ledger: Ledger, make_context
     assert context["ti"].xcoms[ENTRY_XCOM_KEY] == entry.entry_id
     assert entry.energy_kwh is None and "greenflow does not run" in entry.measurement_notes["reason"]
     assert entry.extra["fired"] == "planned_start" and entry.forecast_hash
+    # Issue 15: a replayed entry is marked, starts at its planned start (not after its latest start), and its
+    # forecast ages are wall-clock ones (a trace's "now" minus a real fetch time gave -142580490 s).
+    assert entry.extra["replay"]["speed"] == 36_000
+    assert entry.actual_start == entry.planned_start <= datetime.fromisoformat(event["decision"]["latest_start"])
+    ages = _ages(entry.policy) + _ages(entry.extra)
+    assert ages and all(0 <= age < 3600 for age in ages)
 
 
 def test_in_the_window_already_it_succeeds_at_once(gf_ledger: Ledger, make_context: Any) -> None:
