@@ -202,20 +202,34 @@ class Lifecycle:
         provider: IntensityProvider | None = None,
         meter_factory: Callable[[], Meter] | None = None,
         clock: Callable[[], datetime] | None = None,
+        record_failures: bool = True,
     ) -> None:
         self.spec = spec
         self.identity = identity
         self._ledger = ledger
-        self.provider = provider if provider is not None else spec.make_provider()
+        # Built on first use unless given: recording a run that planned nothing (a spooled `greenflow run`)
+        # then never loads an HTTP client.
+        self._provider = provider
         self._cache = cache
         self._meter_factory = meter_factory or (lambda: Meter(sample_interval=spec.sample_interval))
         # A replayed trace brings its own clock: planning then happens in the trace's time.
-        self.replaying = bool(getattr(self.provider, "replaying", False))
+        self.replaying = (provider is not None or spec.provider == "trace") and bool(
+            getattr(self.provider, "replaying", False)
+        )
         self._clock: Callable[[], datetime] = clock or (self._replay_now if self.replaying else utcnow)
         self.replay_speed: float | None = getattr(self.provider, "speed", None) if self.replaying else None
         self.failure_entry: Entry | None = None  # the ``failed`` entry plan() wrote under on_provider_error="fail"
+        # False for a lifecycle that only plans (``greenflow plan``): no forecast under "fail" raises, records nothing.
+        self.record_failures = record_failures
 
     # -- collaborators -------------------------------------------------------------------------------
+    @property
+    def provider(self) -> IntensityProvider:
+        """The intensity provider: the one given, else the spec's (built on first use)."""
+        if self._provider is None:
+            self._provider = self.spec.make_provider()
+        return self._provider
+
     @property
     def ledger(self) -> Ledger:
         """The ledger (``GREENFLOW_LEDGER_URL`` unless one was given), opened on first use."""
@@ -301,7 +315,7 @@ class Lifecycle:
                     wall_ages=self.replaying,
                 )
             except ProviderError as error:  # on_provider_error="fail"
-                if not record_failure:  # a refresh: the plan already held stands, nothing is recorded
+                if not (record_failure and self.record_failures):  # a refresh, or a lifecycle that only plans
                     raise
                 self.failure_entry = self._record_failure(
                     requested, f"forecast unavailable and on_provider_error=fail: {error.one_line()}", asked

@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from greenflow.clock import parse_time, utcnow
 from greenflow.errors import ConfigError, InvalidInput
-from greenflow.intensity.correction import CorrectionSetting
-from greenflow.intensity.policy import OnProviderError, OutagePolicy
-from greenflow.intensity.providers.base import PROVIDERS, IntensityProvider, get_provider
-from greenflow.options import DEFAULT_MAX_DELAY, CarbonOptions, EntryPoint, parse_options
+from greenflow.options import DEFAULT_MAX_DELAY, OPTION, PROVIDER_NAMES, CarbonOptions, EntryPoint, parse_options
 from greenflow.units import Quantity
+
+if TYPE_CHECKING:  # loaded where forecasts are planned on, not by a spec that only declares (`greenflow run`)
+    from greenflow.intensity.correction import CorrectionSetting
+    from greenflow.intensity.policy import OnProviderError, OutagePolicy
+    from greenflow.intensity.providers.base import IntensityProvider
 
 __all__ = ["DEFAULT_MAX_DELAY", "SECRET_OPTIONS", "CarbonSpec"]
 # Provider options that are credentials: kept out of every repr, log line and ledger entry.
@@ -68,8 +70,8 @@ class CarbonSpec:
         # the rules between options, and they hold for a spec built directly too.
         object.__setattr__(self, "regions", tuple(self.regions))
         object.__setattr__(self, "tags", tuple(self.tags))
-        if self.provider not in PROVIDERS:
-            raise InvalidInput(f"provider={self.provider!r} is unknown", fix=f"use one of {', '.join(PROVIDERS)}")
+        if self.provider not in PROVIDER_NAMES:
+            raise InvalidInput(f"provider={self.provider!r} is unknown", fix=f"use one of {', '.join(PROVIDER_NAMES)}")
         if self.expected_duration <= timedelta(0):
             raise InvalidInput(
                 f"expected_duration={self.expected_duration} is not positive",
@@ -91,7 +93,10 @@ class CarbonSpec:
                 "a segment that short would carry no work",
                 fix="give a min_segment longer than resume_overhead (defaults: 30m and 5m)",
             )
-        OutagePolicy(self.on_provider_error, self.max_staleness)  # validates both
+        for name in ("on_provider_error", "max_staleness"):  # the table's rules, for a spec built directly too
+            OPTION[name].parse(getattr(self, name))
+        if not self.candidate_regions:
+            return  # nothing to plan: no provider is needed (and `greenflow run` does not import its client)
         try:
             provider = self.make_provider()
         except ConfigError:
@@ -146,10 +151,14 @@ class CarbonSpec:
     @property
     def outage_policy(self) -> OutagePolicy:
         """The provider-outage rule."""
+        from greenflow.intensity.policy import OutagePolicy
+
         return OutagePolicy(self.on_provider_error, self.max_staleness)
 
     def make_provider(self) -> IntensityProvider:
         """A provider instance for this spec (credentials from options or the environment)."""
+        from greenflow.intensity.providers.base import get_provider
+
         return get_provider(self.provider, **dict(self.provider_options))
 
     def policy_inputs(self) -> dict[str, Any]:

@@ -5,9 +5,11 @@ forwarded to that group, and a command stopped that way is recorded as ``interru
 used so far. The child's exit code is passed through (128 + signal number when it was killed). With
 ``--budget`` the estimate is reserved as soon as the start is planned, before any wait: if it does not
 fit, greenflow exits 3 at once and the command is not started. With ``--max-delay``/``--deadline``
-greenflow then waits for the green window.
+greenflow then waits for the green window, re-planning at the provider's forecast refresh as the Airflow
+trigger does. The steps are :meth:`Lifecycle.advance`'s (``Wait`` → sleep, ``Run`` → the metered command,
+``Skip`` → exit 3, ``Fail`` → the error's exit code); the flags and their defaults are the options table's.
 
-Command lines with nothing to plan or reserve never reach this module: :mod:`greenflow.cli.launcher`
+Command lines with nothing to plan or reserve never reach this module: :mod:`greenflow.cli.fast_run`
 runs them without importing Typer or the ledger first (see there for when their entry is written).
 """
 
@@ -21,26 +23,34 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from greenflow.cli.attempt import attempt_from, provider_options
+from greenflow.cli.attempt import attempt_from
 from greenflow.cli.context import open_ledger, state
+from greenflow.cli.flags import given_options, with_option_flags
 from greenflow.cli.forwarding import SignalForwarder
 from greenflow.cli.output import handle_errors, say
 from greenflow.cli.write_mode import WRITE_MODE_ENV, write_mode
 from greenflow.clock import utcnow
-from greenflow.errors import BudgetExceeded, InvalidInput
+from greenflow.errors import InvalidInput
 from greenflow.exit_codes import BUDGET_REFUSED
 from greenflow.ledger import Identity
 from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.spec import CarbonSpec
+from greenflow.steps import Fail, Run, Skip, Step, Wait
 from greenflow.units import format_energy, format_mass
 
 EXIT_BUDGET_REFUSED = BUDGET_REFUSED
-# How often a waiting `greenflow run` says what it is waiting for.
-_PROGRESS_EVERY_S = 60.0
+# A waiting `greenflow run` sleeps in chunks of at most this long (a changed wall clock is noticed).
+_SLEEP_CHUNK_S = 60.0
+# Re-plan cadence when the provider has none (a replayed trace), in the task's clock.
+DEFAULT_REFRESH = timedelta(minutes=30)
+# Never re-plan more often than this (wall clock), whatever a fast replay asks for.
+MIN_REFRESH_WALL = timedelta(seconds=0.2)
 
 
 class CommandFailed(Exception):
@@ -85,6 +95,7 @@ def _read_decision(source: str) -> Decision:
 
 
 @handle_errors
+@with_option_flags("run")
 def run(
     command: list[str] = typer.Argument(..., help="The command and its arguments, after `--`."),
     workflow: str | None = typer.Option(
@@ -93,25 +104,6 @@ def run(
     run_id: str | None = typer.Option(None, "--run-id", help="Run id (default: Airflow/Prefect run, else generated)."),
     task: str | None = typer.Option(None, "--task", help="Task id (default: Airflow task id, else 'command')."),
     attempt: int | None = typer.Option(None, "--attempt", help="Attempt number (default: Airflow try)."),
-    region: list[str] = typer.Option([], "--region", help="Grid region; repeat to let greenflow choose."),
-    provider: str = typer.Option("ukgrid", "--provider", help="Intensity provider."),
-    provider_option: list[str] = typer.Option([], "--provider-option", help="KEY=VALUE for the provider."),
-    budget: str | None = typer.Option(None, "--budget", help="Budget to reserve against."),
-    estimate: str | None = typer.Option(None, "--estimate", help="Estimate to reserve, e.g. 20g or 0.5kWh."),
-    expected_duration: str = typer.Option("1h", "--expected-duration", help="How long the command runs."),
-    max_delay: str = typer.Option("0s", "--max-delay", help="Wait up to this long for a greener start."),
-    deadline: str | None = typer.Option(None, "--deadline", help="Latest finish (time or duration)."),
-    min_savings: float = typer.Option(0.0, "--min-savings", help="Minimum saving (percent) worth waiting for."),
-    on_provider_error: str = typer.Option("run", "--on-provider-error", help="run, wait or fail."),
-    forecast_correction: bool = typer.Option(
-        False,
-        "--forecast-correction",
-        help="Correct the forecast with its recent errors before planning (bias by slot of day + the latest "
-        "error carried forward); the entry records whether it was applied and why.",
-    ),
-    pue: float | None = typer.Option(None, "--pue", help="Data-centre PUE (>= 1)."),
-    tag: list[str] = typer.Option([], "--tag", help="Tag the entry (budgets can be scoped to a tag)."),
-    team: str | None = typer.Option(None, "--team", help="Team label."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line."),
     decision_source: str | None = typer.Option(
         None, "--decision", help="An orchestrator's plan (Decision JSON: a file, - or env:VAR): no planning, no wait."
@@ -122,45 +114,37 @@ def run(
         help="auto, background or wait: when a run with nothing to plan or reserve writes its entry "
         f"(default ${WRITE_MODE_ENV}, else auto). Runs that plan or reserve always write before exiting.",
     ),
+    **options: Any,
 ) -> None:
-    """Run CMD under the meter and write one ledger entry for it."""
+    """Run CMD under the meter and write one ledger entry for it.
+
+    The carbon flags are the options table's (greenflow.options), with its defaults for `greenflow run`.
+    """
     if not command:
         raise InvalidInput("no command given", fix="write it after --, e.g. greenflow run -- python train.py")
     # This path opened the ledger before the start anyway, so it always writes before exiting.
     write_mode(ledger_write, os.environ, os.getpid())
     who = identity_from(os.environ, workflow=workflow, run_id=run_id, task=task, attempt=attempt)
-    spec = CarbonSpec.build(
-        region=region[0] if region else None,
-        regions=region[1:],
-        provider=provider,
-        provider_options=provider_options(provider_option),
-        expected_duration=expected_duration,
-        deadline=deadline,
-        max_delay=None if deadline else max_delay,
-        min_savings=min_savings,
-        budget=budget,
-        estimate=estimate,
-        on_provider_error=on_provider_error,
-        forecast_correction=forecast_correction,
-        pue=pue,
-        tags=tag,
-        team=team,
-    )
+    spec = CarbonSpec.declare(given_options(options, "run"), "run")
     lifecycle = Lifecycle(spec, who.identity, ledger=open_ledger())
-    # An orchestrator's plan (e.g. an Airflow trigger's) was planned, reserved and waited for: keep its
-    # provenance. Its request times come along, so the entry is "deferred" exactly when its wait was.
-    decision = lifecycle.plan() if decision_source is None else _read_decision(decision_source)
-    # Reserve before waiting, as the operators do: an attempt its budget cannot cover is refused at once,
-    # not after holding a process for hours; one that fits keeps its share through the wait.
-    try:
-        decision = lifecycle.reserve(decision)
-    except BudgetExceeded as refused:
-        lifecycle.skip(decision, refused)
-        say(f"greenflow: not started: {refused.one_line()}", error=True)
-        raise typer.Exit(EXIT_BUDGET_REFUSED) from None
     if decision_source is None:
-        decision = _wait_reserved(lifecycle, decision, quiet=quiet)
-    code = _run_metered(lifecycle, decision, command)
+        # Plan and reserve before waiting, as the operators do: an attempt its budget cannot cover is
+        # refused at once, not after holding a process for hours; one that fits keeps its share meanwhile.
+        step = lifecycle.advance()
+    else:
+        # An orchestrator's plan (e.g. an Airflow trigger's) was planned, reserved and waited for: keep its
+        # provenance. Its request times come along, so the entry is "deferred" exactly when its wait was.
+        step = lifecycle.advance(_read_decision(decision_source), waited=True)
+    if isinstance(step, Wait):
+        step = _wait_reserved(lifecycle, step, quiet=quiet)
+    elif isinstance(step, Run) and decision_source is None and step.decision.deferred and not quiet:
+        _say_waiting(step.decision)  # a replay at full speed: its wait takes no wall time, but it is one
+    if isinstance(step, Skip):
+        say(f"greenflow: not started: {step.refusal.one_line()}", error=True)
+        raise typer.Exit(EXIT_BUDGET_REFUSED)
+    if isinstance(step, Fail):
+        raise step.error  # its `failed` entry is written; handle_errors prints it and exits with its code
+    code = _run_metered(lifecycle, step.decision, command)
     entry = lifecycle.ledger.for_attempt(who.identity)
     if entry is not None and not quiet:
         say(
@@ -172,18 +156,18 @@ def run(
     raise typer.Exit(code)
 
 
-def _wait_reserved(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -> Decision:
-    """:func:`_wait_for_window`, giving the reservation back if the wait is stopped (Ctrl-C, SIGTERM).
+def _wait_reserved(lifecycle: Lifecycle, step: Wait, *, quiet: bool) -> Step:
+    """:func:`_wait`, giving the reservation back if the wait is stopped (Ctrl-C, SIGTERM).
 
-    Nothing ran, so nothing is charged and no entry is written (as before the reservation moved ahead
-    of the wait); only a ``kill -9`` leaves the reservation to expire on its own.
+    Nothing ran, so nothing is charged and no entry is written; only a ``kill -9`` leaves the
+    reservation to expire on its own.
     """
     previous = signal.signal(signal.SIGTERM, _stop_waiting)
     try:
-        return _wait_for_window(lifecycle, decision, quiet=quiet)
+        return _wait(lifecycle, step, quiet=quiet)
     except BaseException:
-        if decision.reservation_id is not None:
-            lifecycle.ledger.budgets.release(decision.reservation_id)
+        if step.decision.reservation_id is not None:
+            lifecycle.ledger.budgets.release(step.decision.reservation_id)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -193,25 +177,49 @@ def _stop_waiting(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _wait_for_window(lifecycle: Lifecycle, decision: Decision, *, quiet: bool) -> Decision:
-    """Sleep until the planned start (a CLI may hold its own process; orchestrators defer instead).
+def refresh_every(lifecycle: Lifecycle) -> timedelta:
+    """How often (wall clock) a waiting run re-plans: the provider's refresh cadence, as the Airflow trigger.
 
-    A provider-outage retry re-plans the same attempt (``plan(previous=...)``, not ``retry=True``): the
+    A provider without a cadence (a replayed trace) re-plans every :data:`DEFAULT_REFRESH` of its clock;
+    a replay's cadence is divided by its speed, never below :data:`MIN_REFRESH_WALL`.
+    """
+    cadence = lifecycle.provider.refresh_interval
+    cadence = cadence if cadence > timedelta(0) else DEFAULT_REFRESH
+    speed = lifecycle.replay_speed
+    return max(cadence / speed if speed else cadence, MIN_REFRESH_WALL)
+
+
+def _say_waiting(decision: Decision) -> None:
+    say(
+        f"greenflow: waiting until {decision.start_at.isoformat()} "
+        f"(latest start {decision.latest_start.isoformat()}): {decision.reason}",
+        error=True,
+    )
+
+
+def _wait(lifecycle: Lifecycle, step: Step, *, quiet: bool) -> Step:
+    """Sleep through the attempt's waits (a CLI may hold its own process; orchestrators defer instead).
+
+    A planned window is re-planned at each forecast refresh (:meth:`Lifecycle.refresh`: never later,
+    sooner only when greener); a provider-outage retry asks again at the policy's retry time. The
     request time carries over, so a command that waited is recorded ``deferred``, one that did not ``ran_now``.
     """
-    while decision.action in ("defer", "retry"):
-        if not quiet:
-            say(
-                f"greenflow: waiting until {decision.start_at.isoformat()} "
-                f"(latest start {decision.latest_start.isoformat()}): {decision.reason}",
-                error=True,
-            )
-        while (remaining := (decision.wake_at - utcnow()).total_seconds()) > 0:
-            time.sleep(min(remaining, _PROGRESS_EVERY_S))
-        if decision.action == "defer":
-            break
-        decision = lifecycle.plan(previous=decision)
-    return decision
+    said: Decision | None = None
+    every = refresh_every(lifecycle)
+    while isinstance(step, Wait):
+        decision = step.decision
+        if not quiet and (said is None or said.start_at != decision.start_at or said.action != decision.action):
+            _say_waiting(decision)
+        said = decision
+        wake = step.until if step.for_forecast else min(step.until, utcnow() + every)
+        while (remaining := (wake - utcnow()).total_seconds()) > 0:
+            time.sleep(min(remaining, _SLEEP_CHUNK_S))
+        if not step.for_forecast and utcnow() < step.until:
+            decision = lifecycle.refresh(decision)
+            step = Wait(decision, decision.wake_at)
+            continue
+        step = lifecycle.advance(decision)
+    return step
 
 
 def _run_metered(lifecycle: Lifecycle, decision: Decision, command: list[str]) -> int:

@@ -70,6 +70,41 @@ def test_a_bad_run_option_exits_2_naming_it_and_leaves_nothing_behind(
     assert ledger.verify().ok
 
 
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        pytest.param(["--min-savings", "150"], ["min_savings=150 is out of range", "0 to 100"], id="min-savings-150"),
+        pytest.param(["--threshold", "-10"], ["threshold=-10 is out of range"], id="threshold-negative"),
+        pytest.param(["--budget", ""], ["budget='' is empty"], id="budget-empty"),
+        pytest.param(["--budget", "b" * 121], ["budget=", "121 characters", "120"], id="budget-too-long"),
+        pytest.param(
+            ["--budget", "  gpu-monthly  "], ["budget='  gpu-monthly  '", "surrounding spaces"], id="budget-spaced"
+        ),
+        pytest.param(
+            ["--deadline", "2020-01-01T00:00Z"], ["deadline=2020-01-01T00:00:00+00:00 leaves no room"], id="past"
+        ),
+        pytest.param(
+            ["--region", "GB", "--deadline", "2020-01-01T00:00Z"],
+            ["deadline=2020-01-01T00:00:00+00:00"],
+            id="full-past",
+        ),
+        pytest.param(["--min-segment", "0s", "--interruptible"], ["min_segment='0s' is not positive"], id="segment"),
+        pytest.param(["--sample-interval", "0"], ["sample_interval=0 is out of range"], id="sample-interval"),
+        pytest.param(["--embodied", "5 kWh"], ["embodied='5 kWh' is not an amount of CO2e"], id="embodied-energy"),
+    ],
+)
+def test_the_options_tables_bounds_exit_2_before_the_command_starts(
+    sqlite_url: str, tmp_path: Path, args: list[str], needles: list[str]
+) -> None:
+    # Issue 15: values the Airflow operators used to accept, refused with the table's message (on SQLite
+    # only: nothing reaches the ledger, so its backend does not matter).
+    marker = tmp_path / "started"
+    _one_line_exit_2(_greenflow(sqlite_url, "run", *args, "--", "touch", str(marker)), *needles)
+    assert not marker.exists()
+    assert spool.pending(spool.spool_dir(sqlite_url)) == []
+    assert Ledger(sqlite_url).entries() == []
+
+
 def test_a_task_name_that_is_not_utf8_exits_2(sqlite_url: str, tmp_path: Path) -> None:
     marker = tmp_path / "started"
     env = {**os.environ, "GREENFLOW_LEDGER_URL": sqlite_url, "GREENFLOW_LEDGER_WRITE": "wait"}

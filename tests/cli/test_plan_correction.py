@@ -36,10 +36,13 @@ def plan_json(*args: str) -> dict[str, Any]:
 
 
 def test_the_correction_moves_the_plan_as_the_lifecycle_does() -> None:
-    plain = plan_json("--region", "GB", *WINDOW)
+    plain = plan_json("--region", "GB", *WINDOW, "--no-forecast-correction")
     corrected = plan_json("--region", "GB", *WINDOW, "--forecast-correction")
 
-    assert "forecast_correction" not in plain  # the documented shape is unchanged without the flag
+    assert "forecast_correction" not in plain  # the documented shape is unchanged with the correction off
+    by_default = plan_json("--region", "GB", *WINDOW)  # the table's default ("auto") corrects where it can
+    assert by_default.pop("forecast_correction")["mode"] == "auto"
+    assert by_default == {key: value for key, value in corrected.items() if key != "forecast_correction"}
     record = corrected["forecast_correction"]
     assert record["mode"] == "bias+carry"
     gb = record["regions"]["GB"]
@@ -79,8 +82,8 @@ def test_each_region_says_whether_it_was_corrected_and_why_not() -> None:
     lines = human.stdout.splitlines()
     assert any(line.startswith("GB: corrected (bias+carry)") for line in lines)
     assert any(line.startswith("ES: forecast correction not applied:") for line in lines)
-    # Without the flag nothing is said about corrections.
-    assert "correct" not in plan("--region", "GB", "--region", "ES", *WINDOW).stdout
+    # With the correction off nothing is said about corrections.
+    assert "correct" not in plan("--region", "GB", "--region", "ES", *WINDOW, "--no-forecast-correction").stdout
 
 
 def test_a_region_that_cannot_be_corrected_is_planned_as_without_the_flag() -> None:

@@ -122,13 +122,15 @@ def test_several_shipped_regions_replay_real_data_with_attribution() -> None:
         (["--now", "2024-05-01T00:00Z", "--duration", "2h", "--deadline", "2024-05-01T01:00Z"], "deadline="),
         (["--now", "2024-05-01T00:00Z", "--duration", "-2h", "--max-delay", "1h"], "negative"),
         (["--now", "2024-05-01T00:00Z", "--duration", "0m", "--max-delay", "1h"], "not positive"),
-        (["--now", "2024-05-01T00:00Z", "--duration", "soon", "--max-delay", "1h"], "--duration='soon'"),
-        (["--now", "2024-05-01T00:00Z", "--max-delay", "1h"], "--duration is missing"),
-        (["--now", "2024-05-01T00:00Z", "--duration", "1h"], "neither was given"),
+        (["--now", "2024-05-01T00:00Z", "--duration", "soon", "--max-delay", "1h"], "expected_duration='soon'"),
         (
             ["--now", "2024-05-01T00:00Z", "--duration", "1h", "--max-delay", "1h", "--deadline", "2024-05-02T00:00Z"],
-            "both were given",
+            "both deadline and max_delay are set",
         ),
+        (["--now", "2024-05-01T00:00Z", "--min-savings", "150"], "min_savings=150 is out of range"),
+        (["--now", "2024-05-01T00:00Z", "--threshold", "-10"], "threshold=-10 is out of range"),
+        (["--now", "2024-05-01T00:00Z", "--max-staleness", "soon"], "max_staleness='soon'"),
+        (["--now", "2024-05-01T00:00Z", "--on-provider-error", "retry"], "on_provider_error='retry' is not one of"),
         (["--now", "2024-05-01T00:00Z", "--duration", "1h", "--max-delay", "1h", "--column", "nope"], "'nope'"),
         (["--now", "2024-05-01T00:00Z", "--duration", "1h", "--max-delay", "1h", "--min-savings", "-5"], "-5"),
     ],
@@ -143,7 +145,7 @@ def test_bad_input_is_one_line_naming_the_value_and_exits_2(trace: Path, args: l
 
 def test_unknown_provider_and_replay_flags_on_a_live_provider_exit_2() -> None:
     result = run("--provider", "nope", "--region", "ES", "--duration", "1h", "--max-delay", "1h")
-    assert result.exit_code == 2 and "unknown intensity provider 'nope'" in result.stderr
+    assert result.exit_code == 2 and "provider='nope' is unknown (use one of ukgrid" in result.stderr
     result = run(
         "--provider", "ukgrid", "--region", "GB", "--now", "2024-05-01T00:00Z", "--duration", "1h", "--max-delay", "1h"
     )
@@ -152,3 +154,67 @@ def test_unknown_provider_and_replay_flags_on_a_live_provider_exit_2() -> None:
         "--provider", "trace", "--region", "XX", "--now", "2024-05-01T00:00Z", "--duration", "1h", "--max-delay", "1h"
     )
     assert result.exit_code == 2 and "'XX'" in result.stderr
+
+
+def test_without_a_duration_or_a_delay_the_tables_defaults_apply(trace: Path) -> None:
+    # One default per option for every entry point: 1 h of work; a command typed at a shell starts now
+    # unless given --max-delay or --deadline (the table's `plan` exception), as `greenflow run` does.
+    payload = json.loads(run("--trace", str(trace), "--now", "2024-05-01T00:00Z", "--json").stdout)
+    assert (payload["decision"], payload["start"], payload["end"]) == (
+        "run_now",
+        "2024-05-01T00:00:00Z",
+        "2024-05-01T01:00:00Z",
+    )
+
+
+def test_deadline_may_be_a_duration_after_the_request_and_expected_duration_is_the_flags_name(trace: Path) -> None:
+    by_time = run(
+        "--trace", str(trace), "--now", "2024-05-01T00:00Z", "--expected-duration", "2h",
+        "--deadline", "2024-05-01T07:00Z", "--json",
+    )  # fmt: skip
+    by_duration = run(
+        "--trace", str(trace), "--now", "2024-05-01T00:00Z", "--duration", "2h", "--deadline", "7h", "--json"
+    )
+    assert by_time.exit_code == by_duration.exit_code == 0, by_time.output + by_duration.output
+    assert json.loads(by_time.stdout) == json.loads(by_duration.stdout)
+    assert json.loads(by_time.stdout)["start"] == "2024-05-01T04:00:00Z"
+
+
+def test_a_deadline_already_past_is_refused(trace: Path) -> None:
+    result = run(
+        "--trace", str(trace), "--now", "2024-05-01T05:00Z", "--duration", "1h", "--deadline", "2024-05-01T03:00Z"
+    )
+    assert result.exit_code == 2
+    assert "deadline=2024-05-01T03:00:00+00:00 leaves no room" in result.stderr
+
+
+@pytest.fixture
+def provider_down(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """ukgrid at a port nobody listens on, given up on within a second; a ledger file that must stay absent."""
+    monkeypatch.setenv("GREENFLOW_HTTP_TOTAL_TIME", "0.3")
+    monkeypatch.setenv("GREENFLOW_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    return ["--provider", "ukgrid", "--region", "national", "--provider-option", "base_url=http://127.0.0.1:9"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "decision"), [("run", "run_now"), ("wait", "retry"), (None, "retry")], ids=["run", "wait", "default"]
+)
+def test_the_outage_policy_answers_when_no_forecast_can_be_had(
+    provider_down: list[str], tmp_path: Path, policy: str | None, decision: str
+) -> None:
+    chosen = [] if policy is None else ["--on-provider-error", policy]
+    result = run(*provider_down, "--max-delay", "2h", *chosen, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["decision"] == decision  # "wait" is the table's default: retry until the latest start
+    assert payload["expected_gco2_per_kwh"] is None and payload["now_gco2_per_kwh"] is None
+    assert not (tmp_path / "ledger.db").exists()  # a plan writes nothing
+
+
+def test_on_provider_error_fail_exits_with_the_outage_and_records_nothing(
+    provider_down: list[str], tmp_path: Path
+) -> None:
+    result = run(*provider_down, "--max-delay", "2h", "--on-provider-error", "fail")
+    assert result.exit_code == 2
+    assert "on_provider_error=fail" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "ledger.db").exists()  # no `failed` attempt for a plan
