@@ -127,6 +127,8 @@ def run(
     who = identity_from(os.environ, workflow=workflow, run_id=run_id, task=task, attempt=attempt)
     spec = CarbonSpec.declare(given_options(options, "run"), "run")
     lifecycle = Lifecycle(spec, who.identity, ledger=open_ledger())
+    if spec.interruptible and decision_source is None:
+        raise typer.Exit(_run_interruptible(lifecycle, command, quiet=quiet))
     if decision_source is None:
         # Plan and reserve before waiting, as the operators do: an attempt its budget cannot cover is
         # refused at once, not after holding a process for hours; one that fits keeps its share meanwhile.
@@ -154,6 +156,38 @@ def run(
             error=True,
         )
     raise typer.Exit(code)
+
+
+def _run_interruptible(lifecycle: Lifecycle, command: list[str], *, quiet: bool) -> int:
+    """``--interruptible``: the command runs in the planned green segments (docs/interruptible.md).
+
+    Each segment starts the command, sends SIGTERM at the segment's end and SIGKILL ``--grace`` later; the
+    command resumes from its own checkpoint at the next segment, and exit 0 means the work is done. Between
+    segments greenflow sleeps as it waits for any start (re-planning the rest at forecast refreshes). One
+    entry per segment. A SIGTERM to greenflow itself stops the segment that runs (recorded ``interrupted``).
+    """
+    from greenflow.segment_runner import run_command
+
+    previous = signal.signal(signal.SIGTERM, _stop_waiting)
+    try:
+        result = run_command(lifecycle, command, wait=lambda waiting: _wait(lifecycle, waiting, quiet=quiet))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if isinstance(result.step, Skip):
+        say(f"greenflow: not started: {result.step.refusal.one_line()}", error=True)
+        return EXIT_BUDGET_REFUSED
+    if isinstance(result.step, Fail):
+        raise result.step.error
+    if not quiet:
+        grams = sum(e.operational_g or 0.0 for e in result.entries)
+        kwh = [e.energy_kwh for e in result.entries if e.energy_kwh is not None]
+        say(
+            f"greenflow: {'done' if result.done else 'not done'} in {len(result.entries)} segment(s), "
+            f"energy {format_energy(sum(kwh) if kwh else None)}, emissions {format_mass(grams)}, "
+            f"entries {', '.join(e.entry_id for e in result.entries)}",
+            error=True,
+        )
+    return 0 if result.exit_code is None else result.exit_code
 
 
 def _wait_reserved(lifecycle: Lifecycle, step: Wait, *, quiet: bool) -> Step:
