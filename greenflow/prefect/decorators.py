@@ -243,7 +243,9 @@ def _call_sync(config: CarbonAware, fn: Callable[..., R], args: tuple[Any, ...],
     while True:  # once, or once per segment of an interruptible attempt
         while isinstance(step, Wait):
             attempt.release(step)  # a deployment's flow run gives its process back here (never returns)
-            step = attempt.resume(step, wait_in_process(attempt.lifecycle, step, attempt.logger))
+            with attempt.abandoned_frees(step):
+                held = wait_in_process(attempt.lifecycle, step, attempt.logger)
+            step = attempt.resume(step, held)
         decision = attempt.outcome(step)
         if decision is None:
             return cast(R, None)  # on_budget_exceeded="skip": recorded, not run
@@ -270,7 +272,8 @@ async def _call_async(
     while True:
         while isinstance(step, Wait):
             await asyncio.to_thread(attempt.release, step)
-            held = await wait_in_process_async(attempt.lifecycle, step, attempt.logger)
+            with attempt.abandoned_frees(step):
+                held = await wait_in_process_async(attempt.lifecycle, step, attempt.logger)
             step = await asyncio.to_thread(attempt.resume, step, held)
         decision = await asyncio.to_thread(attempt.outcome, step)
         if decision is None:
@@ -376,6 +379,22 @@ class _Attempt:
             )
         except Exception as error:  # the API refused: waiting in process is still correct, only costlier
             self.logger.warning("greenflow: could not reschedule the flow run (%s); waiting in process", error)
+
+    @contextmanager
+    def abandoned_frees(self, step: Wait) -> Iterator[None]:
+        """Stopped while waiting in process (cancelled, interrupted): nothing more runs, so nothing stays held.
+
+        Between segments especially: the reservation still holds the rest of the job's estimate.
+        """
+        try:
+            yield
+        except BaseException:
+            if step.decision.reservation_id is not None:
+                self._quietly(
+                    "release the reservation",
+                    lambda: self.ledger.budgets.release(step.decision.reservation_id or ""),
+                )
+            raise
 
     def resume(self, step: Wait, held: Decision) -> Step:
         """The step after an in-process wait: the start has come (run), or a forecast is due (plan again)."""

@@ -263,3 +263,42 @@ def test_a_deployment_run_goes_back_to_scheduled_between_segments_and_its_next_p
     assert (1, f"resumed from step {at}") in _lines(log)
     assert json.loads(checkpoint.read_text())["step"] == 20
     assert read_deferral(created.id) is None  # used up
+
+
+def test_stopped_while_waiting_for_its_next_segment_it_holds_no_budget(
+    ledger, replay, fake_gpu_meter, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from greenflow.prefect import decorators
+
+    ledger.budgets.set(Budget.parse("gpu", "1kg", "month"))
+    waited = decorators.wait_in_process
+
+    def interrupted_overnight(lifecycle, step, logger):  # type: ignore[no-untyped-def]
+        if step.decision.segment_index == 1:
+            raise KeyboardInterrupt  # the process is stopped between the segments
+        return waited(lifecycle, step, logger)
+
+    monkeypatch.setattr(decorators, "wait_in_process", interrupted_overnight)
+
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options=replay(now=AFTERNOON),
+        interruptible=True,
+        expected_duration="8h",
+        deadline="24h",
+        budget="gpu",
+        estimate="50g",
+        meter_factory=fake_gpu_meter,
+    )
+    def train() -> bool:
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    [first] = ledger.entries()
+    assert first.decision == "interrupted" and first.extra["segment"]["final"] is False
+    status = ledger.budgets.status("gpu")
+    # The first segment's charge is settled; the rest of the 50 g is no longer held for a job that is gone.
+    assert status.open_reservations == 0 and status.reserved == 0
+    assert status.settled == pytest.approx(first.charged_g)
