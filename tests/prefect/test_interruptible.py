@@ -201,6 +201,39 @@ def test_the_example_flow_outside_a_deployment_waits_in_its_process_between_segm
     assert json.loads(checkpoint.read_text())["step"] == 20
 
 
+@pytest.mark.xdist_group("prefect")
+@pytest.mark.usefixtures("prefect_server")
+def test_the_tasks_of_an_interruptible_flow_see_its_segment(replay, fake_gpu_meter, run_entries) -> None:  # type: ignore[no-untyped-def]
+    from prefect import flow, task
+
+    seen: list[SegmentRun | None] = []
+
+    @task
+    def train_a_bit() -> bool:
+        segment = current_segment()
+        seen.append(segment)
+        return segment is not None and segment.stop_wall is None  # done in the last segment
+
+    @flow(name="segmented")
+    @carbon_aware(
+        region="ES",
+        provider="trace",
+        provider_options=replay(now=AFTERNOON),
+        interruptible=True,
+        expected_duration="8h",
+        deadline="24h",
+        meter_factory=fake_gpu_meter,
+    )
+    def segmented() -> bool:
+        return train_a_bit()
+
+    state = segmented(return_state=True)
+    assert state.is_completed() and state.result() is True
+    assert len(seen) >= 2 and all(segment is not None for segment in seen)
+    assert [segment.index for segment in seen if segment is not None] == list(range(len(seen)))
+    _assert_linked(run_entries(state.state_details.flow_run_id))
+
+
 def _deploy(flow_obj: Any, name: str) -> str:
     from prefect.client.orchestration import get_client
 
