@@ -26,6 +26,7 @@ from greenflow.prefect.budget import (
 from greenflow.prefect.decorators import CarbonAware, carbon_aware, carbon_config, gpu_task
 from greenflow.prefect.deferral import GREEN_WINDOW_STATE, ScheduledRun, schedule_green
 from greenflow.prefect.report_artifact import PublishedReport, publish_report_artifact
+from greenflow.prefect.run_context import current_segment
 
 __all__ = [
     "BUDGET_EXHAUSTED_EVENT",
@@ -41,6 +42,7 @@ __all__ = [
     "carbon_aware",
     "carbon_budget_gate",
     "carbon_config",
+    "current_segment",
     "governance_gate",
     "governance_gate_task",
     "gpu_task",

@@ -20,6 +20,13 @@ The adapter drives the core's one state machine (:meth:`Lifecycle.advance
 deployment's flow run to ``Scheduled``, or wait in process (re-planning at forecast refreshes);
 ``Run`` → the metered run; ``Skip`` → ``None`` or :class:`~greenflow.errors.BudgetExceeded`
 (``on_budget_exceeded``); ``Fail`` → raise. A Prefect retry is ``advance(retry_of=<the last decision>)``.
+
+With ``interruptible=True`` the attempt is planned in segments and the function is called once per
+segment: it reads its segment with :func:`~greenflow.prefect.run_context.current_segment` (``stop_wall``:
+when to checkpoint and stop) and returns ``True`` when the work is done, ``False`` to be resumed in the
+next segment. Each call is metered and recorded on its own (``Lifecycle.metered_segment``, one linked
+entry per segment); between segments the same ``Wait`` translation applies, so a deployment's flow run
+goes back to ``Scheduled`` and its next process runs the next segment.
 """
 
 from __future__ import annotations
@@ -29,13 +36,14 @@ import functools
 import inspect
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal, ParamSpec, TypeVar, Unpack, cast, overload
 
-from greenflow.decision_text import describe
+from greenflow.decision_text import describe, short_time
 from greenflow.errors import InvalidInput
-from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.lifecycle import Decision, Lifecycle, SegmentRun
 from greenflow.metering.meter import Meter
 from greenflow.options import ADAPTER_OPTION_NAMES, CARBON_OPTION_NAMES, OPTION, CarbonOptions, options_for
 from greenflow.prefect.connections import (
@@ -53,8 +61,9 @@ from greenflow.prefect.deferral import (
     release_flow_run,
     wait_in_process,
     wait_in_process_async,
+    waiting_for,
 )
-from greenflow.prefect.run_context import _FLOW_DEFERRALS, PrefectRun, current_run, run_logger
+from greenflow.prefect.run_context import _FLOW_DEFERRALS, _SEGMENT, PrefectRun, current_run, run_logger
 from greenflow.spec import CarbonSpec
 from greenflow.steps import Fail, Run, Skip, Step, Wait
 
@@ -136,6 +145,15 @@ def carbon_aware(
       (default: ``GREENFLOW_LEDGER_URL``).
     * ``meter_factory``: builds the :class:`~greenflow.metering.meter.Meter` of each attempt.
     * ``artifacts``: at flow level, publish the run's ledger artifacts when the flow function ends.
+
+    ``interruptible=True`` (with ``resume_overhead`` and ``min_segment``) runs the work in the greenest
+    segments before the deadline: the function is called once per segment, reads it with
+    :func:`~greenflow.prefect.current_segment` (``index``, ``of``, ``stop_wall``: checkpoint and return by
+    then; ``None`` to run to completion) and must return ``True`` when the work is done or ``False`` when
+    it stopped to be resumed (anything else fails the attempt: a forgotten ``return`` would otherwise run
+    it again and again). Each segment leaves its own ledger entry, linked to the attempt; between segments
+    a deployment's flow run waits in ``Scheduled`` holding nothing, anything else waits in its process.
+    The function must resume from its own checkpoint: every call starts it afresh. See docs/prefect.md.
 
     Put it under ``@task`` (one attempt per task run try) or under ``@flow`` (the whole flow function
     is one attempt; a deployment's flow run then waits for its window in a ``Scheduled`` state instead
@@ -222,18 +240,26 @@ def _wrap(fn: Callable[P, R], config: CarbonAware) -> Callable[P, R]:
 def _call_sync(config: CarbonAware, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
     attempt = _Attempt(config, fn)
     step = attempt.start()
-    while isinstance(step, Wait):
-        attempt.release(step)  # a deployment's flow run gives its process back here (never returns)
-        step = attempt.resume(step, wait_in_process(attempt.lifecycle, step, attempt.logger))
-    decision = attempt.outcome(step)
-    if decision is None:
-        return cast(R, None)  # on_budget_exceeded="skip": recorded, not run
-    token = attempt.tell_tasks()
-    try:
-        return cast(R, attempt.lifecycle.run(decision, fn, *args, **kwargs).value)
-    finally:
-        attempt.untell_tasks(token)
-        attempt.exit(decision)
+    while True:  # once, or once per segment of an interruptible attempt
+        while isinstance(step, Wait):
+            attempt.release(step)  # a deployment's flow run gives its process back here (never returns)
+            with attempt.abandoned_frees(step):
+                held = wait_in_process(attempt.lifecycle, step, attempt.logger)
+            step = attempt.resume(step, held)
+        decision = attempt.outcome(step)
+        if decision is None:
+            return cast(R, None)  # on_budget_exceeded="skip": recorded, not run
+        run = _Running()
+        try:
+            with attempt.running(decision, run):
+                run.value = fn(*args, **kwargs)
+        finally:
+            if run.next is None:  # the attempt ended (done, failed): not between two segments
+                attempt.exit(decision)
+        if run.next is None:
+            return cast(R, run.value)
+        attempt.between_segments()
+        step = attempt.lifecycle.advance(run.next)  # Wait until the next segment (Run if it is due)
 
 
 async def _call_async(
@@ -243,21 +269,35 @@ async def _call_async(
     # asyncio.to_thread copies the context, so Prefect's run context is seen in the thread.
     attempt = await asyncio.to_thread(_Attempt, config, fn)
     step = await asyncio.to_thread(attempt.start)
-    while isinstance(step, Wait):
-        await asyncio.to_thread(attempt.release, step)
-        held = await wait_in_process_async(attempt.lifecycle, step, attempt.logger)
-        step = await asyncio.to_thread(attempt.resume, step, held)
-    decision = await asyncio.to_thread(attempt.outcome, step)
-    if decision is None:
-        return None
-    token = attempt.tell_tasks()  # in the loop's own context, which the flow's tasks inherit
-    try:
-        with attempt.lifecycle.metered(decision) as active:
-            active.value = await fn(*args, **kwargs)
-        return active.value
-    finally:
-        attempt.untell_tasks(token)  # in the context that set it
-        await asyncio.to_thread(attempt.exit, decision)
+    while True:
+        while isinstance(step, Wait):
+            await asyncio.to_thread(attempt.release, step)
+            with attempt.abandoned_frees(step):
+                held = await wait_in_process_async(attempt.lifecycle, step, attempt.logger)
+            step = await asyncio.to_thread(attempt.resume, step, held)
+        decision = await asyncio.to_thread(attempt.outcome, step)
+        if decision is None:
+            return None
+        run = _Running()
+        try:
+            # In the loop's own context: the segment and the flow attempt are seen by the flow's tasks.
+            with attempt.running(decision, run):
+                run.value = await fn(*args, **kwargs)
+        finally:
+            if run.next is None:
+                await asyncio.to_thread(attempt.exit, decision)
+        if run.next is None:
+            return run.value
+        await asyncio.to_thread(attempt.between_segments)
+        step = await asyncio.to_thread(attempt.lifecycle.advance, run.next)
+
+
+@dataclass
+class _Running:
+    """One call of the function under the meter: what it returned, and the next segment's decision if any."""
+
+    value: Any = None
+    next: Decision | None = None
 
 
 class _Attempt:
@@ -308,7 +348,7 @@ class _Attempt:
             if decision.reservation_id is None:
                 decision = replace(decision, budget=self.config.spec.budget)  # planned by schedule_green
             source = "rescheduled run resumes" if self.carried.source == "deferred" else "scheduled by schedule_green"
-            self.logger.info("greenflow: %s for %s: %s", source, identity.task_id, describe(decision))
+            self.logger.info("greenflow: %s for %s: %s", source, identity.task_id, waiting_for(decision))
             # It waited in Scheduled: it starts even if early (started by hand, a worker's prefetch). A run
             # that waited for a forecast asks the provider again.
             return self.lifecycle.advance(decision, waited=decision.action != "retry")
@@ -340,6 +380,22 @@ class _Attempt:
         except Exception as error:  # the API refused: waiting in process is still correct, only costlier
             self.logger.warning("greenflow: could not reschedule the flow run (%s); waiting in process", error)
 
+    @contextmanager
+    def abandoned_frees(self, step: Wait) -> Iterator[None]:
+        """Stopped while waiting in process (cancelled, interrupted): nothing more runs, so nothing stays held.
+
+        Between segments especially: the reservation still holds the rest of the job's estimate.
+        """
+        try:
+            yield
+        except BaseException:
+            if step.decision.reservation_id is not None:
+                self._quietly(
+                    "release the reservation",
+                    lambda: self.ledger.budgets.release(step.decision.reservation_id or ""),
+                )
+            raise
+
     def resume(self, step: Wait, held: Decision) -> Step:
         """The step after an in-process wait: the start has come (run), or a forecast is due (plan again)."""
         following = self.lifecycle.advance(held, waited=not step.for_forecast)
@@ -353,6 +409,7 @@ class _Attempt:
         """The decision to run under; ``None`` when the budget refused and we skip; raises a refusal to fail."""
         if self.carried is not None and self.run.flow_run_id is not None:
             clear_deferral(self.run.flow_run_id)  # used up: a later retry plans against the attempt's decision
+            self.carried = None
         if isinstance(step, Run):
             return step.decision
         if isinstance(step, Fail):
@@ -365,6 +422,58 @@ class _Attempt:
         raise step.refusal
 
     # -- run ---------------------------------------------------------------------------------------
+    @contextmanager
+    def running(self, decision: Decision, run: _Running) -> Iterator[_Running]:
+        """Meter one call of the function (the whole attempt, or one segment) and record it when it ends.
+
+        The body sets ``run.value``. An interruptible attempt's function is told its segment
+        (:func:`~greenflow.prefect.run_context.current_segment`) and returns whether the work is done;
+        when it is not, ``run.next`` is the decision of the next segment.
+        """
+        lifecycle = self.lifecycle
+        told = self.tell_tasks()
+        try:
+            if not self.config.spec.interruptible:
+                with lifecycle.metered(decision) as active:
+                    yield run
+                    active.value = run.value
+                return
+            segment = lifecycle.segment(decision)
+            if segment is None:  # planned in one piece (no forecast, nothing to gain): one call, to completion
+                whole = SegmentRun(0, 1, decision.start_at, None, None, None)
+                with lifecycle.metered(decision) as active, _in_segment(whole):
+                    yield run
+                    if not self._done(run.value, whole):
+                        self.logger.warning(
+                            "greenflow: %s returned False but had its whole attempt in one piece: nothing resumes it",
+                            self.run.identity.task_id,
+                        )
+                    active.value = run.value
+                return
+            self.logger.info("greenflow: %s", _segment_line(self.run.identity.task_id, segment, decision))
+            with lifecycle.metered_segment(decision) as ongoing, _in_segment(segment):
+                yield run
+                ongoing.done = self._done(run.value, segment)
+            run.next = ongoing.next
+        finally:
+            self.untell_tasks(told)
+
+    def _done(self, value: Any, segment: SegmentRun) -> bool:
+        """An interruptible function's answer: ``True`` (done) or ``False`` (resume it); anything else is a bug."""
+        if not isinstance(value, bool):
+            # None (a forgotten return) must not read as "not done": the job would run again and again.
+            raise InvalidInput(
+                f"{self.run.identity.task_id} is interruptible but returned {value!r} in segment {segment.index}",
+                fix="return True when the work is done, False when it checkpointed to resume in the next segment",
+            )
+        return value
+
+    def between_segments(self) -> None:
+        """A segment ended with the work not done: show it (budget, artifacts) before waiting for the next."""
+        self._after_budget_use()
+        if self.run.level == "flow" and self.config.artifacts:
+            self._quietly("publish the run's artifacts", self._publish)
+
     def tell_tasks(self) -> Any:
         """A flow-level attempt tells its tasks how often the run was rescheduled (their flow attempt)."""
         return _FLOW_DEFERRALS.set(self.deferrals) if self.run.level == "flow" else None
@@ -404,3 +513,24 @@ class _Attempt:
             action()
         except Exception as error:
             self.logger.warning("greenflow: could not %s: %s", what, error)
+
+
+@contextmanager
+def _in_segment(segment: SegmentRun) -> Iterator[None]:
+    """Tell the function (and the tasks it calls) which segment it runs: :func:`current_segment`."""
+    token = _SEGMENT.set(segment)
+    try:
+        yield
+    finally:
+        _SEGMENT.reset(token)
+
+
+def _segment_line(task_id: str, segment: SegmentRun, decision: Decision) -> str:
+    """``segment 1 of 2 of train starts, stops at 2022-06-01 18:00:00Z (trace replay time)``."""
+    clock = " (trace replay time)" if decision.replay_speed else ""
+    if segment.planned_start is None:
+        return f"{task_id} runs past its {segment.of} planned segments, to completion (the deadline wins over carbon)"
+    head = f"segment {segment.index + 1} of {segment.of} of {task_id} starts"
+    if segment.stop_at is None:
+        return f"{head}, runs to completion"
+    return f"{head}, stops at {short_time(segment.stop_at)}{clock}: checkpoint and return False by then"

@@ -250,7 +250,7 @@ def release_flow_run(
     from prefect.states import Scheduled
 
     write_deferral(flow_run_id, Deferral(decision, deferrals + 1, "deferred", replay))
-    message = f"greenflow: {describe(decision, reason=False)}"
+    message = f"greenflow: {waiting_for(decision)}"
     state: State[Any] = Scheduled(scheduled_time=decision.wake_at, name=GREEN_WINDOW_STATE, message=message)
     with get_client(sync_client=True) as client:
         # force: Running -> Scheduled is not a transition Prefect's orchestration proposes by itself.
@@ -265,6 +265,24 @@ def release_flow_run(
         short_time(decision.wake_at),
     )
     exit_without_final_state(result.state)
+
+
+def waiting_for(decision: Decision) -> str:
+    """What a waiting run waits for: its window (:func:`describe`), or the next segment of an interruptible job."""
+    segments = (decision.plan or {}).get("segments") or []
+    index = decision.segment_index
+    if index is None or index == 0 or index >= len(segments):
+        return describe(decision, reason=False)
+    # Between segments: the attempt's own start (describe's) is long past; say which segment comes and when.
+    clock = " (trace replay time)" if decision.replay_speed else ""
+    start = parse_time(segments[index]["start"], "segment start")
+    where = f" in {decision.region}" if decision.region else ""
+    expected = (decision.plan or {}).get("expected_gco2_per_kwh")
+    figure = f", the job's segments expected at {expected:.0f} gCO2e/kWh" if expected is not None else ""
+    return (
+        f"paused after segment {index} of {len(segments)}; segment {index + 1} starts at "
+        f"{short_time(start)}{where}{clock}{figure}"
+    )
 
 
 def exit_without_final_state(state: State[Any]) -> NoReturn:

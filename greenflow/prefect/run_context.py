@@ -10,6 +10,8 @@ One place reads Prefect's context (``TaskRunContext`` / ``FlowRunContext``, the 
   run's ``run_count`` minus the times greenflow rescheduled it (a deferral is not an attempt);
 * a call **inside a flow but outside a task** (``my_task.fn(...)``): its own task id in that flow run;
 * **no Prefect run** at all: orchestrator ``cli`` (nothing orchestrated it) and a fresh local run id.
+
+It also holds the segment an interruptible ``@carbon_aware`` function is running (:func:`current_segment`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from greenflow.ledger import Identity
+
+if TYPE_CHECKING:
+    from greenflow.lifecycle import SegmentRun
 
 Level = Literal["task", "flow", "inline", "local"]
 
@@ -29,6 +34,20 @@ Level = Literal["task", "flow", "inline", "local"]
 # the flow run (each reschedule raises Prefect's run_count without being an attempt).
 _FLOW_DEFERRALS: contextvars.ContextVar[int] = contextvars.ContextVar("greenflow_flow_deferrals", default=0)
 _LOCAL_LOGGER = logging.getLogger("greenflow.prefect")
+# Set by an interruptible @carbon_aware around each call of its function: the segment that call runs.
+_SEGMENT: contextvars.ContextVar[SegmentRun | None] = contextvars.ContextVar("greenflow_segment", default=None)
+
+
+def current_segment() -> SegmentRun | None:
+    """The segment the running interruptible ``@carbon_aware`` function (and the tasks it calls) is in.
+
+    A :class:`~greenflow.lifecycle.SegmentRun`: ``index`` (from 0) of ``of`` planned segments, ``stop_at``
+    (the task's clock, a replayed trace's time in a replay) and ``stop_wall`` (real time), the moment to
+    checkpoint and return ``False`` by; both ``None`` when the work runs to completion (the last planned
+    segment, any past it, or an attempt planned in one piece). ``None`` outside an interruptible
+    function's call. See docs/prefect.md (interruptible flows).
+    """
+    return _SEGMENT.get()
 
 
 @dataclass(frozen=True)
