@@ -272,11 +272,12 @@ class Ledger:
     def past_attempts(self, workflow_id: str, task_id: str, *, limit: int = 20) -> list[PastAttempt]:
         """The latest successful attempts of a task, newest first, each with all its segments summed.
 
-        One indexed query reads the task's latest :data:`HISTORY_ROWS` entries that may belong to a
-        successful attempt (a segment paused for later is ``interrupted``); an interruptible attempt is its
-        final entry plus the segments before it, followed back through ``extra["segment"]["previous_entry"]``
-        under the same ``link``. An attempt whose first segments fall outside the window is left out rather
-        than counted short. Failed and stopped attempts are not history.
+        One indexed query, newest first, read only as far as needed: until ``limit`` successful attempts and
+        every segment before them are at hand, and never past the task's latest :data:`HISTORY_ROWS` entries
+        that may belong to one (a segment paused for later is ``interrupted``). An interruptible attempt is
+        its final entry plus the segments before it, followed back through
+        ``extra["segment"]["previous_entry"]`` under the same ``link``; one whose first segments fall outside
+        the window is left out rather than counted short. Failed and stopped attempts are not history.
         """
         segment = EntryRow.extra["segment"].label("segment")
         query = (
@@ -294,20 +295,31 @@ class Ledger:
                 EntryRow.task_id == task_id,
                 EntryRow.decision.in_((*_SUCCEEDED, "interrupted")),
             )
-            .order_by(EntryRow.seq.desc())
+            # The index's order ((workflow_id, task_id, recorded_at)): no sort, and reading stops early.
+            .order_by(EntryRow.recorded_at.desc(), EntryRow.seq.desc())
             .limit(HISTORY_ROWS)
         )
-        with self.read() as session:
-            rows = session.execute(query).all()
         paused: dict[str, Any] = {}  # segments that did not end their attempt, by entry id
         finals: list[Any] = []
-        for row in rows:
-            part = row.segment if isinstance(row.segment, dict) else None
-            if row.decision == "interrupted":
-                if row.error is None and part is not None and not part.get("final"):
+        needed: set[str] = set()  # segments the attempts found so far still lack (older: read on)
+        with self.read() as session:
+            for row in session.execute(query, execution_options={"yield_per": 64}):
+                part = row.segment if isinstance(row.segment, dict) else None
+                if row.decision == "interrupted":
+                    if row.error is not None or part is None or part.get("final"):
+                        continue  # stopped for good: not a success, nor part of one
                     paused[row.entry_id] = row
-            elif row.error is None:
-                finals.append(row)
+                    if row.entry_id not in needed:
+                        continue  # a part of a failed attempt, or of one past the limit
+                    needed.discard(row.entry_id)
+                elif row.error is None and len(finals) < limit:
+                    finals.append(row)
+                else:
+                    continue
+                if part is not None and part.get("previous_entry"):
+                    needed.add(str(part["previous_entry"]))  # the segment before, older: further down
+                if len(finals) == limit and not needed:
+                    break
         attempts: list[PastAttempt] = []
         for final in finals:
             chain = _segments_of(final, paused)
