@@ -326,8 +326,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "expected_duration", "duration | None", None, _expected_duration,
         "How long the work runs: `90m`, `2h`, `PT2H`, a timedelta or seconds; more than 0, at most 366 days. "
         "None: learned from history (the 90th percentile of the task's last successful attempts' run time, "
-        "interruptible ones' segments summed, from 3 attempts on), else 1 h; the entry's policy says which "
-        "(`duration_source`).",
+        "interruptible ones' segments summed, from 3 attempts on), else 1 h; never longer than a deadline after the "
+        "request. The entry's policy says which (`duration_source`).",
         flag="--expected-duration",
     ),
     Option(
