@@ -74,13 +74,13 @@ Outcome = Literal["ran_now", "deferred", "failed", "interrupted", "degraded"]
 _HORIZON_MARGIN = timedelta(hours=1)
 # A reservation outlives the wait and the run by this much before a dead holder loses it.
 _RESERVATION_GRACE = timedelta(hours=1)
-# The times a decision serializes as ISO strings (``retry_requested_at`` too, when set).
 # An undeclared expected_duration is learned from this many of the task's latest successful attempts,
 LEARN_FROM = 20
 # once it has at least this many (fewer say little about a p90: the fallback is used, and the entry says so).
 LEARN_MIN = 3
 # The energy estimate is the median of this many latest measured attempts.
 ESTIMATE_FROM = 5
+# The times a decision serializes as ISO strings (``retry_requested_at`` too, when set).
 _TIMES = ("requested_at", "start_at", "latest_start", "wake_at")
 
 
