@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import statistics
 import threading
 from collections.abc import Callable, Iterator
@@ -55,12 +56,13 @@ from greenflow.ledger.entry import Entry, Identity
 from greenflow.metering.carbon import CarbonAccount, emissions
 from greenflow.metering.measurement import Measurement
 from greenflow.metering.meter import Meter
+from greenflow.options import MAX_EXPECTED_DURATION
 from greenflow.planning import Candidate, plan
 from greenflow.spec import DEFAULT_MAX_DELAY, CarbonSpec
 
 if TYPE_CHECKING:
     from greenflow.ledger.budgets import Attempt, Reservation
-    from greenflow.ledger.store import Ledger
+    from greenflow.ledger.store import Ledger, PastAttempt
     from greenflow.steps import Step
 
 log = logging.getLogger("greenflow.lifecycle")
@@ -72,6 +74,12 @@ Outcome = Literal["ran_now", "deferred", "failed", "interrupted", "degraded"]
 _HORIZON_MARGIN = timedelta(hours=1)
 # A reservation outlives the wait and the run by this much before a dead holder loses it.
 _RESERVATION_GRACE = timedelta(hours=1)
+# An undeclared expected_duration is learned from this many of the task's latest successful attempts,
+LEARN_FROM = 20
+# once it has at least this many (fewer say little about a p90: the fallback is used, and the entry says so).
+LEARN_MIN = 3
+# The energy estimate is the median of this many latest measured attempts.
+ESTIMATE_FROM = 5
 # The times a decision serializes as ISO strings (``retry_requested_at`` too, when set).
 _TIMES = ("requested_at", "start_at", "latest_start", "wake_at")
 
@@ -101,6 +109,11 @@ class Decision:
     whole attempt. ``segment_index`` is the segment this decision runs or waits for (``None`` for an
     attempt in one piece; past the last planned segment the job runs to completion) and
     ``previous_segment_entry`` the ledger entry of the segment before it. See :meth:`Lifecycle.segment`.
+
+    ``duration`` is the ``expected_duration`` the attempt plans with when the spec did not declare one:
+    ``{"seconds", "source"}`` with ``source`` ``learned`` (and its basis: ``percentile``, ``count``, ...) or
+    ``default`` (and a ``note`` saying why nothing was learned); ``None`` when declared (the spec says it).
+    Learned once, at the attempt's first plan: every resume, refresh, segment and retry plans with it.
     """
 
     requested_at: datetime
@@ -125,6 +138,7 @@ class Decision:
     entry_extra: dict[str, Any] = field(default_factory=dict)
     segment_index: int | None = None
     previous_segment_entry: str | None = None
+    duration: dict[str, Any] | None = None
 
     @property
     def attempt_requested_at(self) -> datetime:
@@ -153,8 +167,9 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (trigger kwargs, XCom, a Prefect state's data).
 
-        ``retry_requested_at``, ``entry_extra`` and the segment fields are written only when set: a first
-        attempt's decision has the keys an older greenflow reads (a triggerer or a worker not upgraded yet).
+        ``retry_requested_at``, ``entry_extra``, the segment fields and ``duration`` are written only when set:
+        a first attempt's decision with a declared duration has the keys an older greenflow reads (a
+        triggerer or a worker not upgraded yet).
         """
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for name in _TIMES:
@@ -165,7 +180,7 @@ class Decision:
             data["retry_requested_at"] = self.retry_requested_at.isoformat()
         if not self.entry_extra:
             del data["entry_extra"]
-        for name in ("segment_index", "previous_segment_entry"):  # an interruptible attempt's only
+        for name in ("segment_index", "previous_segment_entry", "duration"):  # only when set
             if data[name] is None:
                 del data[name]
         return data
@@ -221,6 +236,10 @@ class Lifecycle:
         self.failure_entry: Entry | None = None  # the ``failed`` entry plan() wrote under on_provider_error="fail"
         # False for a lifecycle that only plans (``greenflow plan``): no forecast under "fail" raises, records nothing.
         self.record_failures = record_failures
+        # ``spec`` as given; ``self.spec`` is it with the duration the attempt plans with (learned or adopted).
+        self._declared_spec = spec
+        self._duration: dict[str, Any] | None = None  # Decision.duration of this attempt
+        self._history: list[PastAttempt] | None = None  # the task's past attempts, read once per attempt
 
     # -- collaborators -------------------------------------------------------------------------------
     @property
@@ -280,6 +299,10 @@ class Lifecycle:
                 "plan(retry=True) was given no previous decision to retry",
                 fix="pass previous=<the earlier attempt's decision>, or drop retry=True for a first attempt",
             )
+        if previous is None:
+            self._use_duration(self._learn_duration())  # the attempt's first plan: learned once, here
+        else:
+            self._adopt(previous)  # a re-plan, a resume or a retry keeps the duration it planned with
         now = self.now()
         requested = previous.requested_at if previous else require_aware(requested_at or now, "requested_at")
         asked = now if retry else (previous.retry_requested_at if previous else None)
@@ -504,6 +527,7 @@ class Lifecycle:
         """
         from greenflow.steps import Fail, Run, Skip, Wait
 
+        self._adopt(decision or retry_of)
         try:
             if decision is None:
                 decision = self.plan(previous=retry_of, retry=retry_of is not None)
@@ -534,6 +558,7 @@ class Lifecycle:
         """
         from greenflow.replanning import preferred
 
+        self._adopt(decision)
         if decision.segment_index is not None and decision.segment_index >= len(_planned_segments(decision)):
             return decision  # past the last planned segment: the job runs to completion, nothing to re-plan
         try:
@@ -581,6 +606,7 @@ class Lifecycle:
             reason=reason,
             replay_speed=self.replay_speed,
             budget=self.spec.budget,
+            duration=self._duration,
         )
 
     @staticmethod
@@ -611,6 +637,76 @@ class Lifecycle:
         speed = self.replay_speed or float("inf")
         return utcnow() + timedelta(seconds=max((moment - now).total_seconds(), 0.0) / speed)
 
+    # -- the expected duration: declared, or learned once per attempt ---------------------------------
+    def _learn_duration(self) -> dict[str, Any] | None:
+        """At an attempt's first plan, the duration to plan with when the spec declared none (``Decision.duration``).
+
+        The 90th percentile (nearest rank: a run time that happened) of the run time of the task's last
+        :data:`LEARN_FROM` successful attempts, an interruptible attempt's segments summed less the
+        ``resume_overhead`` each resumed segment spent, once there are :data:`LEARN_MIN` of them; else the
+        fallback (1 h), saying why. ``None`` when the spec declared its duration.
+        """
+        declared = self._declared_spec
+        if declared.duration_declared:
+            return None
+        info: dict[str, Any] = {"seconds": declared.expected_duration.total_seconds(), "source": "default"}
+        if not declared.candidate_regions and declared.budget is None:
+            return info | {"note": "not learned: nothing to plan or reserve"}
+        try:
+            past = self._past_attempts()
+        except Exception as error:  # a history that cannot be read must not stop the task: the fallback
+            log.warning("greenflow: no history for %s (%s); planning with the default duration", self.identity, error)
+            return info | {"note": f"not learned: the ledger's history could not be read ({type(error).__name__})"}
+        overhead = declared.resume_overhead.total_seconds()
+        timed = [attempt for attempt in past if attempt.run_seconds is not None][:LEARN_FROM]
+        runs = [max((attempt.run_seconds or 0.0) - (attempt.segments - 1) * overhead, 1.0) for attempt in timed]
+        if len(runs) < LEARN_MIN:
+            return info | {
+                "note": f"not learned: {len(runs)} past successful attempt(s) with a run time, {LEARN_MIN} needed"
+            }
+        ranked = sorted(runs)
+        seconds = float(math.ceil(ranked[math.ceil(0.9 * len(ranked)) - 1]))
+        learned: dict[str, Any] = {"seconds": seconds, "source": "learned", "percentile": 90, "count": len(runs)}
+        segmented = sum(1 for attempt in timed if attempt.segments > 1)
+        if segmented:
+            learned["segmented"] = segmented
+        limit = declared.deadline if isinstance(declared.deadline, timedelta) else MAX_EXPECTED_DURATION
+        if seconds > limit.total_seconds():
+            # Longer than the task may take: it cannot wait at all, so it is planned to start at once.
+            learned |= {"seconds": limit.total_seconds(), "capped": f"{seconds:.0f} s capped at {limit}"}
+        return learned
+
+    def _past_attempts(self) -> list[PastAttempt]:
+        """The task's past successful attempts (one ledger query per attempt: learning and estimate share it)."""
+        if self._history is None:
+            self._history = self.ledger.past_attempts(self.identity.workflow_id, self.identity.task_id)
+        return self._history
+
+    def _use_duration(self, duration: dict[str, Any] | None) -> None:
+        """Plan, reserve and record with ``duration`` (``Decision.duration``; ``None``: the spec's own)."""
+        self._duration = duration
+        if duration is None:
+            self.spec = self._declared_spec
+            return
+        value = timedelta(seconds=float(duration["seconds"]))
+        if value != self.spec.expected_duration:
+            self.spec = self._declared_spec.with_duration(value)
+
+    def _adopt(self, decision: Decision | None) -> None:
+        """Take the duration ``decision``'s attempt planned with (a resume in a fresh process never re-learns)."""
+        if decision is not None and (decision.duration is not None or self._duration is not None):
+            self._use_duration(decision.duration)
+
+    def _duration_fields(self, decision: Decision) -> dict[str, Any]:
+        """The entry's ``policy`` fields on the duration planned with: its value, ``duration_source``, basis."""
+        info = decision.duration
+        if info is None:
+            source = "declared" if self._declared_spec.duration_declared else "default"
+            return {"expected_duration_s": self.spec.expected_duration.total_seconds(), "duration_source": source}
+        basis = {key: value for key, value in info.items() if key not in ("seconds", "source")}
+        fields = {"expected_duration_s": float(info["seconds"]), "duration_source": info["source"]}
+        return fields | ({"duration_basis": basis} if basis else {})
+
     # -- reserve -----------------------------------------------------------------------------------
     @property
     def attempt(self) -> Attempt:
@@ -621,6 +717,7 @@ class Lifecycle:
 
     def reserve(self, decision: Decision) -> Decision:
         """Hold the attempt's estimate against its budget; raises :class:`BudgetExceeded` if it does not fit."""
+        self._adopt(decision)
         if self.spec.budget is None or decision.reservation_id is not None:
             return decision
         budget = self.ledger.budgets.get(self.spec.budget)
@@ -664,14 +761,16 @@ class Lifecycle:
                 declared.value * factor,
                 f"declared {declared} x {intensity_note}",
             )
-        past = [e.energy_kwh for e in self.ledger.history(self.identity.workflow_id, self.identity.task_id, limit=5)]
-        measured = [kwh for kwh in past if kwh is not None]
-        if measured:
-            kwh = statistics.median(measured) * factor
+        # Whole attempts: an interruptible one's segments summed (its final entry alone is only its last part).
+        past = [attempt for attempt in self._past_attempts() if attempt.energy_kwh is not None][:ESTIMATE_FROM]
+        if past:
+            kwh = statistics.median(attempt.energy_kwh or 0.0 for attempt in past) * factor
+            segmented = sum(1 for attempt in past if attempt.segments > 1)
+            summed = f" ({segmented} in segments, summed)" if segmented else ""
             return (
                 kwh * intensity,
                 kwh,
-                f"history: median of the last {len(measured)} measured attempts x {intensity_note}",
+                f"history: median of the last {len(past)} measured attempts{summed} x {intensity_note}",
             )
         kwh = Defaults().estimate_kwh * factor
         return kwh * intensity, kwh, f"default estimate {kwh:g} kWh (no history) x {intensity_note}"
@@ -716,6 +815,7 @@ class Lifecycle:
     @contextmanager
     def metered(self, decision: Decision, *, outcome: Outcome | None = None) -> Iterator[ActiveRun]:
         """Meter the body; record and settle when it ends, whatever way it ends."""
+        self._adopt(decision)
         meter = self._meter_factory()
         active = ActiveRun(decision=decision, started=self.start_time(decision))
         heartbeat = _Heartbeat(self, decision)
@@ -812,6 +912,7 @@ class Lifecycle:
 
         ``active.notes`` go into the entry's ``extra["segment"]`` (e.g. how a command was stopped).
         """
+        self._adopt(decision)
         segment = self.segment(decision)
         if segment is None:
             raise InvalidInput(
@@ -967,10 +1068,12 @@ class Lifecycle:
         )
         if not end_known:
             entry = entry.replace(ended_at=None)
+        self._history = None  # the task's history has changed
         return self.ledger.append(entry, settle=decision.reservation_id, partial=not final)
 
     def decision_fields(self, decision: Decision) -> dict[str, Any]:
         """The ledger fields that describe a decision (for adapters recording a sensor's or a gate's choice)."""
+        self._adopt(decision)
         forecast = decision.forecast_obj
         extra: dict[str, Any] = {**decision.entry_extra, "decision_reason": decision.reason, "plan": decision.plan}
         if decision.correction is not None:
@@ -984,7 +1087,11 @@ class Lifecycle:
             "requested_at": decision.attempt_requested_at,
             "planned_start": decision.start_at,
             "deferred_seconds": decision.deferred_seconds,
-            "policy": {**self.spec.policy_inputs(), "outcome": decision.policy_outcome},
+            "policy": {
+                **self.spec.policy_inputs(),
+                **self._duration_fields(decision),
+                "outcome": decision.policy_outcome,
+            },
             "region": decision.region,
             "forecast_provider": forecast.provider if forecast else None,
             "forecast_signal": forecast.signal if forecast else None,

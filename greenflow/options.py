@@ -49,6 +49,8 @@ CORRECTION_MODE_NAMES: Final[tuple[str, ...]] = ("bias+carry",)
 DEFAULT_MAX_DELAY: Final[timedelta] = timedelta(hours=12)
 """How far the start may move when neither ``deadline`` nor ``max_delay`` is given."""
 MAX_EXPECTED_DURATION: Final[timedelta] = bounds.MAX_DURATION
+FALLBACK_DURATION: Final[timedelta] = timedelta(hours=1)
+"""``expected_duration`` when it is not given and the task's history cannot tell (fewer than 3 attempts)."""
 DEFAULT_MIN_SAVINGS: Final[float] = 5.0
 """Chosen from benchmarks/min_savings.py (persistence forecasts, four Electricity Maps zones, every zone
 home): against no minimum it keeps 95 % of the time-only reduction and 99.8 % of the where-and-when one,
@@ -60,7 +62,7 @@ class PlanningOptions(TypedDict, total=False):
 
     provider: str
     provider_options: Mapping[str, Any] | None
-    expected_duration: str | timedelta | float
+    expected_duration: str | timedelta | float | None
     deadline: str | datetime | timedelta | None
     max_delay: str | timedelta | float | None
     min_savings: float
@@ -169,6 +171,15 @@ def _duration(name: str, *, positive: bool, optional: bool = False) -> Callable[
         return bounds.check_duration(duration, name)
 
     return parse
+
+
+def _expected_duration(value: Any) -> timedelta:
+    """``expected_duration``: a positive duration; ``None`` (not given) is the 1 h fallback (see parse_options)."""
+    if value is None:
+        return FALLBACK_DURATION
+    duration = _duration("expected_duration", positive=True)(value)
+    assert duration is not None
+    return duration
 
 
 def parse_deadline(value: Any) -> datetime | timedelta | None:
@@ -316,8 +327,11 @@ OPTIONS: Final[tuple[Option, ...]] = (
         flag="--provider-option", repeated=True,
     ),
     Option(
-        "expected_duration", "duration", timedelta(hours=1), _duration("expected_duration", positive=True),
-        "How long the work runs: `90m`, `2h`, `PT2H`, a timedelta or seconds; more than 0, at most 366 days.",
+        "expected_duration", "duration | None", None, _expected_duration,
+        "How long the work runs: `90m`, `2h`, `PT2H`, a timedelta or seconds; more than 0, at most 366 days. "
+        "None: learned from history (the 90th percentile of the task's last successful attempts' run time, "
+        "interruptible ones' segments summed, from 3 attempts on), else 1 h; never longer than a deadline after the "
+        "request. The entry's policy says which (`duration_source`).",
         flag="--expected-duration",
     ),
     Option(
@@ -483,6 +497,8 @@ def parse_options(given: Mapping[str, Any], entry_point: EntryPoint | None = Non
     """Every carbon option parsed and bounded by its row, missing ones at ``entry_point``'s default.
 
     Returns the values keyed by their spec field. A name that is not an option is refused first.
+    ``duration_declared`` says whether ``expected_duration`` was given (not ``None``): when it was not, the
+    spec's duration is the fallback (1 h, or a shorter deadline after the request), learned at the first plan.
     """
     check_option_names(given)
     values: dict[str, Any] = {}
@@ -490,6 +506,12 @@ def parse_options(given: Mapping[str, Any], entry_point: EntryPoint | None = Non
         option = OPTION[name]
         raw = given[name] if name in given else option.default_for(entry_point)
         values[option.spec_field] = option.parse(raw)
+        if name == "expected_duration":
+            values["duration_declared"] = raw is not None
+    deadline = values["deadline"]
+    if not values["duration_declared"] and isinstance(deadline, timedelta):
+        # Not given, so it must not be what makes a short deadline invalid.
+        values["expected_duration"] = min(values["expected_duration"], deadline)
     return values
 
 

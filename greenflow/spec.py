@@ -7,6 +7,7 @@ and the fix, instead of failing a task hours later.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +38,11 @@ class CarbonSpec:
     ``regions`` is the task's home, against which savings are counted. ``forecast_correction`` is
     ``"auto"`` (where the provider publishes its past forecasts), a correction mode (``"bias+carry"``) or
     ``None`` when forecasts are planned on as the provider gave them.
+
+    ``duration_declared`` says whether ``expected_duration`` was given. :meth:`build` / :meth:`declare` set it
+    ``False`` when the option was left out: ``expected_duration`` is then the 1 h fallback, and the lifecycle
+    learns the attempt's duration from the task's history at its first plan (``greenflow.lifecycle``). A spec
+    built directly states its duration (``True``).
     """
 
     region: str | None = None
@@ -64,6 +70,7 @@ class CarbonSpec:
     resume_overhead: timedelta = timedelta(minutes=5)
     min_segment: timedelta = timedelta(minutes=30)
     grace: timedelta = timedelta(minutes=2)
+    duration_declared: bool = True
 
     def __post_init__(self) -> None:
         # The per-option rules (types, bounds) live in the options table and ran in build(); these are
@@ -126,7 +133,11 @@ class CarbonSpec:
         return spec
 
     def check_declared(self, now: datetime | None = None) -> None:
-        """Refuse a ``deadline`` that leaves no room to run when declared (in a replay: from the trace's now)."""
+        """Refuse a ``deadline`` that leaves no room to run when declared (in a replay: from the trace's now).
+
+        Without a declared ``expected_duration`` only a deadline already past is refused: the duration is
+        learned later, and a task that turns out longer than its deadline allows runs at once.
+        """
         if not isinstance(self.deadline, datetime):
             return
         reference = now
@@ -135,12 +146,29 @@ class CarbonSpec:
             reference = None if replay_now is None else parse_time(replay_now, "now")
         elif reference is None:
             reference = utcnow()
-        if reference is not None and self.deadline - self.expected_duration < reference:
+        room = self.expected_duration if self.duration_declared else timedelta(0)
+        if reference is not None and self.deadline - room < reference:
             raise InvalidInput(
                 f"deadline={self.deadline.isoformat()} leaves no room for expected_duration="
-                f"{self.expected_duration} after now ({reference.isoformat()})",
+                f"{room} after now ({reference.isoformat()})",
                 fix="give a later deadline, a duration after the request (e.g. deadline='12h'), or max_delay",
             )
+
+    def with_duration(self, duration: timedelta) -> CarbonSpec:
+        """This declaration planned with another ``expected_duration`` (a learned one); still not declared.
+
+        Only the duration changes, so nothing is validated again (no provider is built): ``duration`` must be
+        positive and, with a deadline after the request, no longer than it.
+        """
+        if duration <= timedelta(0) or (isinstance(self.deadline, timedelta) and duration > self.deadline):
+            raise InvalidInput(
+                f"expected_duration={duration} does not fit deadline={self.deadline}",
+                fix="give a positive duration no longer than a deadline after the request",
+            )
+        spec = copy.copy(self)
+        object.__setattr__(spec, "expected_duration", duration)
+        object.__setattr__(spec, "duration_declared", False)
+        return spec
 
     @property
     def candidate_regions(self) -> tuple[str, ...]:
@@ -195,7 +223,9 @@ class CarbonSpec:
             "regions": list(self.regions),
             "provider": self.provider,
             "provider_options": dict(self.provider_options),
-            "expected_duration": self.expected_duration.total_seconds(),
+            # Left out when not declared: the rebuilt spec is not declared either (the learned duration
+            # travels with the attempt's Decision, not the spec).
+            "expected_duration": self.expected_duration.total_seconds() if self.duration_declared else None,
             "deadline": self.deadline.isoformat()
             if isinstance(self.deadline, datetime)
             else (None if self.deadline is None else f"{self.deadline.total_seconds()}s"),

@@ -30,7 +30,13 @@ if TYPE_CHECKING:
     from greenflow.ledger.budgets import Budget, Budgets
     from greenflow.ledger.verify import VerificationReport
 
-__all__ = ["SORTABLE", "EntryFilter", "Ledger", "entry_from_row", "entry_row_values", "row_values"]
+__all__ = ["SORTABLE", "EntryFilter", "Ledger", "PastAttempt", "entry_from_row", "entry_row_values", "row_values"]
+
+# Outcomes of an attempt whose work ran to the end (a segment paused for later is "interrupted", no error).
+_SUCCEEDED = ("ran_now", "deferred", "degraded")
+# How many of a task's latest entries :meth:`Ledger.past_attempts` reads: its segments' entries included,
+# enough for the 20 latest attempts of a job run in up to ~25 pieces, and a bound on the query's cost.
+HISTORY_ROWS = 500
 
 SORTABLE = ("seq", "recorded_at", "actual_start", "energy_kwh", "operational_g", "saved_g", "deferred_seconds")
 
@@ -69,6 +75,22 @@ class EntryFilter:
         if not self.events and self.decision not in EVENT_DECISIONS:
             conditions.append(EntryRow.decision.not_in(EVENT_DECISIONS))
         return query.where(*conditions) if conditions else query
+
+
+@dataclass(frozen=True)
+class PastAttempt:
+    """One successful past attempt of a task, all its segments together (what estimates learn from).
+
+    ``run_seconds`` is the time its work ran (each segment's ``ended_at - actual_start``, summed), ``None``
+    when an end is unknown; ``energy_kwh`` the energy it used, summed likewise, ``None`` when a part was not
+    measured; ``segments`` how many entries it took (1 for an attempt in one piece); ``entry_id`` its final
+    entry.
+    """
+
+    entry_id: str
+    run_seconds: float | None
+    energy_kwh: float | None
+    segments: int = 1
 
 
 class Ledger:
@@ -246,3 +268,95 @@ class Ledger:
         )
         with self.read() as session:
             return [entry_from_row(row) for row in session.execute(query).scalars()]
+
+    def past_attempts(self, workflow_id: str, task_id: str, *, limit: int = 20) -> list[PastAttempt]:
+        """The latest successful attempts of a task, newest first, each with all its segments summed.
+
+        One indexed query, newest first, read only as far as needed: until ``limit`` successful attempts and
+        every segment before them are at hand, and never past the task's latest :data:`HISTORY_ROWS` entries
+        that may belong to one (a segment paused for later is ``interrupted``). An interruptible attempt is
+        its final entry plus the segments before it, followed back through
+        ``extra["segment"]["previous_entry"]`` under the same ``link``; one whose first segments fall outside
+        the window is left out rather than counted short. Failed and stopped attempts are not history.
+        """
+        segment = EntryRow.extra["segment"].label("segment")
+        query = (
+            select(
+                EntryRow.entry_id,
+                EntryRow.decision,
+                EntryRow.error,
+                EntryRow.actual_start,
+                EntryRow.ended_at,
+                EntryRow.energy_kwh,
+                segment,
+            )
+            .where(
+                EntryRow.workflow_id == workflow_id,
+                EntryRow.task_id == task_id,
+                EntryRow.decision.in_((*_SUCCEEDED, "interrupted")),
+            )
+            # The index's order ((workflow_id, task_id, recorded_at)): no sort, and reading stops early.
+            .order_by(EntryRow.recorded_at.desc(), EntryRow.seq.desc())
+            .limit(HISTORY_ROWS)
+        )
+        paused: dict[str, Any] = {}  # segments that did not end their attempt, by entry id
+        finals: list[Any] = []
+        needed: set[str] = set()  # segments the attempts found so far still lack (older: read on)
+        with self.read() as session:
+            for row in session.execute(query, execution_options={"yield_per": 64}):
+                part = row.segment if isinstance(row.segment, dict) else None
+                if row.decision == "interrupted":
+                    if row.error is not None or part is None or part.get("final"):
+                        continue  # stopped for good: not a success, nor part of one
+                    paused[row.entry_id] = row
+                    if row.entry_id not in needed:
+                        continue  # a part of a failed attempt, or of one past the limit
+                    needed.discard(row.entry_id)
+                elif row.error is None and len(finals) < limit:
+                    finals.append(row)
+                else:
+                    continue
+                if part is not None and part.get("previous_entry"):
+                    needed.add(str(part["previous_entry"]))  # the segment before, older: further down
+                if len(finals) == limit and not needed:
+                    break
+        attempts: list[PastAttempt] = []
+        for final in finals:
+            chain = _segments_of(final, paused)
+            if chain is None:
+                continue
+            seconds = [_run_seconds(row) for row in chain]
+            energy = [row.energy_kwh for row in chain]
+            attempts.append(
+                PastAttempt(
+                    entry_id=final.entry_id,
+                    run_seconds=None if None in seconds else sum(s for s in seconds if s is not None),
+                    energy_kwh=None if None in energy else sum(e for e in energy if e is not None),
+                    segments=len(chain),
+                )
+            )
+            if len(attempts) == limit:
+                break
+        return attempts
+
+
+def _segments_of(final: Any, paused: dict[str, Any]) -> list[Any] | None:
+    """The entries of ``final``'s attempt, final first (``None`` when one of its segments is not at hand)."""
+    chain = [final]
+    part = final.segment if isinstance(final.segment, dict) else None
+    link = part.get("link") if part else None
+    while part is not None and part.get("previous_entry"):
+        before = paused.pop(str(part["previous_entry"]), None)  # popped: a segment counts once, and no loop
+        if before is None or before.segment.get("link") != link:
+            return None
+        chain.append(before)
+        part = before.segment
+    return chain
+
+
+def _run_seconds(row: Any) -> float | None:
+    if row.actual_start is None or row.ended_at is None:
+        return None
+    started: datetime = row.actual_start
+    ended: datetime = row.ended_at
+    return max((ended - started).total_seconds(), 0.0)

@@ -79,10 +79,11 @@ def test_checks_that_involve_a_mapped_argument_wait_for_the_instance() -> None:
         CarbonAwareOperator.partial(
             task_id="d", python_callable=print, region="GB", execution_timeout=timedelta(hours=3)
         ).expand(max_delay=["30m"])
+        # An unmapped duration is still checked at parse time (one not given is learned: nothing to refuse).
         with pytest.raises(InvalidInput, match="shorter than expected_duration=1:00:00"):
-            CarbonAwareOperator.partial(task_id="e", python_callable=print, region="GB", deadline="30m").expand(
-                op_args=[[1]]
-            )
+            CarbonAwareOperator.partial(
+                task_id="e", python_callable=print, region="GB", deadline="30m", expected_duration="1h"
+            ).expand(op_args=[[1]])
 
 
 def test_a_bad_mapped_value_fails_only_its_instance_with_the_same_message() -> None:
