@@ -164,13 +164,20 @@ def _run_parts(
             start("prefect")
         if "prefect" in watches and (airflow is None or airflow.ended) and not layout.prefect_go.exists():
             layout.prefect_go.touch()
-        # The interruptible fine-tune (no orchestrator, no budget) alongside the Prefect flow: both mostly
-        # wait, so the demo takes barely longer; after the Airflow run, whose start-up needs the CPU.
-        if "finetune" not in watches and (airflow is None or airflow.ended):
+        # The interruptible fine-tune (no orchestrator, no budget) alongside the Prefect flow, which mostly
+        # waits: the demo takes barely longer, and its 1 s first segment is not starved of CPU by the
+        # Airflow run or Prefect's server start-up.
+        prefect = watches.get("prefect")
+        prefect_starting = "prefect" in plans and (prefect is None or not (prefect.ended or _flow_started(prefect)))
+        if "finetune" not in watches and (airflow is None or airflow.ended) and not prefect_starting:
             start("finetune")
         if all(w.ended for w in watches.values()) and set(watches) == set(plans):
             return
         time.sleep(_POLL_SECONDS)
+
+
+def _flow_started(watch: _Watch) -> bool:
+    return any(event.get("event") == "flow_start" for event in watch.events)
 
 
 def _show(watch: _Watch, progress: Progress, began: float) -> None:

@@ -97,6 +97,7 @@ class LogParser:
     _task: str | None = None
     _seen: set[str] = field(default_factory=set)
     _trace_start: dict[str, datetime] = field(default_factory=dict)
+    _started: bool = False  # the interruptible job's command has run (a segment began)
 
     def feed(self, line: str) -> Progress | None:
         """The progress ``line`` reports, if any."""
@@ -112,11 +113,14 @@ class LogParser:
 
     def _finetune(self, line: str) -> Progress | None:
         if plan := _RUN_PLAN.match(line):
-            return Progress(self.part, "finetune", f"plan: {_clip(_ISO.sub(_short_trace, plan['plan']), 220)}")
+            # greenflow prints its plan when it first waits: before the first segment, or between two.
+            when = "paused until its next green segment" if self._started else "waits for its first green segment"
+            return Progress(self.part, "finetune", f"{when}; plan: {_clip(_ISO.sub(_short_trace, plan['plan']), 220)}")
         if done := _RUN_DONE.match(line):
             return Progress(self.part, "finetune", f"{done['what']} (the demo's GPU energy is SIMULATED)")
         for pattern, text in _TRAINING:
             if found := pattern.match(line):
+                self._started = True
                 return Progress(self.part, "finetune", text.format(**found.groupdict()))
         return None
 
