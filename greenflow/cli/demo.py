@@ -2,8 +2,9 @@
 
 The example training DAG through Airflow's ``dag.test()`` and the example Prefect flow, both replaying
 real grid data: each training task defers to the green window and resumes, a shared carbon budget that
-the first runs exhaust skips the Prefect evaluation, then the ledger, the budget, what deferring saved
-and the ledger's verification are printed, with the commands to open the UIs.
+the first runs exhaust skips the Prefect evaluation, an interruptible fine-tune (``greenflow run
+--interruptible``) runs in two green segments and resumes from its checkpoint, then the ledger, the
+budget, what deferring saved and the ledger's verification are printed, with the commands to open the UIs.
 """
 
 from __future__ import annotations

@@ -50,6 +50,10 @@ def print_report(layout: DemoLayout, parts: Sequence[str], seconds: float) -> bo
             _savings(entries)
 
             console.print()
+            console.rule("The interruptible job")
+            _interruptible(entries, layout)
+
+            console.print()
             console.rule("Verification")
             verification = ledger.verify()
             ledger_cli._print_report(verification)
@@ -110,8 +114,114 @@ def _refusals(entries: Sequence[Entry]) -> None:
         )
 
 
+def _ran(entry: Entry) -> bool:
+    """Work that ran: a whole run, or one segment of an interruptible one (a paused segment too)."""
+    return entry.region is not None and (
+        entry.decision in _RAN or (entry.decision == "interrupted" and isinstance(entry.extra.get("segment"), dict))
+    )
+
+
+def _segment(entry: Entry) -> dict[str, Any] | None:
+    raw = entry.extra.get("segment")
+    return raw if isinstance(raw, dict) else None
+
+
+def _interruptible(entries: Sequence[Entry], layout: DemoLayout) -> None:
+    """Each interruptible attempt: its segments, where it resumed from its checkpoint, what it saved."""
+    attempts: dict[str, list[Entry]] = {}
+    for entry in entries:
+        segment = _segment(entry)
+        if segment is not None and _ran(entry):
+            attempts.setdefault(str(segment.get("link")), []).append(entry)
+    if not attempts:
+        console.print("no interruptible job ran")
+        return
+    for segments in attempts.values():
+        segments.sort(key=lambda e: int((_segment(e) or {}).get("index", 0)))
+        first = segments[0]
+        console.print(
+            f"{escape(first.workflow_id)}.{escape(first.task_id)} ({first.orchestrator}, `greenflow run "
+            f"--interruptible`): {len(segments)} segment(s), one linked ledger entry each",
+            highlight=False,
+        )
+        print_table(
+            None,
+            ["segment", "planned (trace)", "ran (trace)", "how it ended", "energy", "emissions", "saved"],
+            [_segment_row(e) for e in segments],
+        )
+    resumes = _resumes(layout)
+    for index, step in resumes:
+        console.print(
+            f"segment {index + 1} resumed from its checkpoint at step {step} (the job saved it on SIGTERM at the "
+            "previous segment's end: flows/checkpointed_training.py)"
+        )
+    if not resumes:
+        console.print("[yellow]the job did not resume from a checkpoint[/] (see its log in the demo directory)")
+    for segments in attempts.values():
+        measured = [e for e in segments if e.saved_g is not None and e.operational_g is not None]
+        if len(measured) != len(segments):
+            console.print("its saving is unknown: a segment has no emissions figure")
+            continue
+        saved = sum(e.saved_g or 0.0 for e in measured)
+        emitted = sum(e.operational_g or 0.0 for e in measured)
+        label = " [bold](SIMULATED energy)[/]" if any(_simulated(e) for e in segments) else ""
+        share = f" ({saved / (emitted + saved):.0%})" if emitted + saved > 0 else ""
+        console.print(
+            f"saved vs running in one piece now: {_mass(saved)}{share}{label}: it emitted {_mass(emitted)} in its "
+            f"segments, {_mass(emitted + saved)} had it run at once from the requested start (each segment's "
+            "share of the work at the trace's intensity then)"
+        )
+
+
+def _segment_row(entry: Entry) -> list[Any]:
+    segment = _segment(entry) or {}
+    planned = f"{_iso_trace(segment.get('planned_start'))}-{_iso_trace(segment.get('planned_end'), short=True)}"
+    ran = f"{_trace(entry.actual_start)}-{_hm(entry.ended_at)}"
+    if entry.decision == "interrupted":
+        ended = f"paused: {segment.get('stopped') or 'stopped'}"
+    else:
+        ended = f"work done ({entry.decision})" + (", ran past its plan" if segment.get("past_plan") else "")
+    return [
+        f"{int(segment.get('index', 0)) + 1}/{segment.get('of', '?')}",
+        planned,
+        ran,
+        ended,
+        _energy(entry),
+        None if entry.operational_g is None else _mass(entry.operational_g),
+        None if entry.saved_g is None else _mass(entry.saved_g),
+    ]
+
+
+def _resumes(layout: DemoLayout) -> list[tuple[int, int]]:
+    """(segment index, step) of every "resumed from step N" line of the fine-tune's own log."""
+    try:
+        lines = (layout.finetune_dir / "training.log").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        index, _, text = line.partition(" ")
+        if text.startswith("resumed from step ") and index.isdigit():
+            found.append((int(index), int(text.rsplit(" ", 1)[1])))
+    return found
+
+
+def _iso_trace(value: object, *, short: bool = False) -> str:
+    if not isinstance(value, str):
+        return "?"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return "?"
+    return _hm(moment) if short else (_trace(moment) or "?")
+
+
+def _hm(moment: datetime | None) -> str:
+    return "?" if moment is None else f"{moment:%H:%M}"
+
+
 def _savings(entries: Sequence[Entry]) -> None:
-    ran = [e for e in entries if e.decision in _RAN and e.region is not None]
+    ran = [e for e in entries if _ran(e)]
     if not ran:
         console.print("no carbon-aware task ran")
         return
@@ -161,8 +271,10 @@ def _savings(entries: Sequence[Entry]) -> None:
     if measured:
         total = sum(e.saved_g or 0.0 for e in measured)
         label = " [bold](SIMULATED energy)[/]" if any(_simulated(e) for e in measured) else ""
+        links = {str(seg.get("link")) for e in measured if (seg := _segment(e)) is not None}
+        runs = len([e for e in measured if _segment(e) is None]) + len(links)
         console.print(
-            f"saved in total: {_mass(total)}{label} over {len(measured)} run(s) with energy figures "
+            f"saved in total: {_mass(total)}{label} over {runs} run(s) with energy figures "
             "(counterfactual = the same energy at the intensity of the requested start, location-based)"
         )
 
@@ -212,7 +324,10 @@ def _energy(entry: Entry) -> str:
     ]
     label = f" ({', '.join(labels)})" if labels else ""
     wh = entry.energy_kwh * 1000
-    text = f"{wh:.3g} Wh" if wh >= 1 or wh == 0 else f"{wh * 1000:.3g} mWh"
+    if wh >= 1000:
+        text = f"{entry.energy_kwh:.3g} kWh"
+    else:
+        text = f"{wh:.3g} Wh" if wh >= 1 or wh == 0 else f"{wh * 1000:.3g} mWh"
     return text + label
 
 

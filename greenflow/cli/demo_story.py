@@ -6,7 +6,9 @@ figures are those of real jobs: the Airflow run goes first and spends ~140 g (tr
 evaluation 30 min), which leaves room for the Prefect training's 50 g reservation; that training spends
 ~110 g more, and the Prefect evaluation (20 g) no longer fits: the gate skips it. Prefect's temporary
 server starts while the Airflow task waits for its window, and the flow starts when the Airflow run has
-ended, so the story is the same on every run.
+ended, so the story is the same on every run. Alongside the Prefect flow, an interruptible fine-tune
+(``greenflow run --interruptible`` of ``flows/checkpointed_training.py``, no budget) runs in two green
+segments of the same trace and resumes from its checkpoint in the second.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from greenflow.demo.parts import (
     PartPlan,
     RunningPart,
     airflow_plan,
+    finetune_plan,
     installed,
     prefect_plan,
     simulation_note,
@@ -78,6 +81,7 @@ def run_demo(options: DemoOptions) -> int:
         plans["airflow"] = airflow_plan(layout, examples, BUDGET_LIMIT)
     if with_prefect:
         plans["prefect"] = prefect_plan(layout, examples, BUDGET_LIMIT)
+    plans["finetune"] = finetune_plan(layout, examples)
     for plan in plans.values():
         console.print(f"  {plan.name}: {plan.note}")
     console.print()
@@ -160,9 +164,20 @@ def _run_parts(
             start("prefect")
         if "prefect" in watches and (airflow is None or airflow.ended) and not layout.prefect_go.exists():
             layout.prefect_go.touch()
+        # The interruptible fine-tune (no orchestrator, no budget) alongside the Prefect flow, which mostly
+        # waits: the demo takes barely longer, and its 1 s first segment is not starved of CPU by the
+        # Airflow run or Prefect's server start-up.
+        prefect = watches.get("prefect")
+        prefect_starting = "prefect" in plans and (prefect is None or not (prefect.ended or _flow_started(prefect)))
+        if "finetune" not in watches and (airflow is None or airflow.ended) and not prefect_starting:
+            start("finetune")
         if all(w.ended for w in watches.values()) and set(watches) == set(plans):
             return
         time.sleep(_POLL_SECONDS)
+
+
+def _flow_started(watch: _Watch) -> bool:
+    return any(event.get("event") == "flow_start" for event in watch.events)
 
 
 def _show(watch: _Watch, progress: Progress, began: float) -> None:

@@ -15,6 +15,7 @@ from greenflow.errors import InvalidInput
 MARKER = ".greenflow-demo"
 DAG_FILE = Path("dags") / "greenflow_example_training.py"
 FLOW_FILE = Path("flows") / "training.py"
+CHECKPOINTED_FILE = Path("flows") / "checkpointed_training.py"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ class DemoLayout:
         return self.logs / f"{part}.result.json"
 
     @property
+    def finetune_dir(self) -> Path:
+        """The interruptible fine-tune's checkpoint and its own log of what it did (start, paused, resumed)."""
+        return self.root / "finetune"
+
+    @property
     def prefect_go(self) -> Path:
         """Created by the parent when the Prefect flow may start (after the Airflow run)."""
         return self.logs / "prefect.go"
@@ -72,26 +78,27 @@ class DemoLayout:
                     fix="pass --dir with a new or empty directory (the demo deletes its directory's contents)",
                 )
             shutil.rmtree(self.root)
-        for path in (self.root, self.airflow_home / "dags", self.prefect_home, self.logs):
+        for path in (self.root, self.airflow_home / "dags", self.prefect_home, self.logs, self.finetune_dir):
             path.mkdir(parents=True, exist_ok=True)
         (self.root / MARKER).write_text("made by `greenflow demo`; removed and rebuilt on every run\n")
 
 
 @dataclass(frozen=True)
 class Examples:
-    """The example DAG and flow the demo runs (from the repository checkout)."""
+    """The example DAG, flow and checkpointing script the demo runs (from the repository checkout)."""
 
     dag_file: Path
     flow_file: Path
+    checkpointed_file: Path
 
 
 def find_examples(start: Path, package_dir: Path) -> Examples:
     """The examples under ``start`` (the working directory) or the checkout holding ``package_dir``."""
     for base in (start, package_dir.parent):
-        dag, flow = base / DAG_FILE, base / FLOW_FILE
-        if dag.is_file() and flow.is_file():
-            return Examples(dag.resolve(), flow.resolve())
+        dag, flow, checkpointed = base / DAG_FILE, base / FLOW_FILE, base / CHECKPOINTED_FILE
+        if dag.is_file() and flow.is_file() and checkpointed.is_file():
+            return Examples(dag.resolve(), flow.resolve(), checkpointed.resolve())
     raise InvalidInput(
-        f"the example {DAG_FILE} and {FLOW_FILE} are not under {start} nor {package_dir.parent}",
+        f"the examples {DAG_FILE}, {FLOW_FILE} and {CHECKPOINTED_FILE} are not under {start} nor {package_dir.parent}",
         fix="run `make demo` (or `greenflow demo`) from the root of a greenflow checkout",
     )

@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from greenflow.demo.layout import DemoLayout, Examples
+from greenflow.demo.layout import CHECKPOINTED_FILE, DemoLayout, Examples
+
+CHECKPOINTED_NAME = CHECKPOINTED_FILE.as_posix()
 
 # The example DAG replays its trace at this speed (its REPLAY option); the Prefect part is told the same.
 # GREENFLOW_REPLAY_SPEED slows it down where starting a task takes seconds (the window must not pass first).
@@ -26,6 +28,16 @@ REPLAY_SPEED = float(os.environ.get("GREENFLOW_REPLAY_SPEED", "3600"))
 # The GPU the stand-in tasks represent: its draw is simulated (greenflow.metering.simulated), each real
 # second of a stand-in standing for REPLAY_SPEED seconds, the trace time it spans on the replay clock.
 SIMULATED_GPU_W = 300.0
+# The interruptible fine-tune (``greenflow run --interruptible``): 4 trace hours of work due 10 h after a
+# Sunday 23:00 on the same Spanish trace. Its plan: the hour before midnight, then the morning from 05:00
+# (two segments, ~6 % less carbon than running in one piece at once). It follows the demo's replay clock.
+FINETUNE_REGION = "ES"
+FINETUNE_START = "2022-06-05T23:00Z"
+FINETUNE_WORK_H = 4
+FINETUNE_DEADLINE_H = 10
+# The stand-in's steps carry 90 % of the declared work: the remaining 10 % is its start-up and the resume
+# (``resume_overhead``), so the last segment usually ends on plan.
+_FINETUNE_STEPS = 72
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,57 @@ def prefect_plan(layout: DemoLayout, examples: Examples, budget_limit: str) -> P
         str(layout.result("prefect")),
     )
     return PartPlan("prefect", argv, env, note)
+
+
+def finetune_plan(layout: DemoLayout, examples: Examples) -> PartPlan:
+    """``greenflow run --interruptible`` of the checkpointing example on the replayed trace (no orchestrator).
+
+    The command gets SIGTERM at its first segment's end, saves its checkpoint and exits; greenflow starts
+    it again at the next segment, where it resumes from the checkpoint. One ledger entry per segment.
+    """
+    step_seconds = FINETUNE_WORK_H * 3600 / REPLAY_SPEED / (_FINETUNE_STEPS / 0.9)
+    directory = layout.finetune_dir
+    argv = (
+        sys.executable,
+        "-m",
+        "greenflow.cli",
+        "run",
+        "--interruptible",
+        "--grace",
+        "10s",
+        "--workflow",
+        "demo-finetune",
+        "--task",
+        "finetune",
+        "--region",
+        FINETUNE_REGION,
+        "--provider",
+        "trace",
+        "--provider-option",
+        f"now={FINETUNE_START}",
+        "--provider-option",
+        f"speed={REPLAY_SPEED:g}",
+        "--expected-duration",
+        f"{FINETUNE_WORK_H}h",
+        "--deadline",
+        f"{FINETUNE_DEADLINE_H}h",
+        "--",
+        sys.executable,
+        str(examples.checkpointed_file),
+        "--steps",
+        str(_FINETUNE_STEPS),
+        "--step-seconds",
+        f"{step_seconds:.4f}",
+        "--checkpoint",
+        str(directory / "finetune.ckpt"),
+        "--log",
+        str(directory / "training.log"),
+    )
+    note = (
+        f"`greenflow run --interruptible` of {CHECKPOINTED_NAME}: {FINETUNE_WORK_H} h of fine-tuning due within "
+        f"{FINETUNE_DEADLINE_H} h from {FINETUNE_START} (trace), simulated {SIMULATED_GPU_W:g} W GPU"
+    )
+    return PartPlan("finetune", argv, _base_env(layout), note)
 
 
 @dataclass

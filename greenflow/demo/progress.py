@@ -44,6 +44,16 @@ _WAITING = re.compile(r"^greenflow: waiting in this process until (?P<wall>\S+ \
 _FIRED = re.compile(r"^greenflow: window trigger fired")
 _ENTRY = re.compile(r"^greenflow: ledger entry \S+ \((?P<decision>\w+)\)(?P<rest>.*)$")
 _FINISHED = re.compile(r"^Finished in state (?P<state>\w+)")
+# ``greenflow run --interruptible`` (stderr) and flows/checkpointed_training.py (stdout), in one log.
+_RUN_PLAN = re.compile(r"^greenflow: waiting until \S+ \(latest start [^)]*\): (?P<plan>.*?)(?:; finishing by .*)?$")
+_RUN_DONE = re.compile(r"^greenflow: (?P<what>done in \d+ segment\(s\).*?)(?:, entries .*)?$")
+_ISO = re.compile(r"\d{4}-(?P<md>\d\d-\d\d)T(?P<hm>\d\d:\d\d)(?::[\d.]+)?(?:Z|\+00:00)")
+_TRAINING = (
+    (re.compile(r"^start$"), "first segment: the training starts from step 0"),
+    (re.compile(r"^paused at (?P<step>\d+)$"), "segment's end: SIGTERM, checkpoint saved at step {step}, paused"),
+    (re.compile(r"^resumed from step (?P<step>\d+)$"), "next segment: resumed from its checkpoint at step {step}"),
+    (re.compile(r"^done$"), "training done"),
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,7 @@ class LogParser:
     _task: str | None = None
     _seen: set[str] = field(default_factory=set)
     _trace_start: dict[str, datetime] = field(default_factory=dict)
+    _started: bool = False  # the interruptible job's command has run (a segment began)
 
     def feed(self, line: str) -> Progress | None:
         """The progress ``line`` reports, if any."""
@@ -96,7 +107,22 @@ class LogParser:
             return Progress(self.part, None, "", event=event)
         if self.part == "airflow":
             return self._airflow(line)
+        if self.part == "finetune":
+            return self._finetune(line)
         return self._prefect(line)
+
+    def _finetune(self, line: str) -> Progress | None:
+        if plan := _RUN_PLAN.match(line):
+            # greenflow prints its plan when it first waits: before the first segment, or between two.
+            when = "paused until its next green segment" if self._started else "waits for its first green segment"
+            return Progress(self.part, "finetune", f"{when}; plan: {_clip(_ISO.sub(_short_trace, plan['plan']), 220)}")
+        if done := _RUN_DONE.match(line):
+            return Progress(self.part, "finetune", f"{done['what']} (the demo's GPU energy is SIMULATED)")
+        for pattern, text in _TRAINING:
+            if found := pattern.match(line):
+                self._started = True
+                return Progress(self.part, "finetune", text.format(**found.groupdict()))
+        return None
 
     def _airflow(self, line: str) -> Progress | None:
         match = _AIRFLOW_LINE.match(line)
@@ -176,6 +202,10 @@ class LogParser:
             rest = entry["rest"].split(", not measured:")[0].split(", error:")[0]
             return Progress(self.part, task, f"ledger entry: {entry['decision']}{rest}")
         return Progress(self.part, task, _clip(_PERIOD_END.sub("", message.removeprefix("greenflow: "))))
+
+
+def _short_trace(match: re.Match[str]) -> str:
+    return f"{match['md']} {match['hm']} (trace)"
 
 
 def _parse_time(text: str) -> datetime | None:

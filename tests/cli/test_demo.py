@@ -1,5 +1,6 @@
 """``greenflow demo`` end to end, as ``make demo`` runs it: real Airflow ``dag.test()``, a real Prefect
-temporary server, the shipped trace replayed, one shared budget; then what the user reads and the ledger left.
+temporary server, an interruptible ``greenflow run``, the shipped trace replayed, one shared budget; then
+what the user reads and the ledger left.
 
 About a minute (more under load); the Airflow and Prefect parts are the repository's example DAG and flow.
 """
@@ -129,11 +130,14 @@ def test_simulated_energy_is_labelled_and_the_summary_shows_real_savings(
     demo: tuple[subprocess.CompletedProcess[str], Path], entries: list[Entry]
 ) -> None:
     result, _ = demo
-    ran = [e for e in entries if e.decision in ("deferred", "ran_now") and e.region is not None]
+    ran = [
+        e for e in entries if e.region is not None and (e.decision in ("deferred", "ran_now") or "segment" in e.extra)
+    ]
     assert {(e.orchestrator, e.task_id.split("-")[0]) for e in ran} == {
         ("airflow", "train"),
         ("airflow", "evaluate"),
         ("prefect", "train"),
+        ("cli", "finetune"),
     }
     assert all(e.method_gpu == "simulated" and e.energy_gpu_kwh for e in ran)
     out = " ".join(result.stdout.split())  # rich wraps long lines
@@ -142,4 +146,38 @@ def test_simulated_energy_is_labelled_and_the_summary_shows_real_savings(
     assert "(GPU SIMULATED)" in out  # the savings table
     saved = sum(e.saved_g or 0.0 for e in ran)
     assert saved > 10
-    assert f"saved in total: {format_mass(saved)} (SIMULATED energy) over 3 run(s)" in out
+    # the interruptible fine-tune's segments count as one run
+    assert f"saved in total: {format_mass(saved)} (SIMULATED energy) over 4 run(s)" in out
+
+
+def test_the_interruptible_finetune_runs_in_green_segments_and_resumes_from_its_checkpoint(
+    demo: tuple[subprocess.CompletedProcess[str], Path], entries: list[Entry]
+) -> None:
+    result, root = demo
+    segments = sorted(
+        (e for e in entries if e.orchestrator == "cli" and e.task_id == "finetune"),
+        key=lambda e: e.extra["segment"]["index"],
+    )
+    assert len(segments) >= 2, [(e.task_id, e.decision) for e in segments]
+    assert segments[0].decision == "interrupted" and segments[-1].decision in ("ran_now", "deferred")
+    assert len({e.extra["segment"]["link"] for e in segments}) == 1
+    assert all(e.method_gpu == "simulated" and e.extra["replay"]["speed"] == REPLAY_SPEED for e in segments)
+    # the command saved its checkpoint on SIGTERM and the next segment started from it, not from step 0
+    log = (root / "finetune" / "training.log").read_text().splitlines()
+    paused = [line for line in log if line.startswith("0 paused at ")]
+    resumed = [line for line in log if line.startswith("1 resumed from step ")]
+    assert paused and resumed and paused[0].split()[-1] == resumed[0].split()[-1] != "0", log
+    step = resumed[0].split()[-1]
+    out = " ".join(result.stdout.split())  # rich wraps long lines
+    # while it ran: the pause at the segment's end, the resume, the plan of its segments
+    assert f"segment's end: SIGTERM, checkpoint saved at step {step}, paused" in out
+    assert f"next segment: resumed from its checkpoint at step {step}" in out
+    assert re.search(r"paused until its next green segment; plan: Running in \d+ segments in ES", out)
+    # the report: one row per segment with its planned and actual times, the resume, the saving labelled
+    assert f"demo-finetune.finetune (cli, `greenflow run --interruptible`): {len(segments)} segment(s)" in out
+    assert f"1/{len(segments)}" in out and "paused: SIGTERM at the segment's planned end" in out
+    assert f"segment 2 resumed from its checkpoint at step {step}" in out
+    saved = sum(e.saved_g or 0.0 for e in segments)
+    assert saved > 10  # greener segments than running in one piece at once, at a real GPU's draw
+    assert f"saved vs running in one piece now: {format_mass(saved)}" in out
+    assert re.search(r"saved vs running in one piece now: [^:]+ \(SIMULATED energy\)", out)
