@@ -505,6 +505,8 @@ def parse_options(given: Mapping[str, Any], entry_point: EntryPoint | None = Non
     for name in sorted(CARBON_OPTION_NAMES):
         option = OPTION[name]
         raw = given[name] if name in given else option.default_for(entry_point)
+        if name == "max_delay" and name not in given and given.get("deadline") is not None:
+            raw = None  # a deadline bounds the start itself: an entry point's default delay does not apply
         values[option.spec_field] = option.parse(raw)
         if name == "expected_duration":
             values["duration_declared"] = raw is not None

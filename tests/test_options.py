@@ -125,3 +125,9 @@ def test_the_configuration_page_lists_the_table() -> None:
         "docs/configuration.md's options table differs from the table in greenflow/options.py: regenerate it with "
         "python -c 'from greenflow.options import markdown_table; print(markdown_table())'"
     )
+
+
+def test_a_deadline_given_where_the_default_delay_is_zero_is_not_both_deadline_and_delay() -> None:
+    spec = CarbonSpec.declare({"region": "GB", "deadline": "10h"}, "run")
+    assert spec.max_delay is None and spec.deadline == timedelta(hours=10)
+    assert CarbonSpec.declare({"region": "GB"}, "run").max_delay == timedelta(0)
