@@ -66,6 +66,12 @@ def plan_command(
     now: str | None = typer.Option(None, "--now", help="Replay time for the trace provider, ISO 8601 with a zone."),
     trace: Path | None = typer.Option(None, "--trace", help="CSV trace to replay (implies --provider trace)."),
     column: str | None = typer.Option(None, "--column", help="Value column of the trace when it has several."),
+    actuals: Path | None = typer.Option(
+        None,
+        "--actuals",
+        help="CSV of the actual intensities beside a --trace of your own forecast snapshots: the forecast "
+        "correction (on by default) learns the snapshots' past errors from it.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
     **options: Any,
 ) -> None:
@@ -74,7 +80,9 @@ def plan_command(
     The carbon flags are the options table's (greenflow.options), with its defaults for `greenflow plan`;
     --duration is kept as another name for --expected-duration.
     """
-    outcome = plan_from(given_options(options, "plan"), earliest=earliest, now=now, trace=trace, column=column)
+    outcome = plan_from(
+        given_options(options, "plan"), earliest=earliest, now=now, trace=trace, column=column, actuals=actuals
+    )
     if json_output:
         print_json(outcome.to_json())
     else:
@@ -128,9 +136,10 @@ def plan_from(
     now: str | None = None,
     trace: Path | None = None,
     column: str | None = None,
+    actuals: Path | None = None,
 ) -> PlanOutcome:
     """Declare the options at ``plan`` and let the lifecycle plan them (no reservation, no ledger)."""
-    replay = {"path": trace, "column": column, "now": now}
+    replay = {"path": trace, "column": column, "now": now, "actuals": actuals}
     if trace is not None:
         given.setdefault("provider", "trace")
     provider = str(given.get("provider", "")).strip().lower()
@@ -139,7 +148,7 @@ def plan_from(
         if used:
             raise InvalidInput(
                 f"{', '.join(used)} given with --provider {provider}",
-                fix="--trace, --column and --now replay an offline trace: use --provider trace",
+                fix="--trace, --column, --actuals and --now replay an offline trace: use --provider trace",
             )
     else:
         given["provider_options"] = {
