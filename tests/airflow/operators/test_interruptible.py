@@ -21,7 +21,8 @@ import json
 import shlex
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,9 @@ from airflow.sdk.exceptions import TaskDeferred
 from greenflow.airflow.carbon_aware_base import ENTRY_XCOM_KEY
 from greenflow.airflow.operators.bash import CarbonAwareBashOperator
 from greenflow.airflow.operators.carbon_aware import CarbonAwareOperator
-from greenflow.airflow.triggers.window import CarbonWindowTrigger
+from greenflow.airflow.triggers.window import CarbonWindowTrigger, latest_start
 from greenflow.ledger import Entry, Ledger
-from greenflow.lifecycle import SegmentRun
+from greenflow.lifecycle import Decision, SegmentRun
 from greenflow.metering.meter import Meter
 from greenflow.segment_runner import sleep_until
 
@@ -175,3 +176,31 @@ def test_an_interruptible_python_task_gets_its_segment_and_says_when_it_is_done(
     assert seen[0].of == 2 and seen[0].stop_at == datetime(2022, 6, 1, 18, tzinfo=UTC)
     assert seen[1].stop_at is None
     _linked([e for e in gf_ledger.entries() if e.task_id == "train_py"])
+
+
+def test_the_trigger_bounds_a_later_segment_by_the_latest_start_of_the_rest_of_the_work() -> None:
+    # Spain, 1 June 2022: an 8 h job asked for at 15:00 with 24 h to finish ran 15:00-18:00 and waits for
+    # 09:00-14:05 the next morning. The attempt's latest start is 07:00: a trigger that fired there would
+    # start the segment two hours early, in the dark. With 3 h done, the rest (and its 5 min resume) may
+    # start until 09:55, after the planned 09:00.
+    segments = [
+        {"index": 0, "start": "2022-06-01T15:00:00Z", "end": "2022-06-01T18:00:00Z", "work_seconds": 10800.0},
+        {"index": 1, "start": "2022-06-02T09:00:00Z", "end": "2022-06-02T14:05:00Z", "work_seconds": 18000.0},
+    ]
+    first = Decision(
+        requested_at=datetime(2022, 6, 1, 15, tzinfo=UTC),
+        start_at=datetime(2022, 6, 1, 15, tzinfo=UTC),
+        latest_start=datetime(2022, 6, 2, 7, tzinfo=UTC),
+        wake_at=datetime(2022, 6, 1, 15, tzinfo=UTC),
+        region="ES",
+        action="run_now",
+        reason="test",
+        plan={"interruptible": True, "segments": segments},
+        segment_index=0,
+    )
+    waiting = replace(first, action="defer", segment_index=1, previous_segment_entry="segment-0-entry")
+    overhead = timedelta(minutes=5)
+
+    assert latest_start(first, overhead) == datetime(2022, 6, 2, 7, tzinfo=UTC)
+    assert latest_start(waiting, overhead) == datetime(2022, 6, 2, 9, 55, tzinfo=UTC)
+    assert latest_start(replace(first, plan=None, segment_index=None)) == first.latest_start
