@@ -57,7 +57,15 @@ from greenflow.steps import Run, Step, Wait
 if TYPE_CHECKING:
     from greenflow.ledger.entry import Entry
 
-__all__ = ["CommandFailed", "SegmentsResult", "run_command", "run_segments", "sleep_until", "wait_then_advance"]
+__all__ = [
+    "CommandFailed",
+    "SegmentsResult",
+    "run_command",
+    "run_segment_command",
+    "run_segments",
+    "sleep_until",
+    "wait_then_advance",
+]
 
 # How often a sleep wakes to check the wall clock (a suspended laptop's sleep does not count its suspension).
 _SLEEP_CHUNK_S = 30.0
@@ -147,22 +155,11 @@ def run_command(
     """
     if not command:
         raise InvalidInput("no command to run", fix="give the command and its arguments, e.g. ['python', 'train.py']")
-    grace_s = (lifecycle.spec.grace if grace is None else grace).total_seconds()
+    given_grace = lifecycle.spec.grace if grace is None else grace
     base = dict(os.environ if env is None else env)
 
     def body(segment: SegmentRun, notes: dict[str, Any]) -> bool:
-        variables = {
-            "GREENFLOW_SEGMENT_INDEX": str(segment.index),
-            "GREENFLOW_SEGMENTS": str(segment.of),
-            "GREENFLOW_STOP_AT": "" if segment.stop_at is None else segment.stop_at.isoformat(),
-        }
-        try:
-            child = subprocess.Popen(
-                list(command), env={**base, **variables}, start_new_session=True, preexec_fn=_die_with_parent()
-            )
-        except OSError as error:
-            raise InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command") from None
-        return _supervise(child, segment, grace_s, notes)
+        return run_segment_command(command, segment, grace=given_grace, env=base, notes=notes)
 
     driver = _Driver(lifecycle, body, wait)
     try:
@@ -171,6 +168,45 @@ def run_command(
         assert driver.step is not None  # a command ran: a Run step was taken
         return SegmentsResult(tuple(driver.entries), False, driver.step, failed.code)
     return SegmentsResult(result.entries, result.done, result.step, 0 if result.done else None)
+
+
+def run_segment_command(
+    command: Sequence[str],
+    segment: SegmentRun,
+    *,
+    grace: timedelta,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    notes: dict[str, Any] | None = None,
+) -> bool:
+    """Run ``command`` for ONE segment (see the module doc): True when it finished its work.
+
+    It starts in its own process group with the segment's variables added to ``env`` (default: this
+    process's environment) and runs in ``cwd``; at ``segment.stop_wall`` it gets SIGTERM, and SIGKILL
+    ``grace`` later (``False``: paused, the next segment resumes it). Exit 0 before then is ``True``;
+    another code raises :class:`CommandFailed`. ``notes`` (the segment entry's, e.g.
+    ``ActiveSegment.notes``) receive how it ended (``stopped``, ``exit_code``). For an orchestrator that
+    drives the segments itself, one segment per task execution, inside :meth:`Lifecycle.metered_segment`.
+    """
+    if not command:
+        raise InvalidInput("no command to run", fix="give the command and its arguments, e.g. ['python', 'train.py']")
+    variables = {
+        "GREENFLOW_SEGMENT_INDEX": str(segment.index),
+        "GREENFLOW_SEGMENTS": str(segment.of),
+        "GREENFLOW_STOP_AT": "" if segment.stop_at is None else segment.stop_at.isoformat(),
+    }
+    base = dict(os.environ if env is None else env)
+    try:
+        child = subprocess.Popen(
+            list(command),
+            env={**base, **variables},
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
+    except OSError as error:
+        raise InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command") from None
+    return _supervise(child, segment, grace.total_seconds(), notes if notes is not None else {})
 
 
 class _Driver:

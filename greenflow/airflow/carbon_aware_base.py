@@ -37,7 +37,7 @@ from greenflow.airflow.spec_params import (
 from greenflow.airflow.triggers.window import CarbonWindowTrigger
 from greenflow.errors import InvalidInput
 from greenflow.ledger import Entry
-from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.lifecycle import ActiveSegment, Decision, Lifecycle, SegmentRun
 from greenflow.options import options_for
 from greenflow.steps import Fail, Run, Skip, Step, Wait
 from greenflow.units import Quantity
@@ -286,6 +286,44 @@ class CarbonAwareBaseOperator(BaseOperator):
         finally:
             if active is not None and active.entry is not None:
                 self.publish_entry(context, active.entry)
+
+    def run_segments(
+        self,
+        context: Any,
+        lifecycle: Lifecycle,
+        decision: Decision,
+        body: Callable[[SegmentRun, dict[str, Any]], bool],
+    ) -> None:
+        """Run an interruptible attempt's segments from ``decision`` until the work is done or it must wait.
+
+        ``body(segment, notes)`` runs the work until ``segment.stop_wall`` (``None``: to completion) and
+        returns ``True`` when the work is done. Each segment is metered and recorded (one linked entry each,
+        published); if the work is not done the task defers to :class:`CarbonWindowTrigger` until the next
+        segment (nothing held between segments; the trigger re-plans the rest at forecast refreshes) and
+        ``execute_complete`` calls this again. Returns when the work is done; a body that raises has its
+        segment recorded ``failed`` and the exception propagates.
+        """
+        while True:
+            active: ActiveSegment | None = None
+            try:
+                with lifecycle.metered_segment(decision) as active:
+                    segment = active.segment
+                    self.log.info(
+                        "greenflow: segment %d of %d planned%s",
+                        segment.index + 1,
+                        segment.of,
+                        f", stops at {segment.stop_at.isoformat()} ({segment.stop_wall.isoformat()} wall clock)"
+                        if segment.stop_at is not None and segment.stop_wall is not None
+                        else ": runs to completion",
+                    )
+                    active.done = bool(body(segment, active.notes))
+            finally:
+                if active is not None and active.entry is not None:
+                    self.publish_entry(context, active.entry)
+            if active.next is None:
+                return
+            # The next segment: a Wait defers (raises TaskDeferred); a start already due runs here at once.
+            decision = self.follow(context, lifecycle, lifecycle.advance(active.next, reserve=self.reserves_budget))
 
     def publish_entry(self, context: Any, entry: Entry) -> None:
         """Log the entry and push its id to XCom (``greenflow_entry_id``)."""

@@ -12,10 +12,19 @@ a routed CarbonAwareOperator does (:mod:`greenflow.airflow.routed`): no second w
 once under the route's decision, so the entry ``greenflow run`` writes has the route's region, request
 time, start and plan, its decision reason names the route's entry, and savings count against the route's
 home (``greenflow run`` is given the regions home first).
+
+With ``interruptible=True`` the command runs in green **segments** (docs/interruptible.md): each
+execution runs the current segment's command in the worker, metered there (one linked ledger entry per
+segment), sends it SIGTERM at the segment's end (SIGKILL ``grace`` later) and defers to the trigger until
+the next segment, holding nothing in between. The command must checkpoint on SIGTERM and resume from its
+checkpoint (``flows/checkpointed_training.py``); exit 0 means the work is done. Past the last planned
+segment it runs to completion. Its output goes to the task log; nothing but the entry id goes to XCom.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +36,8 @@ from greenflow.airflow.identity import identity_from_context
 from greenflow.airflow.ledger_access import ledger_url
 from greenflow.airflow.operators.greenflow_run_command import greenflow_run_command
 from greenflow.exit_codes import BUDGET_REFUSED
-from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.lifecycle import Decision, Lifecycle, SegmentRun
+from greenflow.segment_runner import CommandFailed, run_segment_command
 
 
 class CarbonAwareBashOperator(CarbonAwareBaseOperator, BashOperator):
@@ -53,6 +63,8 @@ class CarbonAwareBashOperator(CarbonAwareBaseOperator, BashOperator):
         return self._run_command(context, lifecycle, self.resume(context, lifecycle, event))
 
     def _run_command(self, context: Any, lifecycle: Lifecycle, decision: Decision) -> Any:
+        if lifecycle.segment(decision) is not None:
+            return self._run_segments(context, lifecycle, decision)
         identity = identity_from_context(context)
         wrapped = greenflow_run_command(
             lifecycle,
@@ -81,3 +93,29 @@ class CarbonAwareBashOperator(CarbonAwareBaseOperator, BashOperator):
             entry = lifecycle.ledger.for_attempt(identity)
             if entry is not None:
                 self.publish_entry(context, entry)
+
+    def _run_segments(self, context: Any, lifecycle: Lifecycle, decision: Decision) -> None:
+        """An interruptible command: this execution's segment(s), metered here; then defer until the next.
+
+        The command runs under ``bash -c`` with BashOperator's environment and ``cwd``, its output in the
+        task log. It is SIGTERMed at the segment's end (SIGKILL ``grace`` later) and resumes from its own
+        checkpoint in the next segment; exit 0 means done. A non-zero exit before the segment's end fails
+        the task (``skip_on_exit_code`` skips it), its segment recorded ``failed``.
+        """
+        if self.cwd is not None and not os.path.isdir(self.cwd):
+            raise AirflowException(f"The cwd {self.cwd} must be an existing directory")
+        command = [shutil.which("bash") or "bash", "-c", str(self.bash_command)]
+        env = self.get_env(context)
+        grace = lifecycle.spec.grace
+
+        def body(segment: SegmentRun, notes: dict[str, Any]) -> bool:
+            return run_segment_command(command, segment, grace=grace, env=env, cwd=self.cwd, notes=notes)
+
+        try:
+            self.run_segments(context, lifecycle, decision, body)
+        except CommandFailed as failed:
+            if failed.code in self.skip_on_exit_code:
+                raise AirflowSkipException(f"Bash command returned exit code {failed.code}. Skipping.") from failed
+            raise AirflowException(
+                f"Bash command failed. The command returned a non-zero exit code {failed.code}."
+            ) from failed

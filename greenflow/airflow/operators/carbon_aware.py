@@ -6,10 +6,17 @@ says wait it reserves its budget and **defers** (no worker slot held) to
 callable under the meter, records the attempt and settles the reservation. The callable's result is the
 task's return value; the ledger entry id is pushed to XCom as ``greenflow_entry_id``. A callable that raises
 still has its energy recorded, as ``failed``.
+
+With ``interruptible=True`` the work runs in green **segments** (docs/interruptible.md): the callable is
+called once per segment, with the :class:`~greenflow.lifecycle.SegmentRun` as keyword ``segment`` if its
+signature takes one (``index``, ``of``, ``stop_at``, ``stop_wall``: checkpoint and return by then), and
+returns whether the work is done. Not done, the task defers until the next segment (nothing held); the
+task's return value is ``True`` once the work is done. Each segment leaves a linked ledger entry.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +24,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 
 from greenflow.airflow.carbon_aware_base import CarbonAwareBaseOperator
 from greenflow.errors import InvalidInput
-from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.lifecycle import Decision, Lifecycle, SegmentRun
 
 
 class CarbonAwareOperator(CarbonAwareBaseOperator, PythonOperator):
@@ -73,4 +80,14 @@ class CarbonAwareOperator(CarbonAwareBaseOperator, PythonOperator):
         if self._greenflow_run is None:  # pragma: no cover - execute always sets it first
             raise RuntimeError("execute_callable called outside CarbonAwareOperator.execute")
         context, lifecycle, decision = self._greenflow_run
-        return self.run_metered(context, lifecycle, decision, super().execute_callable)
+        if lifecycle.segment(decision) is None:
+            return self.run_metered(context, lifecycle, decision, super().execute_callable)
+        takes_segment = "segment" in inspect.signature(self.python_callable).parameters
+        given = dict(self.op_kwargs)
+
+        def body(segment: SegmentRun, _notes: dict[str, Any]) -> bool:
+            self.op_kwargs = {**given, "segment": segment} if takes_segment else given
+            return bool(super(CarbonAwareOperator, self).execute_callable())
+
+        self.run_segments(context, lifecycle, decision, body)
+        return True

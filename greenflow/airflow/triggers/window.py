@@ -4,7 +4,8 @@ While it waits it re-plans at the provider's refresh cadence (a provider outage:
 retry times) with the core's one rule, :meth:`Lifecycle.refresh <greenflow.lifecycle.Lifecycle.refresh>`
 (:mod:`greenflow.replanning`: never later, sooner only for a greener window, never past the latest start),
 reading forecasts through the process's shared cache (one fetch per region per refresh however many
-tasks wait). At the latest start it fires with the plan it holds; a task still waiting for a forecast then
+tasks wait). At the latest start (for a later segment of an interruptible attempt: the latest start of
+the rest of its work, :func:`latest_start`) it fires with the plan it holds; a task still waiting for a forecast then
 resumes through :meth:`Lifecycle.advance <greenflow.lifecycle.Lifecycle.advance>`, whose outage policy
 decides how it runs. The trigger writes nothing to the ledger (the task records the attempt when it
 runs), so running it twice (HA, redistribution) is harmless.
@@ -154,7 +155,10 @@ class CarbonWindowTrigger(BaseTrigger):
             if not waiting_for_forecast and now >= decision.wake_at:
                 yield await run_blocking(self._event, decision, "planned_start", refreshes, first_start)
                 return
-            latest_wall = lifecycle.wall_time(decision.latest_start) if lifecycle else decision.wake_at
+            if lifecycle is not None:
+                latest_wall = lifecycle.wall_time(latest_start(decision, lifecycle.spec.resume_overhead))
+            else:
+                latest_wall = decision.wake_at
             if now >= latest_wall:
                 yield await run_blocking(self._event, decision, "latest_start", refreshes, first_start)
                 return
@@ -271,3 +275,19 @@ class CarbonWindowTrigger(BaseTrigger):
                 "moved_earlier_from": first_start.isoformat() if moved else None,
             }
         )
+
+
+def latest_start(decision: Decision, resume_overhead: timedelta = timedelta(0)) -> datetime:
+    """The latest moment the work ``decision`` waits for can start and still meet the deadline.
+
+    For an attempt (or its first segment) that is its ``latest_start``. An interruptible attempt waiting
+    for a later segment has done the work of the segments before it, so the rest can start that much later
+    (its next planned segment often starts after the attempt's own latest start), less the
+    ``resume_overhead`` the resumption costs.
+    """
+    index = decision.segment_index
+    segments = (decision.plan or {}).get("segments")
+    if not index or not isinstance(segments, list):
+        return decision.latest_start
+    done = sum(float(segment["work_seconds"]) for segment in segments[:index])
+    return decision.latest_start + timedelta(seconds=done) - resume_overhead
