@@ -54,6 +54,7 @@ with DAG(
         expected_duration="2h",
         max_delay="12h",
         min_savings=5,
+        max_staleness="14h",  # the shipped GB trace holds two forecast snapshots a day (10.5 h old at 23:00)
         expected_energy="3kWh",  # e.g. 2 h on a 1.5 kW GPU node: turns intensities into expected grams
     )
 

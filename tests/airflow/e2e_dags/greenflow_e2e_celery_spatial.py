@@ -48,6 +48,7 @@ with DAG(
         expected_duration=EXPECTED_DURATION,
         max_delay=MAX_DELAY,
         min_savings=5,
+        max_staleness="14h",  # the shipped GB trace holds two forecast snapshots a day
         expected_energy="2kWh",
     )
     route >> [

@@ -27,7 +27,7 @@ def _operator(**overrides: Any) -> CarbonAwareOperator:
 @pytest.mark.parametrize(
     ("overrides", "names", "fix"),
     [
-        ({"provider": "ukgird"}, "provider='ukgird' is not one of ukgrid", "ukgrid"),
+        ({"provider": "ukgird"}, "provider='ukgird' is unknown", "ukgrid"),
         ({"region": "Atlantis"}, "region 'Atlantis'", "national"),
         ({"provider": "trace", "region": "XX"}, "no shipped trace for region 'XX'", "ES"),
         ({"deadline": datetime(2030, 1, 1)}, "naive datetime", "time zone"),  # noqa: DTZ001 - naive on purpose
