@@ -226,7 +226,7 @@ class Lifecycle:
         # then never loads an HTTP client.
         self._provider = provider
         self._cache = cache
-        self._meter_factory = meter_factory or (lambda: Meter(sample_interval=spec.sample_interval))
+        self._meter_factory = meter_factory or (lambda: _default_meter(self.spec))
         # A replayed trace brings its own clock: planning then happens in the trace's time.
         self.replaying = (provider is not None or spec.provider == "trace") and bool(
             getattr(self.provider, "replaying", False)
@@ -1340,6 +1340,23 @@ def _saving(baseline: float | None, expected: float | None) -> float | None:
     if baseline is None or expected is None or baseline <= 0:
         return None
     return 100.0 * (baseline - expected) / baseline
+
+
+def _default_meter(spec: CarbonSpec) -> Meter:
+    """The meter of an attempt: NVML/RAPL, or a simulated GPU declared in the environment.
+
+    A simulated GPU (``GREENFLOW_SIMULATED_GPU_W``) stands for a job of the attempt's declared length: its
+    energy is the declared draw x ``expected_duration``, not x the stand-in's real time (which a loaded
+    machine stretches). Interruptible attempts keep the real time x the time scale: each segment is a part.
+    """
+    import os
+
+    from greenflow.metering.simulated import SimulatedPower
+
+    simulated = SimulatedPower.from_env(os.environ)
+    if simulated is not None and not spec.interruptible:
+        simulated = replace(simulated, duration=spec.expected_duration)
+    return Meter(sample_interval=spec.sample_interval, simulated_gpu=simulated)
 
 
 def _expected_intensity(decision: Decision) -> float | None:

@@ -105,3 +105,24 @@ def test_a_simulated_run_is_labelled_in_its_entry_and_not_reported_as_measured(s
 
     measured, estimated, _ = split_energy(ReportAttempt.from_entry(entry))
     assert measured == 0 and estimated == pytest.approx(entry.energy_kwh)
+
+
+def test_a_stand_in_slowed_by_a_loaded_machine_is_charged_its_declared_length(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo's stand-ins sleep their trace time / 3600; a busy host stretches that sleep. The simulated job
+    # is the declared one (300 W x expected_duration), not the stand-in's stretched real time x the scale.
+    monkeypatch.setenv("GREENFLOW_SIMULATED_GPU_W", "300")
+    monkeypatch.setenv("GREENFLOW_SIMULATED_TIME_SCALE", "3600")
+    now = datetime(2022, 6, 1, 12, tzinfo=UTC)
+    spec = CarbonSpec.build(region="ES", provider="trace", expected_duration="2h", max_delay="0s")
+    lifecycle = Lifecycle(
+        spec,
+        Identity("cli", "demo", "r", "train"),
+        ledger=Ledger(sqlite_url),
+        cache=ForecastCache(),
+        provider=TraceProvider(region="ES", now=now),
+    )
+    entry = lifecycle.run(lifecycle.plan(), time.sleep, 0.05).entry  # 0.05 s x 3600 would be 3 min
+    assert entry.method_gpu == "simulated"
+    assert entry.energy_gpu_kwh == pytest.approx(0.6)  # 300 W x 2 h
