@@ -2,7 +2,7 @@
 
 Runs offline: the ``trace`` provider replays real Spanish grid data (Electricity Maps, June 2022) at
 3600x, so an hour of grid time passes every second and the DAG finishes in seconds. The replay clock
-starts when each task starts (``replay_started_at``), so the worker and the triggerer agree on it.
+starts when the DAG run starts (``replay_started_at``), so the worker and the triggerer agree on it.
 
 * ``ensure_budget`` creates the daily budget (limit from the run's ``budget_limit`` param);
 * ``train`` (CarbonAwareOperator) plans, reserves its 50 g estimate, defers to the green window (no worker
@@ -29,16 +29,11 @@ from greenflow.airflow.sensors.budget import CarbonBudgetSensor
 DAG_ID = "greenflow_example_training"
 BUDGET = "example-training-daily"
 # GREENFLOW_REPLAY_SPEED slows the replay where the first task may take seconds to start (a loaded machine).
-# Each task's replay starts when the task starts (``ti.start_date``, which a deferred task keeps across its
-# deferral, so the worker and the triggerer agree on it): on a loaded machine ``dag.test()`` may take tens of
-# seconds to start the first task, which a clock started with the DAG run would count as trace hours.
 REPLAY = {
     "now": "2022-06-01T00:00Z",
     "speed": float(os.environ.get("GREENFLOW_REPLAY_SPEED", "3600")),
-    "replay_started_at": "{{ ti.start_date.isoformat() }}",
+    "replay_started_at": "{{ dag_run.start_date.isoformat() }}",
 }
-# The evaluation follows the training, which ends by mid-afternoon on the trace: its replay starts there.
-EVALUATION_REPLAY = {**REPLAY, "now": "2022-06-01T15:00Z"}
 # GPU time one training epoch stands for; the stand-ins sleep it on the replay clock (trace time / speed).
 EPOCH = timedelta(minutes=40)
 EVALUATION = timedelta(minutes=30)
@@ -106,7 +101,7 @@ with DAG(
         python_callable=evaluate_model,
         region="ES",
         provider="trace",
-        provider_options=EVALUATION_REPLAY,
+        provider_options=REPLAY,
         expected_duration="30m",
         max_delay="0s",
         budget=BUDGET,
