@@ -652,6 +652,9 @@ class Lifecycle:
         info: dict[str, Any] = {"seconds": declared.expected_duration.total_seconds(), "source": "default"}
         if not declared.candidate_regions and declared.budget is None:
             return info | {"note": "not learned: nothing to plan or reserve"}
+        if self._ledger is None and not self.record_failures:
+            # A plan-only lifecycle (`greenflow plan`) was given no ledger: it must not create one to read.
+            return info | {"note": "not learned: planning only, no ledger given"}
         try:
             past = self._past_attempts()
         except Exception as error:  # a history that cannot be read must not stop the task: the fallback

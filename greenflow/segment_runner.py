@@ -37,12 +37,10 @@ rest of the reservation is released.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from greenflow.clock import utcnow
 from greenflow.errors import InvalidInput
 from greenflow.lifecycle import ActiveRun, ActiveSegment, Lifecycle, SegmentRun
+from greenflow.parent_death import die_with_parent
 from greenflow.steps import Run, Step, Wait
 
 if TYPE_CHECKING:
@@ -69,7 +68,6 @@ __all__ = [
 
 # How often a sleep wakes to check the wall clock (a suspended laptop's sleep does not count its suspension).
 _SLEEP_CHUNK_S = 30.0
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 # The part of a segment a driver runs: given the segment and the notes its entry will carry, True when done.
 _Body = Callable[[SegmentRun, dict[str, Any]], bool]
@@ -202,7 +200,7 @@ def run_segment_command(
             env={**base, **variables},
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
     except OSError as error:
         raise InvalidInput(f"cannot start {command[0]!r}: {error.strerror}", fix="check the command") from None
@@ -303,28 +301,3 @@ def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
 def _exit_code(code: int) -> int:
     """The code a shell reports: 128 + the signal for a command a signal ended."""
     return 128 - code if code < 0 else code
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that has the kernel SIGKILL the command when greenflow dies (Linux), else ``None``.
-
-    A killed greenflow must not leave the command running unmetered and unstopped past its segment. As in
-    ``greenflow run``'s forwarding: everything is looked up in the parent, the child only calls ``prctl``.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    parent = os.getpid()
-    kill = int(signal.SIGKILL)
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0)
-        if os.getppid() != parent:  # greenflow died before the line above: the signal will never come
-            os.kill(os.getpid(), kill)
-
-    return arm

@@ -19,7 +19,7 @@ from greenflow.spec import CarbonSpec
 
 # The commands' own flags; every other flag is a carbon option of the table.
 RUN_ONLY = {"--workflow", "--run-id", "--task", "--attempt", "--quiet", "-q", "--decision", "--ledger-write"}
-PLAN_ONLY = {"--earliest", "--now", "--trace", "--column", "--json", "--duration"}
+PLAN_ONLY = {"--earliest", "--now", "--trace", "--column", "--actuals", "--json", "--duration"}
 
 
 def _flags(name: str) -> set[str]:

@@ -79,11 +79,11 @@ def test_the_dags_default_args_apply_to_mapped_decorated_tasks(midnight: datetim
     def infer(shard: int) -> None:
         return None
 
-    # The 30-minute deadline is shorter than the default one-hour expected_duration: every instance would fail.
+    # A DAG-level carbon default out of range would fail every instance: it is refused when the DAG is built.
     with (
-        DAG("bad", schedule=None, start_date=midnight, default_args={"deadline": "30m"}),
-        pytest.raises(InvalidInput, match="shorter than expected_duration"),
+        DAG("bad", schedule=None, start_date=midnight, default_args={"min_savings": 150}),
+        pytest.raises(InvalidInput, match="min_savings=150 is out of range"),
     ):
         infer.expand(shard=[1, 2])
-    with DAG("good", schedule=None, start_date=midnight, default_args={"deadline": "30m"}):
-        infer.override(expected_duration="10m").expand(shard=[1, 2])
+    with DAG("good", schedule=None, start_date=midnight, default_args={"min_savings": 150}):
+        infer.override(min_savings=10).expand(shard=[1, 2])
