@@ -23,16 +23,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The console script beside this interpreter (the venv's), whatever PATH says.
+GREENFLOW = shutil.which("greenflow", path=str(Path(sys.executable).parent)) or "greenflow"
 ROWS = [
     ("python -c pass (the interpreter alone)", [sys.executable, "-c", "pass"]),
-    ("greenflow --version", [shutil.which("greenflow") or "greenflow", "--version"]),
+    ("greenflow --version", [GREENFLOW, "--version"]),
     ("import greenflow.lifecycle", [sys.executable, "-c", "import greenflow.lifecycle"]),
     ("import greenflow.ledger.store (SQLAlchemy)", [sys.executable, "-c", "import greenflow.ledger.store"]),
     # The whole cost of metering a trivial command, its ledger entry written in the same process (the
     # default hands a short command's write to a detached writer, whose CPU the kernel does not count here).
     (
         "greenflow run --ledger-write wait -- true (entry written)",
-        [shutil.which("greenflow") or "greenflow", "run", "--ledger-write", "wait", "--quiet", "--", "true"],
+        [GREENFLOW, "run", "--ledger-write", "wait", "--quiet", "--", "true"],
     ),
 ]
 
