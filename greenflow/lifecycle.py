@@ -1061,7 +1061,7 @@ class Lifecycle:
             embodied_g=embodied,
             functional_unit=self.spec.functional_unit,
             functional_units=units,
-            sci_g_per_unit=_sci(operational, embodied, units),
+            sci_g_per_unit=self._attempt_sci(decision, segment, operational, embodied, units),
             counterfactual_intensity_g_per_kwh=counterfactual[0],
             counterfactual_g=counterfactual[1],
             saved_g=None if counterfactual[1] is None or operational is None else counterfactual[1] - operational,
@@ -1073,6 +1073,25 @@ class Lifecycle:
             entry = entry.replace(ended_at=None)
         self._history = None  # the task's history has changed
         return self.ledger.append(entry, settle=decision.reservation_id, partial=not final)
+
+    def _attempt_sci(
+        self,
+        decision: Decision,
+        segment: SegmentRun | None,
+        operational: float | None,
+        embodied: float | None,
+        units: float | None,
+    ) -> float | None:
+        """SCI of the attempt on the entry that carries its functional units.
+
+        For an interruptible attempt that is the final segment's entry, and the attempt's emissions are all
+        its segments' (its own divided by the attempt's R would understate the SCI). Other segment entries
+        carry no units, so no SCI.
+        """
+        if segment is None or operational is None or not units:
+            return _sci(operational, embodied, units)
+        before = _segments_before_g(self.ledger, decision.previous_segment_entry)
+        return None if before is None else _sci(operational + before, embodied, units)
 
     def decision_fields(self, decision: Decision) -> dict[str, Any]:
         """The ledger fields that describe a decision (for adapters recording a sensor's or a gate's choice)."""
@@ -1343,6 +1362,19 @@ def _saving(baseline: float | None, expected: float | None) -> float | None:
     if baseline is None or expected is None or baseline <= 0:
         return None
     return 100.0 * (baseline - expected) / baseline
+
+
+def _segments_before_g(ledger: Ledger, previous_entry: str | None) -> float | None:
+    """The operational emissions of an attempt's earlier segments (its entries' chain), ``None`` if any is unknown."""
+    total, seen = 0.0, set()
+    while previous_entry is not None and previous_entry not in seen:
+        seen.add(previous_entry)
+        earlier = ledger.get(previous_entry)
+        if earlier is None or earlier.operational_g is None:
+            return None
+        total += earlier.operational_g
+        previous_entry = (earlier.extra or {}).get("segment", {}).get("previous_entry")
+    return total
 
 
 def _default_meter(spec: CarbonSpec) -> Meter:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -209,6 +210,20 @@ def test_a_callable_runs_in_segments_with_one_linked_entry_each_and_the_budget_s
     assert status.settled == pytest.approx(first.charged_g + last.charged_g)
     assert not ledger.budgets.status("power").reserved
     assert ledger.verify().ok
+
+
+def test_the_sci_of_an_interruptible_attempt_counts_every_segment(ledger, meter_factory) -> None:
+    lifecycle = _norway(ledger, meter_factory, speed=36000, embodied="1mg", functional_units=10)
+
+    def work(segment: SegmentRun) -> bool:
+        # Equal real time in each segment (each metered at the fake GPU's 300 W): the first is half the work.
+        time.sleep(0.1)
+        return segment.stop_at is None
+
+    first, last = run_segments(lifecycle, work).entries
+    assert first.sci_g_per_unit is None and first.functional_units is None  # R is the attempt's: on its last entry
+    assert first.operational_g and last.operational_g and first.operational_g > 0.2 * last.operational_g
+    assert last.sci_g_per_unit == pytest.approx((first.operational_g + last.operational_g + 0.001) / 10)
 
 
 def test_past_the_last_planned_segment_the_work_runs_to_completion_and_the_entry_says_so(ledger, meter_factory) -> None:

@@ -62,10 +62,10 @@ def test_the_carbon_tab_shows_one_attempt_with_its_segments_planned_and_run_and_
     assert attempt["accounting"]["saved_g"] == pytest.approx(_total([e.saved_g for e in entries]))
     assert attempt["accounting"]["counterfactual_g"] == pytest.approx(_total([e.counterfactual_g for e in entries]))
     assert [s["energy_kwh"] for s in segments] == pytest.approx([e.energy_kwh for e in entries])
-    # SCI over the whole attempt: all its emissions per the 3 epochs its final entry declares (the final
-    # entry's own SCI counts only the last segment's emissions).
+    # SCI over the whole attempt: all its emissions per the 3 epochs its final entry declares, as the core
+    # stores it on that entry.
     assert attempt["accounting"]["sci_g_per_unit"] == pytest.approx(_total([e.operational_g for e in entries]) / 3)
-    assert attempt["accounting"]["sci_g_per_unit"] > (final.sci_g_per_unit or 0.0)
+    assert attempt["accounting"]["sci_g_per_unit"] == pytest.approx(final.sci_g_per_unit)
     # Started with its first segment; the intensity during the run covers every segment.
     assert attempt["actual_start"] == entries[0].actual_start.isoformat()
     assert len(attempt["run_intensity"]["slots"]) == sum(len(e.measurement_notes["carbon"]["slots"]) for e in entries)
