@@ -24,7 +24,23 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:
-    from greenflow.lifecycle import Decision
+    from greenflow.lifecycle import Decision, Lifecycle
+
+DEFAULT_REFRESH: Final = timedelta(minutes=30)
+"""How often a wait re-plans when the provider has no cadence of its own (a replayed trace), in its clock."""
+MIN_REFRESH_WALL: Final = timedelta(seconds=0.2)
+"""Never re-plan more often than this (wall clock), whatever a fast replay asks for."""
+
+
+def refresh_period(lifecycle: Lifecycle) -> timedelta:
+    """How often (wall clock) a waiting attempt re-plans: the provider's cadence, a replay's divided by its speed.
+
+    ``greenflow run``'s sleep and Prefect's in-process wait use it; the Airflow trigger has its own setting.
+    """
+    cadence = lifecycle.provider.refresh_interval
+    cadence = cadence if cadence > timedelta(0) else DEFAULT_REFRESH
+    return max(cadence / lifecycle.replay_speed if lifecycle.replay_speed else cadence, MIN_REFRESH_WALL)
+
 
 Rule = Literal["newest", "greener", "sooner-if-greener"]
 RULES: Final[tuple[Rule, ...]] = ("newest", "greener", "sooner-if-greener")

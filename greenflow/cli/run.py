@@ -23,7 +23,6 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from greenflow.errors import InvalidInput
 from greenflow.exit_codes import BUDGET_REFUSED
 from greenflow.ledger import Identity
 from greenflow.lifecycle import Decision, Lifecycle
+from greenflow.replanning import refresh_period
 from greenflow.spec import CarbonSpec
 from greenflow.steps import Fail, Run, Skip, Step, Wait
 from greenflow.units import format_energy, format_mass
@@ -48,9 +48,6 @@ EXIT_BUDGET_REFUSED = BUDGET_REFUSED
 # A waiting `greenflow run` sleeps in chunks of at most this long (a changed wall clock is noticed).
 _SLEEP_CHUNK_S = 60.0
 # Re-plan cadence when the provider has none (a replayed trace), in the task's clock.
-DEFAULT_REFRESH = timedelta(minutes=30)
-# Never re-plan more often than this (wall clock), whatever a fast replay asks for.
-MIN_REFRESH_WALL = timedelta(seconds=0.2)
 
 
 class CommandFailed(Exception):
@@ -211,18 +208,6 @@ def _stop_waiting(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def refresh_every(lifecycle: Lifecycle) -> timedelta:
-    """How often (wall clock) a waiting run re-plans: the provider's refresh cadence, as the Airflow trigger.
-
-    A provider without a cadence (a replayed trace) re-plans every :data:`DEFAULT_REFRESH` of its clock;
-    a replay's cadence is divided by its speed, never below :data:`MIN_REFRESH_WALL`.
-    """
-    cadence = lifecycle.provider.refresh_interval
-    cadence = cadence if cadence > timedelta(0) else DEFAULT_REFRESH
-    speed = lifecycle.replay_speed
-    return max(cadence / speed if speed else cadence, MIN_REFRESH_WALL)
-
-
 def _say_waiting(decision: Decision) -> None:
     say(
         f"greenflow: waiting until {decision.start_at.isoformat()} "
@@ -239,7 +224,7 @@ def _wait(lifecycle: Lifecycle, step: Step, *, quiet: bool) -> Step:
     request time carries over, so a command that waited is recorded ``deferred``, one that did not ``ran_now``.
     """
     said: Decision | None = None
-    every = refresh_every(lifecycle)
+    every = refresh_period(lifecycle)
     while isinstance(step, Wait):
         decision = step.decision
         if not quiet and (said is None or said.start_at != decision.start_at or said.action != decision.action):

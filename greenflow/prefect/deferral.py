@@ -37,6 +37,7 @@ from greenflow.ledger import Identity, Ledger
 from greenflow.lifecycle import Decision, Lifecycle
 from greenflow.options import PLANNING_OPTION_NAMES, PlanningOptions, check_option_names
 from greenflow.prefect.connections import CredentialsOption, LedgerOption, resolve_ledger, resolve_provider
+from greenflow.replanning import DEFAULT_REFRESH, refresh_period
 from greenflow.spec import CarbonSpec
 from greenflow.steps import Fail, Wait
 
@@ -53,9 +54,6 @@ DEFERRAL_INPUT_KEY = "greenflow-deferral"
 """Flow-run input key holding the decision of a run that waits for its window."""
 # How often a waiting process says how long is left (at least once at the start).
 LOG_EVERY = timedelta(minutes=5)
-DEFAULT_REFRESH = timedelta(minutes=30)
-"""Re-plan cadence (task clock) for providers without one of their own (a trace), as Airflow's default."""
-MIN_REFRESH_WALL = timedelta(seconds=0.2)
 """Never re-plan more often than this (wall clock), whatever a fast replay asks for."""
 
 
@@ -170,13 +168,6 @@ async def wait_in_process_async(
         if wait.refresh_due():
             await asyncio.to_thread(wait.refresh)  # a re-plan is blocking I/O (HTTP, SQL)
     return wait.decision
-
-
-def refresh_period(lifecycle: Lifecycle) -> timedelta:
-    """How often (wall clock) a waiting attempt re-plans: the provider's cadence, a replay's divided by its speed."""
-    cadence = lifecycle.provider.refresh_interval
-    cadence = cadence if cadence > timedelta(0) else DEFAULT_REFRESH
-    return max(cadence / lifecycle.replay_speed if lifecycle.replay_speed else cadence, MIN_REFRESH_WALL)
 
 
 class _InProcessWait:

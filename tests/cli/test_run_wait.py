@@ -11,6 +11,7 @@ import pytest
 
 from greenflow.cli import run as run_cli
 from greenflow.lifecycle import Decision
+from greenflow.replanning import MIN_REFRESH_WALL, refresh_period
 from greenflow.steps import Run, Step, Wait
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -107,8 +108,8 @@ def test_an_outage_retry_asks_again_at_its_time_through_advance_without_refreshi
 
 def test_a_provider_without_a_cadence_re_plans_every_30_minutes_of_a_replay_divided_by_its_speed() -> None:
     lifecycle = FakeLifecycle(Clock(), refresh=timedelta(0))
-    assert run_cli.refresh_every(cast(Any, lifecycle)) == timedelta(minutes=30)
+    assert refresh_period(cast(Any, lifecycle)) == timedelta(minutes=30)
     lifecycle.replay_speed = 60.0
-    assert run_cli.refresh_every(cast(Any, lifecycle)) == timedelta(seconds=30)
+    assert refresh_period(cast(Any, lifecycle)) == timedelta(seconds=30)
     lifecycle.replay_speed = 1e9
-    assert run_cli.refresh_every(cast(Any, lifecycle)) == run_cli.MIN_REFRESH_WALL
+    assert refresh_period(cast(Any, lifecycle)) == MIN_REFRESH_WALL
